@@ -1,0 +1,47 @@
+namespace Verifier.Core;
+
+/// <summary>A failure the user can act on: bad input, a refused configuration, a mismatch.
+/// The CLI prints <see cref="Exception.Message"/> on stderr and exits with <see cref="ExitCode"/>.</summary>
+public abstract class VerifierException(string message, Exception? inner = null) : Exception(message, inner)
+{
+    public abstract int ExitCode { get; }
+}
+
+/// <summary>A file could not be read as what it claims to be (safetensors, JSON, dataset).</summary>
+public sealed class InvalidInputException(string file, string where, string problem, Exception? inner = null)
+    : VerifierException($"{file}: {where}: {problem}", inner)
+{
+    public string File { get; } = file;
+    public string Where { get; } = where;
+    public override int ExitCode => ExitCodes.InvalidInput;
+}
+
+/// <summary>The command line asks for something inconsistent (an option that does not apply, a value out of range).</summary>
+public sealed class UsageException(string message) : VerifierException(message)
+{
+    public override int ExitCode => ExitCodes.Usage;
+}
+
+/// <summary>A model configuration asks for something this version does not implement.</summary>
+public sealed class UnsupportedConfigException(string file, string field, string problem)
+    : VerifierException($"{file}: field '{field}': {problem}")
+{
+    public override int ExitCode => ExitCodes.Unsupported;
+}
+
+/// <summary>An output could not be written without overwriting something the user did not ask to replace.</summary>
+public sealed class OutputExistsException(string path)
+    : VerifierException($"{path}: already exists; choose another path or pass --force to replace it")
+{
+    public override int ExitCode => ExitCodes.OutputExists;
+}
+
+public static class ExitCodes
+{
+    public const int Ok = 0;
+    public const int Failure = 1;
+    public const int Usage = 2;
+    public const int InvalidInput = 3;
+    public const int Unsupported = 4;
+    public const int OutputExists = 5;
+}

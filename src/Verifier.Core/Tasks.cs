@@ -1,0 +1,177 @@
+namespace Verifier.Core;
+
+/// <summary>A task that generates labelled sequences, and the vocabulary and context it needs.</summary>
+public interface ITask
+{
+    string Name { get; }
+    int DVocab { get; }
+    int DVocabOut { get; }
+    int NCtx { get; }
+    string Describe();
+    Sequence Sample(Rng rng);
+}
+
+/// <summary>A task with few enough distinct inputs to list them all (modular addition): training then
+/// draws from a fixed subset and the held-out set is the rest, so held-out accuracy means generalisation.</summary>
+public interface IFiniteTask : ITask
+{
+    IReadOnlyList<Sequence> All();
+}
+
+public static class TaskExtensions
+{
+    public static TokenDataset Generate(this ITask task, int count, ulong seed, string stream)
+    {
+        var rng = Rng.Derive(seed, task.Name + "/" + stream);
+        var list = new Sequence[count];
+        for (int i = 0; i < count; i++) list[i] = task.Sample(rng);
+        return new TokenDataset(list);
+    }
+}
+
+/// <summary>k tokens drawn uniformly from [0, vocab); the label at the last position is their maximum.</summary>
+public sealed class MaxOfKTask(int vocab = 64, int k = 5) : ITask
+{
+    public string Name => "max-of-k";
+    public int DVocab => vocab;
+    public int DVocabOut => vocab;
+    public int NCtx => k;
+    public string Describe() => $"max-of-k (vocab {vocab}, k {k}): label at the last position = max of the {k} tokens";
+
+    public Sequence Sample(Rng rng)
+    {
+        var tokens = new int[k];
+        var labels = new int[k];
+        for (int i = 0; i < k; i++) { tokens[i] = rng.NextInt(vocab); labels[i] = -1; }
+        labels[k - 1] = tokens.Max();
+        return new Sequence(tokens, labels);
+    }
+}
+
+/// <summary>"a b =" with a, b in [0, p) and '=' the token p; the label at '=' is (a + b) mod p.</summary>
+public sealed class ModularAdditionTask(int p = 53) : IFiniteTask
+{
+    public IReadOnlyList<Sequence> All()
+    {
+        var all = new List<Sequence>(p * p);
+        for (int a = 0; a < p; a++)
+            for (int b = 0; b < p; b++)
+                all.Add(new Sequence([a, b, p], [-1, -1, (a + b) % p]));
+        return all;
+    }
+
+    public string Name => "modular-addition";
+    public int DVocab => p + 1;
+    public int DVocabOut => p;
+    public int NCtx => 3;
+    public string Describe() => $"modular addition (p {p}): tokens 'a b =' (= is token {p}), label (a+b) mod {p} at '='";
+
+    public Sequence Sample(Rng rng)
+    {
+        int a = rng.NextInt(p), b = rng.NextInt(p);
+        return new Sequence([a, b, p], [-1, -1, (a + b) % p]);
+    }
+}
+
+/// <summary>k tokens from [0, vocab), a separator (token vocab), then the same tokens sorted ascending,
+/// teacher-forced: from the separator on, each position is labelled with the next sorted token.</summary>
+public sealed class SortTask(int vocab = 16, int k = 5) : ITask
+{
+    public string Name => "sort";
+    public int DVocab => vocab + 1;
+    public int DVocabOut => vocab;
+    public int NCtx => 2 * k;
+    public string Describe() => $"sort (vocab {vocab}, k {k}): x₁…x_k SEP y₁…y_(k−1), labels y₁…y_k from SEP on";
+
+    public Sequence Sample(Rng rng)
+    {
+        var xs = new int[k];
+        for (int i = 0; i < k; i++) xs[i] = rng.NextInt(vocab);
+        var ys = xs.OrderBy(x => x).ToArray();
+        var tokens = new int[2 * k];
+        var labels = new int[2 * k];
+        for (int i = 0; i < k; i++) { tokens[i] = xs[i]; labels[i] = -1; }
+        tokens[k] = vocab;
+        for (int i = 0; i < k - 1; i++) tokens[k + 1 + i] = ys[i];
+        for (int i = 0; i < k; i++) labels[k + i] = ys[i];
+        return new Sequence(tokens, labels);
+    }
+}
+
+/// <summary>Character-level language modelling on a user's text file: the vocabulary is the sorted set of
+/// characters (Unicode scalar values) in the file; each sample is a random window of n_ctx + 1 characters,
+/// labelled with the next character at every position.</summary>
+public sealed class TextTask : ITask
+{
+    readonly int[] _ids;
+    public IReadOnlyList<string> Vocabulary { get; }
+    public string Name => "text";
+    public int DVocab => Vocabulary.Count;
+    public int DVocabOut => Vocabulary.Count;
+    public int NCtx { get; }
+    public string Source { get; }
+
+    public TextTask(string path, int nCtx = 32)
+    {
+        if (!File.Exists(path)) throw new InvalidInputException(path, "file", "does not exist");
+        if (nCtx <= 0) throw new ArgumentOutOfRangeException(nameof(nCtx), nCtx, "n_ctx must be positive");
+        string text = File.ReadAllText(path);
+        var runes = text.EnumerateRunes().Select(r => r.ToString()).ToArray();
+        if (runes.Length < nCtx + 1)
+            throw new InvalidInputException(path, "text", $"has {runes.Length} characters; at least n_ctx + 1 = {nCtx + 1} are needed");
+        Vocabulary = runes.Distinct().OrderBy(s => s, StringComparer.Ordinal).ToArray();
+        var index = Vocabulary.Select((s, i) => (s, i)).ToDictionary(p => p.s, p => p.i);
+        _ids = runes.Select(r => index[r]).ToArray();
+        NCtx = nCtx;
+        Source = path;
+    }
+
+    public string Describe() => $"character-level text ({Source}: {_ids.Length} characters, vocabulary {DVocab}, n_ctx {NCtx})";
+
+    public Sequence Sample(Rng rng)
+    {
+        int start = rng.NextInt(_ids.Length - NCtx);
+        return new Sequence(_ids.AsSpan(start, NCtx).ToArray(), _ids.AsSpan(start + 1, NCtx).ToArray());
+    }
+}
+
+/// <summary>The built-in tasks by name, with their parameters checked.</summary>
+public static class TaskCatalog
+{
+    public static readonly IReadOnlyList<string> Names = ["max-of-k", "modular-addition", "sort", "text"];
+
+    /// <summary>Parameters a task may take; null means the task's default.</summary>
+    public sealed record Parameters(int? Vocab = null, int? K = null, int? P = null, string? Text = null, int? NCtx = null);
+
+    public static ITask Create(string name, Parameters p)
+    {
+        static int Check(string option, int? value, int fallback, int min, int max)
+        {
+            int v = value ?? fallback;
+            if (v < min || v > max) throw new UsageException($"{option} must be in [{min}, {max}], got {v}");
+            return v;
+        }
+        void Unused(string option, object? value)
+        {
+            if (value is not null) throw new UsageException($"{option} does not apply to the task '{name}'");
+        }
+        switch (name)
+        {
+            case "max-of-k":
+                Unused("--p", p.P); Unused("--text", p.Text); Unused("--n-ctx", p.NCtx);
+                return new MaxOfKTask(Check("--vocab", p.Vocab, 64, 2, 1 << 20), Check("--k", p.K, 5, 1, 4096));
+            case "modular-addition":
+                Unused("--vocab", p.Vocab); Unused("--k", p.K); Unused("--text", p.Text); Unused("--n-ctx", p.NCtx);
+                return new ModularAdditionTask(Check("--p", p.P, 53, 2, 4096));
+            case "sort":
+                Unused("--p", p.P); Unused("--text", p.Text); Unused("--n-ctx", p.NCtx);
+                return new SortTask(Check("--vocab", p.Vocab, 16, 2, 1 << 20), Check("--k", p.K, 5, 1, 2048));
+            case "text":
+                Unused("--vocab", p.Vocab); Unused("--k", p.K); Unused("--p", p.P);
+                if (p.Text is null) throw new UsageException("the task 'text' needs --text FILE (a UTF-8 text file)");
+                return new TextTask(p.Text, Check("--n-ctx", p.NCtx, 32, 1, 4096));
+            default:
+                throw new UsageException($"unknown task '{name}'; expected one of {string.Join(", ", Names)}");
+        }
+    }
+}
