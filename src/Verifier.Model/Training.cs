@@ -1,0 +1,133 @@
+using TorchSharp;
+using Verifier.Core;
+using static TorchSharp.torch;
+
+namespace Verifier.Model;
+
+public sealed record TrainOptions(
+    int Steps = 3000, int BatchSize = 256, double LearningRate = 3e-3, double WeightDecay = 0.01,
+    int WarmupSteps = 100, ulong Seed = 0, int EvalSequences = 4096, double HeldOutFraction = 0.3);
+
+/// <summary>Loss is a moving average over recent steps; Accuracy is the current batch's.</summary>
+public sealed record TrainProgress(int Step, int TotalSteps, double Loss, double Accuracy);
+
+/// <summary>Summary written to metrics.json beside the model.</summary>
+public sealed record TrainMetrics(
+    string Task, string TaskDescription, ulong Seed, int Steps, int BatchSize, double LearningRate, double WeightDecay,
+    long Parameters, double FinalTrainLoss, double HeldOutLoss, double HeldOutAccuracy, long HeldOutPositions,
+    long HeldOutSequences, string HeldOut, double WallSeconds, int Threads, string WeightsSha256, string TestSha256);
+
+/// <summary>What the model trains on and what it is judged on.</summary>
+public sealed record DataSplit(IReadOnlyList<Sequence>? TrainSet, TokenDataset HeldOut, string Description)
+{
+    /// <summary>A finite task (every input listable) is split once, by seed: a fraction is held out and never
+    /// trained on. Any other task trains on fresh samples and is judged on a separately seeded sample.</summary>
+    public static DataSplit For(ITask task, TrainOptions o)
+    {
+        if (task is IFiniteTask finite)
+        {
+            var all = finite.All().ToArray();
+            var rng = Rng.Derive(o.Seed, task.Name + "/split");
+            for (int i = all.Length - 1; i > 0; i--) { int j = rng.NextInt(i + 1); (all[i], all[j]) = (all[j], all[i]); }
+            int held = Math.Clamp((int)Math.Round(all.Length * o.HeldOutFraction), 1, all.Length - 1);
+            return new DataSplit(all[held..], new TokenDataset(all[..held]),
+                $"{held} of the task's {all.Length} inputs ({o.HeldOutFraction:P0}), never trained on");
+        }
+        return new DataSplit(null, task.Generate(o.EvalSequences, o.Seed, "test"),
+            $"{o.EvalSequences} fresh samples from a separately seeded stream (may coincide with training samples only by chance)");
+    }
+}
+
+public static class Trainer
+{
+    /// <summary>TransformerLens's default initialisation scale, 0.8/√d_model, with zero biases.</summary>
+    public static ModelWeights Initialise(ModelConfig config, ulong seed)
+    {
+        var random = ModelWeights.Random(config, seed, std: 0.8 / Math.Sqrt(config.DModel));
+        var tensors = random.Tensors.Values.ToDictionary(
+            t => t.Name,
+            t => t.Name.Split('.')[^1].StartsWith("b_") ? t with { Data = new double[t.Data.Length] } : t,
+            StringComparer.Ordinal);
+        return new ModelWeights(config, tensors);
+    }
+
+    /// <summary>AdamW with linear warm-up then cosine decay to 10%, on fresh batches from the task each step
+    /// (seeded). Deterministic for a seed on a given machine and thread count.</summary>
+    public static Transformer Train(ITask task, ModelConfig config, TrainOptions o, IReadOnlyList<Sequence>? trainSet = null,
+        IProgress<TrainProgress>? progress = null, CancellationToken ct = default)
+    {
+        if (trainSet is { Count: 0 }) throw new ArgumentException("the training set is empty", nameof(trainSet));
+        random.manual_seed((long)o.Seed);
+        var model = new Transformer(Initialise(config, o.Seed), ScalarType.Float32);
+        var optimizer = optim.AdamW(model.Parameters, lr: o.LearningRate, weight_decay: o.WeightDecay);
+        var rng = Rng.Derive(o.Seed, task.Name + "/train");
+        double ema = double.NaN;
+        for (int step = 1; step <= o.Steps; step++)
+        {
+            ct.ThrowIfCancellationRequested();
+            double lr = step <= o.WarmupSteps
+                ? o.LearningRate * step / o.WarmupSteps
+                : o.LearningRate * (0.1 + 0.9 * 0.5 * (1 + Math.Cos(Math.PI * (step - o.WarmupSteps) / Math.Max(1, o.Steps - o.WarmupSteps))));
+            foreach (var g in optimizer.ParamGroups) g.LearningRate = lr;
+
+            var batch = new Sequence[o.BatchSize];
+            for (int b = 0; b < batch.Length; b++)
+                batch[b] = trainSet is null ? task.Sample(rng) : trainSet[rng.NextInt(trainSet.Count)];
+            using var scope = NewDisposeScope();
+            var (tokens, labels) = Transformer.Batch(batch);
+            var logits = model.Forward(tokens);
+            var flat = logits.reshape(-1, config.DVocabOut);
+            var target = labels.reshape(-1);
+            var loss = nn.functional.cross_entropy(flat, target, ignore_index: -1);
+            optimizer.zero_grad();
+            loss.backward();
+            optimizer.step();
+
+            double l = loss.item<float>();
+            ema = double.IsNaN(ema) ? l : 0.95 * ema + 0.05 * l;
+            if (step % 25 == 0 || step == o.Steps)
+            {
+                using var noGrad = no_grad();
+                var scored = target.ne(-1);
+                double acc = flat.argmax(-1).eq(target).logical_and(scored).sum().item<long>() / (double)scored.sum().item<long>();
+                progress?.Report(new TrainProgress(step, o.Steps, ema, acc));
+            }
+            if (!double.IsFinite(l)) throw new InvalidOperationException($"training diverged at step {step} (loss {l}); lower --lr");
+        }
+        return model;
+    }
+}
+
+/// <summary>Mean cross-entropy and accuracy over the labelled positions, computed in float64 through TorchSharp
+/// (libtorch, the same kernels as PyTorch).</summary>
+public static class Evaluator
+{
+    public sealed record Result(double Loss, double Accuracy, long Positions, long Sequences);
+
+    public static Result Evaluate(ModelWeights weights, TokenDataset data, int batchSize = 1024, IProgress<(int Done, int Total)>? progress = null)
+    {
+        using var model = new Transformer(weights, ScalarType.Float64);
+        using var noGrad = no_grad();
+        double total = 0; long positions = 0, correct = 0;
+        int done = 0;
+        foreach (var group in data.Sequences.GroupBy(s => s.Tokens.Length))
+        {
+            var seqs = group.ToList();
+            for (int start = 0; start < seqs.Count; start += batchSize)
+            {
+                using var scope = NewDisposeScope();
+                var chunk = seqs.GetRange(start, Math.Min(batchSize, seqs.Count - start));
+                var (tokens, labels) = Transformer.Batch(chunk);
+                var flat = model.Forward(tokens).reshape(-1, weights.Config.DVocabOut);
+                var target = labels.reshape(-1);
+                var scored = target.ne(-1);
+                total += nn.functional.cross_entropy(flat, target, ignore_index: -1, reduction: nn.Reduction.Sum).item<double>();
+                positions += scored.sum().item<long>();
+                correct += flat.argmax(-1).eq(target).logical_and(scored).sum().item<long>();
+                done += chunk.Count;
+                progress?.Report((done, data.Count));
+            }
+        }
+        return new Result(total / positions, (double)correct / positions, positions, data.Count);
+    }
+}
