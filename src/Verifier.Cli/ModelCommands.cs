@@ -1,0 +1,210 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Text.Json;
+using Verifier.Core;
+using Verifier.Model;
+
+namespace Verifier.Cli;
+
+/// <summary>An IProgress that reports on the calling thread (System.Progress posts to the thread pool).</summary>
+sealed class SyncProgress<T>(Action<T> report) : IProgress<T>
+{
+    public void Report(T value) => report(value);
+}
+
+/// <summary>The architecture options of train-model and demo.</summary>
+sealed class ArchitectureOptions
+{
+    public readonly Option<int> DModel = Options.Positive<int>("--d-model", "Residual stream width", 32);
+    public readonly Option<int> NHeads = Options.Positive<int>("--n-heads", "Attention heads per layer", 2);
+    public readonly Option<int> DHead = Options.Positive<int>("--d-head", "Width of each head", 16);
+    public readonly Option<int> DMlp = Options.Positive<int>("--d-mlp", "MLP hidden width (ReLU)", 64);
+    public readonly Option<int> NLayers = Options.Positive<int>("--n-layers", "Number of layers", 1);
+    public readonly Option<bool> AttnOnly = new("--attn-only") { Description = "Attention-only layers (no MLP)" };
+
+    public void AddTo(Command c)
+    {
+        foreach (var o in new Option[] { DModel, NHeads, DHead, DMlp, NLayers, AttnOnly }) c.Options.Add(o);
+    }
+
+    public ModelConfig For(ITask task, ParseResult pr) => ModelConfig.Create(
+        pr.GetValue(DModel), pr.GetValue(NHeads), pr.GetValue(DHead), pr.GetValue(DMlp), pr.GetValue(NLayers),
+        task.NCtx, task.DVocab, task.DVocabOut, pr.GetValue(AttnOnly));
+}
+
+/// <summary>The optimiser options of train-model and demo.</summary>
+sealed class TrainingOptions
+{
+    public readonly Option<int> Steps = Options.Positive<int>("--steps", "Optimiser steps", 1500);
+    public readonly Option<int> BatchSize = Options.Positive<int>("--batch-size", "Sequences per step", 256);
+    public readonly Option<double> LearningRate = Options.Positive<double>("--lr", "Peak AdamW learning rate (linear warm-up, cosine decay to 10%)", 3e-3);
+    public readonly Option<double> WeightDecay = new("--weight-decay") { Description = "AdamW weight decay", DefaultValueFactory = _ => 0.01 };
+    public readonly Option<ulong> Seed = Options.Seed("initialisation, batches and the held-out split");
+    public readonly Option<int?> Threads = new("--threads") { Description = "CPU threads for TorchSharp (default: all cores); results are reproducible for a given seed and thread count" };
+
+    public void AddTo(Command c)
+    {
+        foreach (var o in new Option[] { Steps, BatchSize, LearningRate, WeightDecay, Seed, Threads }) c.Options.Add(o);
+    }
+
+    public TrainOptions For(ParseResult pr)
+    {
+        double wd = pr.GetValue(WeightDecay);
+        if (wd < 0 || !double.IsFinite(wd)) throw new UsageException($"--weight-decay must be a finite number ≥ 0, got {wd}");
+        if (pr.GetValue(Threads) is int n)
+        {
+            if (n <= 0) throw new UsageException($"--threads must be positive, got {n}");
+            TorchSharp.torch.set_num_threads(n);
+        }
+        return new TrainOptions(pr.GetValue(Steps), pr.GetValue(BatchSize), pr.GetValue(LearningRate), wd,
+            WarmupSteps: Math.Min(100, pr.GetValue(Steps) / 10), Seed: pr.GetValue(Seed));
+    }
+}
+
+/// <summary>Training a model into a directory: shared by train-model and demo.</summary>
+static class ModelTraining
+{
+    public const string MetricsFile = "metrics.json";
+    public const string TestFile = "test.jsonl";
+    public const string VocabularyFile = "vocabulary.json";
+
+    /// <summary>Trains, evaluates the held-out split in float64, and writes into <paramref name="dir"/> (which
+    /// must exist and be empty): config.json, model.safetensors, test.jsonl, metrics.json (and vocabulary.json
+    /// for text).</summary>
+    public static TrainMetrics TrainInto(string dir, ITask task, ModelConfig config, TrainOptions o, CommandContext ctx)
+    {
+        var split = DataSplit.For(task, o);
+        var sw = Stopwatch.StartNew();
+        using var model = ctx.WithProgress($"training {task.Name}", report => Trainer.Train(task, config, o, split.TrainSet,
+            new SyncProgress<TrainProgress>(p => report((double)p.Step / p.TotalSteps,
+                $"step {p.Step}/{p.TotalSteps}  loss {p.Loss:F4}  acc {p.Accuracy:P1}")), ctx.Cancel));
+        double trainSeconds = sw.Elapsed.TotalSeconds;
+        var weights = model.ToWeights("F32");
+        var eval = Evaluator.Evaluate(weights, split.HeldOut);
+
+        weights.SaveInto(dir);
+        split.HeldOut.Save(Path.Combine(dir, TestFile));
+        if (task is TextTask text)
+            AtomicOutput.WriteAllText(Path.Combine(dir, VocabularyFile), JsonSerializer.Serialize(text.Vocabulary, CommandContext.JsonOptions));
+        var metrics = new TrainMetrics(task.Name, task.Describe(), o.Seed, o.Steps, o.BatchSize, o.LearningRate, o.WeightDecay,
+            weights.Tensors.Values.Sum(t => t.Count), FinalTrainLoss(model, task, o), eval.Loss, eval.Accuracy, eval.Positions,
+            eval.Sequences, split.Description, Math.Round(trainSeconds, 2), TorchSharp.torch.get_num_threads(),
+            Hashing.Sha256File(Path.Combine(dir, ModelWeights.WeightsFileName)), split.HeldOut.ContentHash());
+        AtomicOutput.WriteAllText(Path.Combine(dir, MetricsFile), JsonSerializer.Serialize(metrics, CommandContext.JsonOptions));
+        return metrics;
+    }
+
+    /// <summary>Float64 loss of the final weights on one fresh training-distribution batch (seeded).</summary>
+    static double FinalTrainLoss(Transformer model, ITask task, TrainOptions o)
+    {
+        var rng = Rng.Derive(o.Seed, task.Name + "/final-train-batch");
+        var batch = new Sequence[o.BatchSize];
+        for (int i = 0; i < batch.Length; i++) batch[i] = task.Sample(rng);
+        return Evaluator.Evaluate(model.ToWeights("F32"), new TokenDataset(batch)).Loss;
+    }
+
+    public static string Describe(TrainMetrics m) =>
+        $"held-out accuracy {m.HeldOutAccuracy:P2}, loss {m.HeldOutLoss:F4} (float64, {m.HeldOutPositions} positions); " +
+        $"trained {m.Steps} steps in {m.WallSeconds:F1} s on {m.Threads} threads";
+}
+
+static class ModelCommands
+{
+    public static Command TrainModel()
+    {
+        var task = new TaskOptions();
+        var arch = new ArchitectureOptions();
+        var train = new TrainingOptions();
+        var output = new Option<DirectoryInfo>("--out") { Description = "Model directory to write (config.json, model.safetensors, metrics.json, test.jsonl)", Required = true };
+        var force = Options.Force();
+        var json = Options.Json();
+        var cmd = new Command("train-model", "Train a transformer (attention + ReLU MLP, TransformerLens layout) on a built-in task with AdamW");
+        task.AddTo(cmd); arch.AddTo(cmd); train.AddTo(cmd);
+        cmd.Options.Add(output); cmd.Options.Add(force); cmd.Options.Add(json);
+        cmd.SetAction((pr, ct) => Task.FromResult(CommandRunner.Run(pr, json, ct, ctx =>
+        {
+            var t = task.Create(pr);
+            var config = arch.For(t, pr);
+            var o = train.For(pr);
+            string dir = pr.GetValue(output)!.FullName;
+            TrainMetrics? metrics = null;
+            AtomicOutput.WriteDirectory(dir, pr.GetValue(force), tmp => metrics = ModelTraining.TrainInto(tmp, t, config, o, ctx));
+            if (ctx.Json) ctx.WriteJson(new { Out = dir, Config = config, Metrics = metrics });
+            else ctx.Say($"Wrote {dir}: {t.Describe()}; {metrics!.Parameters} parameters; {ModelTraining.Describe(metrics)}");
+            return ExitCodes.Ok;
+        })));
+        return cmd;
+    }
+
+    public static Command Eval()
+    {
+        var model = new Option<DirectoryInfo>("--model") { Description = "Model directory (config.json + model.safetensors)", Required = true };
+        var data = new Option<FileInfo>("--data") { Description = "Dataset, JSON Lines (spec/dataset.md)", Required = true };
+        var reference = new Option<bool>("--reference") { Description = "Also run the plain C# float64 forward and report the largest difference from TorchSharp" };
+        var batch = Options.Positive<int>("--batch-size", "Sequences per forward pass", 1024);
+        var json = Options.Json();
+        var cmd = new Command("eval", "Mean cross-entropy loss and accuracy of a model on a dataset, computed in float64");
+        foreach (var o in new Option[] { model, data, reference, batch, json }) cmd.Options.Add(o);
+        cmd.SetAction((pr, ct) => Task.FromResult(CommandRunner.Run(pr, json, ct, ctx =>
+        {
+            string dir = pr.GetValue(model)!.FullName, path = pr.GetValue(data)!.FullName;
+            var weights = ModelWeights.Load(dir);
+            var dataset = TokenDataset.Load(path, weights.Config);
+            var r = ctx.WithProgress("evaluating", report => Evaluator.Evaluate(weights, dataset, pr.GetValue(batch),
+                new SyncProgress<(int Done, int Total)>(p => report((double)p.Done / p.Total, $"{p.Done}/{p.Total} sequences"))));
+            double? refLoss = null, refAcc = null;
+            if (pr.GetValue(reference))
+            {
+                var rr = ReferenceForward.Evaluate(weights, dataset);
+                refLoss = rr.Loss; refAcc = rr.Accuracy;
+            }
+            if (ctx.Json)
+                ctx.WriteJson(new
+                {
+                    r.Loss, r.Accuracy, r.Positions, r.Sequences, Dtype = "float64", Model = dir, Data = path,
+                    ModelSha256 = Hashing.Sha256File(Path.Combine(dir, ModelWeights.WeightsFileName)),
+                    DataSha256 = dataset.ContentHash(), ReferenceLoss = refLoss, ReferenceAccuracy = refAcc,
+                });
+            else
+            {
+                ctx.Say($"loss      {r.Loss:R}");
+                ctx.Say($"accuracy  {r.Accuracy:R}  ({Math.Round(r.Accuracy * r.Positions)}/{r.Positions} positions, {r.Sequences} sequences, float64)");
+                if (refLoss is { } rl) ctx.Say($"reference loss {rl:R} (plain C# float64; |difference| {Math.Abs(rl - r.Loss):E2})");
+            }
+            return ExitCodes.Ok;
+        })));
+        return cmd;
+    }
+
+    public static Command Info()
+    {
+        var model = new Option<DirectoryInfo>("--model") { Description = "Model directory (config.json + model.safetensors)", Required = true };
+        var json = Options.Json();
+        var cmd = new Command("info", "Validate a model directory and describe it: configuration, tensors, residual sites, hash");
+        cmd.Options.Add(model); cmd.Options.Add(json);
+        cmd.SetAction((pr, ct) => Task.FromResult(CommandRunner.Run(pr, json, ct, ctx =>
+        {
+            string dir = pr.GetValue(model)!.FullName;
+            var w = ModelWeights.Load(dir);
+            var c = w.Config;
+            long parameters = w.Tensors.Values.Sum(t => t.Count);
+            string sha = Hashing.Sha256File(Path.Combine(dir, ModelWeights.WeightsFileName));
+            if (ctx.Json)
+                ctx.WriteJson(new
+                {
+                    Model = dir, Config = c, Parameters = parameters, Sites = c.SiteNames(), Sha256 = sha,
+                    Tensors = w.Tensors.Values.OrderBy(t => t.Name, StringComparer.Ordinal).Select(t => new { t.Name, t.Shape, t.Dtype }),
+                });
+            else
+            {
+                ctx.Say($"{dir}");
+                ctx.Say($"  d_model {c.DModel}, n_heads {c.NHeads}, d_head {c.DHead}, " + (c.AttnOnly ? "attention-only" : $"d_mlp {c.DMlp}") +
+                        $", n_layers {c.NLayers}, n_ctx {c.NCtx}, d_vocab {c.DVocab}, d_vocab_out {c.DVocabOut}");
+                ctx.Say($"  {parameters} parameters in {w.Tensors.Count} tensors; sha256 {sha}");
+                ctx.Say($"  residual sites: {string.Join(", ", c.SiteNames())}");
+            }
+            return ExitCodes.Ok;
+        })));
+        return cmd;
+    }
+}

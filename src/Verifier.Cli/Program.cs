@@ -1,0 +1,1 @@
+return await Verifier.Cli.VerifierCli.RunAsync(args);
