@@ -1,3 +1,4 @@
+using System.Text;
 using System.Buffers.Binary;
 using System.Text.Json;
 
@@ -33,6 +34,8 @@ public sealed class SafetensorsFile
         ["F8_E4M3"] = 1, ["F8_E5M2"] = 1,
     };
 
+    static readonly UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
+
     readonly byte[] _bytes;
     readonly long _dataStart;
 
@@ -63,6 +66,8 @@ public sealed class SafetensorsFile
         long dataStart = 8 + (long)n;
         long dataLength = bytes.Length - dataStart;
 
+        try { StrictUtf8.GetCharCount(bytes, 8, (int)n); }
+        catch (DecoderFallbackException) { throw new InvalidInputException(path, "header", "is not valid UTF-8"); }
         JsonDocument doc;
         try
         {
