@@ -1,0 +1,195 @@
+using System.Text.Json;
+using Verifier.Cli;
+using Verifier.Core;
+
+namespace Verifier.Cli.Tests;
+
+/// <summary>The verifier command run in-process, as a user would run it: exit codes, stdout/stderr, files.</summary>
+public sealed class CliTests : IDisposable
+{
+    readonly string _dir = Path.Combine(Path.GetTempPath(), $"verifier-cli-{Guid.NewGuid():N}");
+
+    public CliTests() => Directory.CreateDirectory(_dir);
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    string P(string name) => Path.Combine(_dir, name);
+
+    internal static (int Code, string Out, string Err) Run(params string[] args)
+    {
+        var o = new StringWriter(); var e = new StringWriter();
+        int code = VerifierCli.RunAsync(args, o, e).GetAwaiter().GetResult();
+        return (code, o.ToString(), e.ToString());
+    }
+
+    /// <summary>A small model trained quickly (a few seconds), shared by the tests that need one.</summary>
+    string TrainSmall(string name = "model", params string[] extra)
+    {
+        var r = Run(["train-model", "--task", "max-of-k", "--vocab", "10", "--k", "3", "--steps", "60", "--batch-size", "64",
+            "--d-model", "8", "--d-head", "4", "--d-mlp", "16", "--out", P(name), .. extra]);
+        Assert.True(r.Code == 0, r.Err);
+        return P(name);
+    }
+
+    [Fact]
+    public void Help_lists_every_command()
+    {
+        var r = Run("--help");
+        Assert.Equal(0, r.Code);
+        foreach (var c in new[] { "make-data", "train-model", "eval", "info", "demo" }) Assert.Contains(c, r.Out);
+        var t = Run("train-model", "--help");
+        Assert.Contains("--task", t.Out);
+        Assert.Contains("--json", t.Out);
+    }
+
+    [Theory]
+    [InlineData(new string[0], "Run 'verifier --help'")]
+    [InlineData(new[] { "eval", "--model" }, "Run 'verifier eval --help'")]
+    [InlineData(new[] { "train-model", "--task", "max-of-k", "--out", "x", "--steps", "0" }, "--steps must be positive")]
+    [InlineData(new[] { "make-data", "--task", "nonsense", "--out", "x" }, "nonsense")]
+    [InlineData(new[] { "frobnicate" }, "frobnicate")]
+    public void Usage_errors_exit_2_with_a_hint_on_stderr(string[] args, string expected)
+    {
+        var r = Run(args);
+        Assert.Equal(ExitCodes.Usage, r.Code);
+        Assert.Contains(expected, r.Err);
+        Assert.Equal("", r.Out);
+    }
+
+    [Fact]
+    public void An_option_that_does_not_apply_to_the_task_is_a_usage_error()
+    {
+        var r = Run("make-data", "--task", "max-of-k", "--p", "7", "--out", P("d.jsonl"));
+        Assert.Equal(ExitCodes.Usage, r.Code);
+        Assert.Contains("--p does not apply", r.Err);
+        Assert.False(File.Exists(P("d.jsonl")));
+    }
+
+    [Fact]
+    public void Train_then_eval_agrees_with_the_plain_reference_and_the_metrics_file()
+    {
+        string model = TrainSmall();
+        foreach (var f in new[] { "config.json", "model.safetensors", "metrics.json", "test.jsonl" }) Assert.True(File.Exists(Path.Combine(model, f)), f);
+        Assert.DoesNotContain(Directory.GetDirectories(_dir), d => Path.GetFileName(d).StartsWith('.'));
+
+        var r = Run("eval", "--model", model, "--data", Path.Combine(model, "test.jsonl"), "--reference", "--json");
+        Assert.Equal(0, r.Code);
+        using var j = JsonDocument.Parse(r.Out);
+        double loss = j.RootElement.GetProperty("loss").GetDouble();
+        Assert.Equal(loss, j.RootElement.GetProperty("reference_loss").GetDouble(), 1e-10);
+        Assert.Equal(j.RootElement.GetProperty("accuracy").GetDouble(), j.RootElement.GetProperty("reference_accuracy").GetDouble());
+        Assert.Equal("float64", j.RootElement.GetProperty("dtype").GetString());
+
+        using var m = JsonDocument.Parse(File.ReadAllText(Path.Combine(model, "metrics.json")));
+        Assert.Equal(loss, m.RootElement.GetProperty("held_out_loss").GetDouble(), 1e-12);
+        Assert.Equal(Hashing.Sha256File(Path.Combine(model, "model.safetensors")), m.RootElement.GetProperty("weights_sha256").GetString());
+
+        var human = Run("eval", "--model", model, "--data", Path.Combine(model, "test.jsonl"));
+        Assert.Contains("loss", human.Out);
+        Assert.Contains("accuracy", human.Out);
+    }
+
+    [Fact]
+    public void Training_twice_with_one_seed_gives_the_same_weights()
+    {
+        string a = TrainSmall("a", "--threads", "1"), b = TrainSmall("b", "--threads", "1");
+        Assert.Equal(Hashing.Sha256File(Path.Combine(a, "model.safetensors")), Hashing.Sha256File(Path.Combine(b, "model.safetensors")));
+    }
+
+    [Fact]
+    public void An_existing_output_is_kept_unless_forced()
+    {
+        Directory.CreateDirectory(P("model"));
+        File.WriteAllText(P("model/notes.txt"), "mine");
+        var r = Run("train-model", "--task", "max-of-k", "--steps", "5", "--out", P("model"));
+        Assert.Equal(ExitCodes.OutputExists, r.Code);
+        Assert.Contains("--force", r.Err);
+        Assert.Equal("mine", File.ReadAllText(P("model/notes.txt")));
+
+        File.WriteAllText(P("d.jsonl"), "x");
+        Assert.Equal(ExitCodes.OutputExists, Run("make-data", "--task", "sort", "--out", P("d.jsonl")).Code);
+        Assert.Equal(0, Run("make-data", "--task", "sort", "--out", P("d.jsonl"), "--force").Code);
+    }
+
+    [Fact]
+    public void A_truncated_weights_file_is_refused_with_its_name()
+    {
+        string model = TrainSmall();
+        string st = Path.Combine(model, "model.safetensors");
+        var bytes = File.ReadAllBytes(st);
+        File.WriteAllBytes(st, bytes[..^10]);
+        var r = Run("eval", "--model", model, "--data", Path.Combine(model, "test.jsonl"));
+        Assert.Equal(ExitCodes.InvalidInput, r.Code);
+        Assert.Contains(st, r.Err);
+        Assert.Contains("truncated", r.Err);
+        Assert.Equal("", r.Out);
+    }
+
+    [Fact]
+    public void NaN_weights_are_refused_naming_the_tensor()
+    {
+        string model = TrainSmall();
+        var w = ModelWeights.Load(model);
+        var tensors = w.Tensors.ToDictionary();
+        var data = tensors["blocks.0.mlp.W_in"].Data.ToArray(); data[3] = double.NaN;
+        tensors["blocks.0.mlp.W_in"] = tensors["blocks.0.mlp.W_in"] with { Data = data };
+        SafetensorsFile.Write(Path.Combine(model, "model.safetensors"), tensors.Values);
+        var r = Run("info", "--model", model);
+        Assert.Equal(ExitCodes.InvalidInput, r.Code);
+        Assert.Contains("'blocks.0.mlp.W_in'", r.Err);
+        Assert.Contains("NaN", r.Err);
+    }
+
+    [Fact]
+    public void Tokens_outside_the_vocabulary_are_refused_naming_the_line()
+    {
+        string model = TrainSmall();
+        File.WriteAllText(P("bad.jsonl"), "{\"tokens\":[1,2,3],\"labels\":[-1,-1,3]}\n{\"tokens\":[1,2,30],\"labels\":[-1,-1,3]}\n");
+        var r = Run("eval", "--model", model, "--data", P("bad.jsonl"));
+        Assert.Equal(ExitCodes.InvalidInput, r.Code);
+        Assert.Contains("bad.jsonl: line 2: tokens[2] = 30 is outside the model's vocabulary [0, 10)", r.Err);
+    }
+
+    [Fact]
+    public void A_LayerNorm_config_is_refused_as_unsupported()
+    {
+        string model = TrainSmall();
+        string cfg = Path.Combine(model, "config.json");
+        File.WriteAllText(cfg, File.ReadAllText(cfg).Replace("\"normalization_type\": null", "\"normalization_type\": \"LN\""));
+        var r = Run("info", "--model", model, "--json");
+        Assert.Equal(ExitCodes.Unsupported, r.Code);
+        Assert.Contains("'normalization_type'", r.Err);
+    }
+
+    [Fact]
+    public void Make_data_writes_a_dataset_that_eval_accepts()
+    {
+        string model = TrainSmall();
+        var r = Run("make-data", "--task", "max-of-k", "--vocab", "10", "--k", "3", "--count", "50", "--seed", "4", "--out", P("d.jsonl"), "--json");
+        Assert.Equal(0, r.Code);
+        using var j = JsonDocument.Parse(r.Out);
+        Assert.Equal(50, j.RootElement.GetProperty("sequences").GetInt32());
+        Assert.Equal(50, File.ReadAllLines(P("d.jsonl")).Length);
+        Assert.Equal(0, Run("eval", "--model", model, "--data", P("d.jsonl")).Code);
+    }
+
+    [Fact]
+    public void Text_task_trains_on_a_user_file_and_saves_its_vocabulary()
+    {
+        File.WriteAllText(P("t.txt"), string.Concat(Enumerable.Repeat("the quick brown fox jumps over the lazy dog. ", 20)));
+        var r = Run("train-model", "--task", "text", "--text", P("t.txt"), "--n-ctx", "8", "--steps", "20", "--batch-size", "16",
+            "--d-model", "8", "--d-head", "4", "--d-mlp", "8", "--out", P("m"), "--json");
+        Assert.True(r.Code == 0, r.Err);
+        var vocab = JsonSerializer.Deserialize<string[]>(File.ReadAllText(P("m/vocabulary.json")))!;
+        Assert.Equal(" .abcdefghijklmnopqrstuvwxyz".Length, vocab.Length);
+    }
+
+    [Fact]
+    public void Demo_runs_end_to_end_and_prints_json()
+    {
+        var r = Run("demo", "--out", P("demo"), "--steps", "100", "--json");
+        Assert.True(r.Code == 0, r.Err);
+        using var j = JsonDocument.Parse(r.Out);
+        Assert.Equal(j.RootElement.GetProperty("held_out_loss").GetDouble(), j.RootElement.GetProperty("reference_loss").GetDouble(), 1e-10);
+        Assert.True(File.Exists(P("demo/model/model.safetensors")));
+    }
+}
