@@ -26,6 +26,13 @@ public static class AtomicOutput
     public static void WriteAllText(string path, string text) =>
         WriteAllBytes(path, System.Text.Encoding.UTF8.GetBytes(text));
 
+    /// <summary>True when <see cref="WriteDirectory"/> would refuse <paramref name="dir"/>: check before long work.</summary>
+    public static bool WouldRefuse(string dir, bool force)
+    {
+        string full = Path.GetFullPath(dir);
+        return File.Exists(full) || (!force && Directory.Exists(full) && Directory.EnumerateFileSystemEntries(full).Any());
+    }
+
     /// <summary>Builds a directory in a temporary sibling with <paramref name="fill"/>, then moves it into
     /// place. An existing non-empty directory is refused unless <paramref name="force"/> is set, in which
     /// case it is replaced only after the new one is complete.</summary>

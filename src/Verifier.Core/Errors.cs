@@ -36,6 +36,12 @@ public sealed class OutputExistsException(string path)
     public override int ExitCode => ExitCodes.OutputExists;
 }
 
+/// <summary>Two inputs that must belong together do not (a crosscoder trained on another model's weights).</summary>
+public sealed class MismatchException(string message) : VerifierException(message)
+{
+    public override int ExitCode => ExitCodes.Mismatch;
+}
+
 public static class ExitCodes
 {
     public const int Ok = 0;
@@ -44,4 +50,5 @@ public static class ExitCodes
     public const int InvalidInput = 3;
     public const int Unsupported = 4;
     public const int OutputExists = 5;
+    public const int Mismatch = 6;
 }

@@ -32,25 +32,32 @@ public sealed class Transformer : IDisposable
     Tensor P(string name) => _p[name];
 
     /// <summary>Logits [B, T, d_vocab_out] for tokens [B, T] (int64). With <paramref name="sites"/>, also the
-    /// residual stream at every site of ModelConfig.SiteNames, each [B, T, d_model], detached.</summary>
-    public Tensor Forward(Tensor tokens, List<Tensor>? sites = null)
+    /// residual stream at every site of ModelConfig.SiteNames, each [B, T, d_model], detached. With
+    /// <paramref name="patch"/>, the residual stream at site i is replaced by patch(i, h) before the model
+    /// goes on (sites records the unpatched value).</summary>
+    public Tensor Forward(Tensor tokens, List<Tensor>? sites = null, Func<int, Tensor, Tensor>? patch = null)
     {
         var c = Config;
         long B = tokens.shape[0], T = tokens.shape[1];
         if (T > c.NCtx) throw new ArgumentException($"sequence length {T} exceeds n_ctx {c.NCtx}");
-        var h = P("embed.W_E").index_select(0, tokens.reshape(-1)).reshape(B, T, c.DModel)
-              + P("pos_embed.W_pos").narrow(0, 0, T);                                    // h⁰ = W_E[x] + W_pos
-        sites?.Add(h.detach().clone());
+        int site = 0;
+        Tensor AtSite(Tensor h)
+        {
+            sites?.Add(h.detach().clone());
+            return patch is null ? h : patch(site++, h);
+        }
+        var h = AtSite(P("embed.W_E").index_select(0, tokens.reshape(-1)).reshape(B, T, c.DModel)
+              + P("pos_embed.W_pos").narrow(0, 0, T));                                  // h⁰ = W_E[x] + W_pos
         using var mask = ones(T, T, ScalarType.Bool, Device).triu(1);                     // s > t is masked
         for (int l = 0; l < c.NLayers; l++)
         {
             h = h + Attention(l, h, mask);                                              // h^{l,mid}
             if (!c.AttnOnly)
             {
-                sites?.Add(h.detach().clone());
+                h = AtSite(h);
                 h = h + Mlp(l, h);                                                      // h^l
             }
-            sites?.Add(h.detach().clone());
+            h = AtSite(h);
         }
         return h.matmul(P("unembed.W_U")) + P("unembed.b_U");
     }

@@ -35,7 +35,7 @@ public sealed class CliTests : IDisposable
     {
         var r = Run("--help");
         Assert.Equal(0, r.Code);
-        foreach (var c in new[] { "make-data", "train-model", "eval", "info", "demo" }) Assert.Contains(c, r.Out);
+        foreach (var c in new[] { "make-data", "train-model", "eval", "info", "train-crosscoder", "eval-crosscoder", "demo" }) Assert.Contains(c, r.Out);
         var t = Run("train-model", "--help");
         Assert.Contains("--task", t.Out);
         Assert.Contains("--json", t.Out);
@@ -186,10 +186,46 @@ public sealed class CliTests : IDisposable
     [Fact]
     public void Demo_runs_end_to_end_and_prints_json()
     {
-        var r = Run("demo", "--out", P("demo"), "--steps", "100", "--json");
+        var r = Run("demo", "--out", P("demo"), "--steps", "100", "--crosscoder-steps", "50", "--sequences", "500", "--width", "32", "--json");
         Assert.True(r.Code == 0, r.Err);
         using var j = JsonDocument.Parse(r.Out);
         Assert.Equal(j.RootElement.GetProperty("held_out_loss").GetDouble(), j.RootElement.GetProperty("reference_loss").GetDouble(), 1e-10);
         Assert.True(File.Exists(P("demo/model/model.safetensors")));
+        var cc = j.RootElement.GetProperty("crosscoder");
+        Assert.Equal(3, cc.GetProperty("sites").GetArrayLength());
+        Assert.Equal(8.0, cc.GetProperty("mean_l0").GetDouble(), 1e-9);
+        Assert.True(File.Exists(P("demo/crosscoder/crosscoder.safetensors")));
+    }
+
+    [Fact]
+    public void Train_crosscoder_then_eval_it_and_refuse_it_on_another_model()
+    {
+        string model = TrainSmall();
+        Assert.Equal(0, Run("make-data", "--task", "max-of-k", "--vocab", "10", "--k", "3", "--count", "300", "--out", P("d.jsonl")).Code);
+        var r = Run("train-crosscoder", "--model", model, "--data", P("d.jsonl"), "--width", "24", "--k", "3", "--steps", "40",
+            "--batch-tokens", "64", "--sites", "blocks.0.hook_resid_pre,blocks.0.hook_resid_post", "--out", P("cc"), "--json");
+        Assert.True(r.Code == 0, r.Err);
+        using (var j = JsonDocument.Parse(r.Out))
+        {
+            var sites = j.RootElement.GetProperty("metrics").GetProperty("evaluation").GetProperty("sites");
+            Assert.Equal(2, sites.GetArrayLength());
+        }
+        using (var m = JsonDocument.Parse(File.ReadAllText(P("cc/metrics.json"))))
+            Assert.Equal(Hashing.Sha256File(Path.Combine(model, "model.safetensors")), m.RootElement.GetProperty("model_sha256").GetString());
+
+        var e = Run("eval-crosscoder", "--model", model, "--crosscoder", P("cc"), "--data", P("d.jsonl"));
+        Assert.True(e.Code == 0, e.Err);
+        Assert.Contains("blocks.0.hook_resid_post", e.Out);
+
+        string other = TrainSmall("other", "--seed", "9");
+        var refused = Run("eval-crosscoder", "--model", other, "--crosscoder", P("cc"), "--data", P("d.jsonl"));
+        Assert.Equal(ExitCodes.Mismatch, refused.Code);
+        Assert.Contains("--allow-model-mismatch", refused.Err);
+        Assert.Equal(0, Run("eval-crosscoder", "--model", other, "--crosscoder", P("cc"), "--data", P("d.jsonl"), "--allow-model-mismatch").Code);
+
+        var badSite = Run("train-crosscoder", "--model", model, "--data", P("d.jsonl"), "--sites", "blocks.7.hook_resid_post", "--out", P("cc2"));
+        Assert.Equal(ExitCodes.Usage, badSite.Code);
+        Assert.Contains("not a residual site", badSite.Err);
+        Assert.False(Directory.Exists(P("cc2")));
     }
 }

@@ -1,0 +1,110 @@
+using TorchSharp;
+using Verifier.Core;
+using Verifier.Model;
+using static TorchSharp.torch;
+
+namespace Verifier.Crosscoders;
+
+public sealed record CrosscoderOptions(
+    int Width = 512, string Mode = CrosscoderModes.TopK, int K = 8, double L1Coefficient = 2.0,
+    int Steps = 3000, int BatchTokens = 1024, double LearningRate = 1e-3, ulong Seed = 0,
+    long BufferBytes = 256L << 20, long DeadTokens = 100_000, double AuxCoefficient = 1.0 / 32);
+
+public sealed record CrosscoderProgress(int Step, int TotalSteps, double Loss, double Mse, double L0, double DeadFraction);
+
+/// <summary>The state at the end of training that evaluation cannot see: dead features by the training tracker.</summary>
+public sealed record CrosscoderTrainingSummary(double FinalLoss, double FinalMse, double FinalL0, double DeadFraction, long TokensSeen, long BufferTokens, bool BufferHeldEverything);
+
+public static class CrosscoderTrainer
+{
+    /// <summary>Trains a crosscoder on the model's activations at <paramref name="siteIndex"/> over
+    /// <paramref name="sequences"/>, with Adam (5% linear warm-up, linear decay over the last 20%).
+    /// relu-l1: loss = Σ_s ‖x^s − a'^s‖² + λ Σ_i f_i Σ_s ‖W_dec^s[i]‖ (λ warmed up from 0 over the first 5%).
+    /// top-k modes: loss = Σ_s ‖x^s − a'^s‖². Both: plus the AuxK loss on dead features (spec/crosscoder.md).</summary>
+    public static (Crosscoder Model, CrosscoderTrainingSummary Summary) Train(Transformer model, IReadOnlyList<Sequence> sequences,
+        int[] siteIndex, CrosscoderOptions o, IProgress<CrosscoderProgress>? progress = null, CancellationToken ct = default)
+    {
+        random.manual_seed((long)(o.Seed % long.MaxValue));
+        int S = siteIndex.Length, d = model.Config.DModel, n = o.Width;
+        using var buffer = new ActivationBuffer(model, sequences, siteIndex, o.BufferBytes, o.Seed);
+
+        // Per-site scale c_s with E‖c_s h^s‖² = d_model, from the first buffer fill.
+        double[] scales;
+        Tensor meanNormalised;
+        using (no_grad())
+        {
+            var first = buffer.Peek().to(ScalarType.Float64);
+            var meanSq = first.pow(2).sum(2).mean([0]);                                  // [S]
+            scales = meanSq.data<double>().ToArray().Select(m => m > 0 ? Math.Sqrt(d / m) : 1.0).ToArray();
+            using var sc = tensor(scales).view(1, S, 1);
+            meanNormalised = (first * sc).mean([0]).to(ScalarType.Float32);             // [S, d]
+            first.Dispose(); meanSq.Dispose();
+        }
+        double decoderNorm = o.Mode == CrosscoderModes.ReluL1 ? 0.1 : 1.0 / Math.Sqrt(S);
+        var cc = Crosscoder.Initialise(S, d, n, o.Mode, o.K, scales, meanNormalised, decoderNorm, o.Seed);
+        meanNormalised.Dispose();
+
+        var opt = optim.Adam(cc.Parameters, lr: o.LearningRate, beta1: 0.9, beta2: 0.999);
+        var sinceFired = zeros(n, ScalarType.Int64);
+        int warm = Math.Max(1, o.Steps / 20), decayFrom = (int)(o.Steps * 0.8);
+        int kAux = Math.Max(1, Math.Min(n / 2, S * d / 2));
+        double loss = double.NaN, mse = double.NaN, l0 = double.NaN, dead = 0;
+        for (int step = 1; step <= o.Steps; step++)
+        {
+            ct.ThrowIfCancellationRequested();
+            double lr = o.LearningRate * Math.Min(1.0, (double)step / warm)
+                        * (step <= decayFrom ? 1.0 : Math.Max(0.0, (double)(o.Steps - step) / Math.Max(1, o.Steps - decayFrom)));
+            foreach (var g in opt.ParamGroups) g.LearningRate = lr;
+            double lambda = o.L1Coefficient * Math.Min(1.0, (double)step / warm);
+
+            using var scope = NewDisposeScope();
+            var x = cc.Normalise(buffer.Next(o.BatchTokens));                                // [B, S·d]
+            var pre = cc.PreActivations(x);
+            var f = cc.Activate(pre, training: true);
+            var recon = cc.DecodeNormalised(f);
+            var err = x - recon;
+            var mseT = err.pow(2).sum(1).mean();
+            var total = mseT;
+            if (o.Mode == CrosscoderModes.ReluL1)
+                total = total + lambda * (f * cc.DecoderNormSums()).sum(1).mean();
+
+            var deadMask = sinceFired.ge(o.DeadTokens);
+            long deadCount = deadMask.sum().item<long>();
+            if (deadCount > 0 && o.AuxCoefficient > 0)
+            {
+                // AuxK: the k_aux largest dead pre-activations must reconstruct what the live ones missed.
+                var deadPre = nn.functional.relu(pre).masked_fill(deadMask.logical_not().unsqueeze(0), 0);
+                var (v, i) = deadPre.topk((int)Math.Min(kAux, deadCount), dim: -1);
+                var fa = zeros_like(deadPre).scatter(-1, i, v);
+                var errHat = fa.matmul(cc.WDec);
+                var target = err.detach();
+                var aux = (target - errHat).pow(2).sum(1).mean() / target.pow(2).sum(1).mean().clamp_min(1e-12);
+                total = total + o.AuxCoefficient * aux;
+            }
+            opt.zero_grad();
+            total.backward();
+            opt.step();
+
+            using (no_grad())
+            {
+                var fired = f.detach().gt(0);
+                var anyFired = fired.any(0);
+                sinceFired.add_(x.shape[0]).masked_fill_(anyFired, 0);
+                if (step % 25 == 0 || step == o.Steps)
+                {
+                    loss = total.item<float>(); mse = mseT.item<float>();
+                    l0 = fired.sum(1).to(ScalarType.Float64).mean().item<double>();
+                    dead = sinceFired.ge(o.DeadTokens).sum().item<long>() / (double)n;
+                    if (!double.IsFinite(loss)) throw new InvalidOperationException($"crosscoder training diverged at step {step}; lower --lr");
+                    progress?.Report(new CrosscoderProgress(step, o.Steps, loss, mse, l0, dead));
+                }
+            }
+        }
+        long seen = buffer.TokensServed;
+        // Features count as dead when they did not fire within the last DeadTokens tokens (or all of training, if shorter).
+        double deadFinal = sinceFired.ge(Math.Min(o.DeadTokens, seen)).sum().item<long>() / (double)n;
+        sinceFired.Dispose();
+        opt.Dispose();
+        return (cc, new CrosscoderTrainingSummary(loss, mse, l0, deadFinal, seen, buffer.Capacity, buffer.HoldsEverything));
+    }
+}
