@@ -1,1 +1,2 @@
+Verifier.Model.NativeAllocator.KeepLargeBlocks();
 return await Verifier.Cli.VerifierCli.RunAsync(args);
