@@ -44,7 +44,7 @@ static class CrosscoderTraining
         using var model = new Transformer(weights, TorchSharp.torch.ScalarType.Float32);
         var (cc, summary) = ctx.WithProgress("training crosscoder", report => CrosscoderTrainer.Train(model, train, siteIndex, o,
             new SyncProgress<CrosscoderProgress>(p => report((double)p.Step / p.TotalSteps,
-                $"step {p.Step}/{p.TotalSteps}  mse {p.Mse:F4}  L0 {p.L0:F1}  dead {p.DeadFraction:P0}")), ctx.Cancel));
+                $"step {p.Step}/{p.TotalSteps}  loss {p.Loss:F4}  mse {p.Mse:F4}  L0 {p.L0:F1}  dead {p.DeadFraction:P0}")), ctx.Cancel));
         double seconds = sw.Elapsed.TotalSeconds;
         CrosscoderWeights saved;
         using (cc)
