@@ -18,6 +18,7 @@ public static class VerifierCli
         root.Subcommands.Add(ModelCommands.Info());
         root.Subcommands.Add(CrosscoderCommands.Train());
         root.Subcommands.Add(CrosscoderCommands.Eval());
+        root.Subcommands.Add(BoundCommand.Build());
         root.Subcommands.Add(DemoCommand.Build());
         root.Subcommands.Add(BenchCommand.Build());
         return root;

@@ -1,0 +1,78 @@
+using System.Diagnostics;
+using System.Text.Json.Nodes;
+using Verifier.Core;
+
+namespace Verifier.Bounds;
+
+/// <summary>What a bound is about: a model, optionally a crosscoder, and a dataset, each with its hash.</summary>
+public sealed record BoundInputs(ModelWeights Model, string ModelDir, TokenDataset Data, string DataPath,
+    CrosscoderWeights? Crosscoder = null, string? CrosscoderDir = null)
+{
+    public IEnumerable<TranscriptArtefact> Artefacts()
+    {
+        yield return new("model_weights", Hashing.Sha256File(Path.Combine(ModelDir, ModelWeights.WeightsFileName)), Path.Combine(ModelDir, ModelWeights.WeightsFileName));
+        yield return new("model_config", Hashing.Sha256File(Path.Combine(ModelDir, ModelConfig.FileName)), Path.Combine(ModelDir, ModelConfig.FileName));
+        yield return new("dataset", Data.ContentHash(), DataPath);
+        if (Crosscoder is not null && CrosscoderDir is not null)
+        {
+            yield return new("crosscoder_weights", Hashing.Sha256File(Path.Combine(CrosscoderDir, CrosscoderWeights.WeightsFileName)), Path.Combine(CrosscoderDir, CrosscoderWeights.WeightsFileName));
+            yield return new("crosscoder_config", Hashing.Sha256File(Path.Combine(CrosscoderDir, CrosscoderConfig.FileName)), Path.Combine(CrosscoderDir, CrosscoderConfig.FileName));
+        }
+    }
+
+    public long Positions => Data.LabelledPositions;
+}
+
+public sealed record BoundResult(string Strategy, double B0, double? TrueLoss, TranscriptCost Cost, double WallSeconds, string Transcript, int Steps);
+
+public static class Strategies
+{
+    public const string BruteForce = "brute-force";
+    public const string CrosscoderExhaustive = "crosscoder-exhaustive";
+    public const string Trivial = "trivial";
+    public static readonly IReadOnlyList<string> All = [BruteForce, CrosscoderExhaustive, Trivial];
+    public static bool NeedsCrosscoder(string s) => s == CrosscoderExhaustive;
+}
+
+public static class BoundProgram
+{
+    /// <summary>Runs <paramref name="strategy"/> and writes its transcript to <paramref name="transcriptPath"/>.
+    /// The true loss (float64, plain C#) is reported beside b₀ when <paramref name="computeTrueLoss"/>; it is not a claim.</summary>
+    public static BoundResult Run(string strategy, BoundInputs inputs, string transcriptPath, bool computeTrueLoss = true,
+        IProgress<(int Done, int Total)>? progress = null, CancellationToken ct = default)
+    {
+        if (Strategies.NeedsCrosscoder(strategy) && inputs.Crosscoder is null)
+            throw new UsageException($"the strategy '{strategy}' needs --crosscoder");
+        var sw = Stopwatch.StartNew();
+        var (b0, cost, steps) = strategy switch
+        {
+            Strategies.BruteForce => BruteForceStrategy.Run(inputs, transcriptPath, progress, ct),
+            Strategies.Trivial => TrivialStrategy.Run(inputs, transcriptPath, progress, ct),
+            Strategies.CrosscoderExhaustive => ExhaustiveStrategy.Run(inputs, transcriptPath, progress, ct),
+            _ => throw new UsageException($"unknown strategy '{strategy}'; expected one of {string.Join(", ", Strategies.All)}"),
+        };
+        double seconds = sw.Elapsed.TotalSeconds;
+        double? trueLoss = computeTrueLoss ? ReferenceForward.Evaluate(inputs.Model, inputs.Data).Loss : null;
+        return new BoundResult(strategy, b0, trueLoss, cost, seconds, Path.GetFullPath(transcriptPath), steps);
+    }
+
+    internal static JsonObject Scope(params (string Key, JsonNode? Value)[] items)
+    {
+        var o = new JsonObject();
+        foreach (var (k, v) in items) o[k] = v;
+        return o;
+    }
+
+    internal static JsonArray Array(IEnumerable<double> xs) => new(xs.Select(x => (JsonNode)JsonValue.Create(x)).ToArray());
+
+    /// <summary>The last step of every strategy (lemma MEAN): b₀ ≥ (Σ of per-sequence loss-sum bounds) / |P|.</summary>
+    internal static (double B0, int Step) Mean(TranscriptWriter w, IReadOnlyList<int> sequenceSteps, IReadOnlyList<double> lossSums, long positions)
+    {
+        double sum = 0;
+        foreach (var s in lossSums) sum = Up.Add(sum, s);
+        double b0 = Up.Div(sum, positions);
+        int id = w.Add(new TranscriptStep("MEAN", sequenceSteps, Scope(("positions", positions)),
+            new JsonObject { ["b0"] = b0 }, lossSums.Count + 1, DatasetDependent: true));
+        return (b0, id);
+    }
+}

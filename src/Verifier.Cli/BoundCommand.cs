@@ -1,0 +1,69 @@
+using System.CommandLine;
+using Verifier.Bounds;
+using Verifier.Core;
+
+namespace Verifier.Cli;
+
+static class BoundCommand
+{
+    public static Command Build()
+    {
+        var model = new Option<DirectoryInfo>("--model") { Description = "Model directory", Required = true };
+        var crosscoder = new Option<DirectoryInfo?>("--crosscoder") { Description = "Crosscoder directory (for the crosscoder strategies)" };
+        var data = new Option<FileInfo>("--data") { Description = "Dataset X (spec/dataset.md): the theorem bounds the mean CE over its labelled positions", Required = true };
+        var strategy = new Option<string>("--strategy") { Description = "Proof strategy", Required = true };
+        strategy.AcceptOnlyFromAmong([.. Strategies.All]);
+        var output = new Option<FileInfo>("--out") { Description = "Transcript to write (spec/transcript.md)", Required = true };
+        var allow = new Option<bool>("--allow-model-mismatch") { Description = "Use a crosscoder trained on different model weights" };
+        var noTrue = new Option<bool>("--no-true-loss") { Description = "Do not compute the true loss for comparison" };
+        var force = Options.Force();
+        var json = Options.Json();
+        var cmd = new Command("bound", "Prove an upper bound b₀ on the model's mean cross-entropy over a dataset, writing a transcript for the checker");
+        foreach (var o in new Option[] { model, crosscoder, data, strategy, output, allow, noTrue, force, json }) cmd.Options.Add(o);
+        cmd.SetAction((pr, ct) => Task.FromResult(CommandRunner.Run(pr, json, ct, ctx =>
+        {
+            string s = pr.GetValue(strategy)!;
+            string path = pr.GetValue(output)!.FullName;
+            if (File.Exists(path) && !pr.GetValue(force)) throw new OutputExistsException(path);
+            var inputs = Load(pr.GetValue(model)!.FullName, pr.GetValue(crosscoder)?.FullName, pr.GetValue(data)!.FullName, s, pr.GetValue(allow));
+            var r = Run(ctx, s, inputs, path, !pr.GetValue(noTrue));
+            if (ctx.Json) ctx.WriteJson(Summary(r));
+            else Print(ctx, r);
+            return ExitCodes.Ok;
+        })));
+        return cmd;
+    }
+
+    public static BoundInputs Load(string modelDir, string? ccDir, string dataPath, string strategy, bool allowMismatch)
+    {
+        var weights = ModelWeights.Load(modelDir);
+        var data = TokenDataset.Load(dataPath, weights.Config);
+        CrosscoderWeights? cc = null;
+        if (Strategies.NeedsCrosscoder(strategy))
+        {
+            if (ccDir is null) throw new UsageException($"the strategy '{strategy}' needs --crosscoder DIR");
+            string sha = Hashing.Sha256File(Path.Combine(modelDir, ModelWeights.WeightsFileName));
+            cc = CrosscoderWeights.Load(ccDir, (weights.Config, sha, modelDir), allowMismatch);
+        }
+        return new BoundInputs(weights, modelDir, data, dataPath, cc, cc is null ? null : ccDir);
+    }
+
+    public static BoundResult Run(CommandContext ctx, string strategy, BoundInputs inputs, string path, bool trueLoss) =>
+        ctx.WithProgress($"bound {strategy}", report => BoundProgram.Run(strategy, inputs, path, trueLoss,
+            new SyncProgress<(int Done, int Total)>(p => report((double)p.Done / p.Total, $"{p.Done}/{p.Total} sequences")), ctx.Cancel));
+
+    public static object Summary(BoundResult r) => new
+    {
+        B0 = r.B0, r.TrueLoss, r.Cost.Flops, r.Cost.Bits, r.Strategy, Transcript = r.Transcript,
+        FlopsDatasetDependent = r.Cost.FlopsDatasetDependent, FlopsDatasetIndependent = r.Cost.FlopsDatasetIndependent,
+        r.Steps, r.WallSeconds,
+    };
+
+    static void Print(CommandContext ctx, BoundResult r)
+    {
+        ctx.Say($"{r.Strategy}: mean cross-entropy ≤ b₀ = {r.B0:R}");
+        if (r.TrueLoss is { } tl) ctx.Say($"  true loss {tl:R} (float64; b₀ − true = {r.B0 - tl:E3})");
+        ctx.Say($"  proof cost {r.Cost.Flops:N0} FLOPs ({r.Cost.FlopsDatasetDependent:N0} dataset-dependent, {r.Cost.FlopsDatasetIndependent:N0} independent), {r.Cost.Bits:E3} bits");
+        ctx.Say($"  {r.Steps} steps in {r.Transcript} ({r.WallSeconds:F2} s)");
+    }
+}

@@ -1,0 +1,191 @@
+using System.Text.Json;
+using FsCheck;
+using FsCheck.Fluent;
+using FsCheck.Xunit;
+using Verifier.Bounds;
+using Verifier.Core;
+
+namespace Verifier.Bounds.Tests;
+
+/// <summary>Random small models, crosscoders and datasets on disk, seeded.</summary>
+sealed class Fixture : IDisposable
+{
+    public string Dir { get; } = Path.Combine(Path.GetTempPath(), $"verifier-bound-{Guid.NewGuid():N}");
+    public ModelWeights Model { get; }
+    public TokenDataset Data { get; }
+    public string DataPath => Path.Combine(Dir, "data.jsonl");
+    public string CcDir => Path.Combine(Dir, "cc");
+
+    public Fixture(ulong seed, bool attnOnly = false, int layers = 1, double std = 0.4)
+    {
+        var r = new Rng(seed);
+        int vocab = 3 + r.NextInt(5), nctx = 2 + r.NextInt(3);
+        var config = ModelConfig.Create(2 + r.NextInt(5), 1 + r.NextInt(2), 1 + r.NextInt(3), 2 + r.NextInt(5), layers, nctx, vocab, vocab, attnOnly);
+        Model = ModelWeights.Random(config, seed, std);
+        Directory.CreateDirectory(Dir);
+        Model.SaveInto(Dir);
+        Model = ModelWeights.Load(Dir);   // stored as F64: exactly what the bound sees
+        var seqs = new List<Sequence>();
+        int count = 1 + r.NextInt(6);
+        for (int i = 0; i < count; i++)
+        {
+            int T = 1 + r.NextInt(nctx);
+            var tokens = Enumerable.Range(0, T).Select(_ => r.NextInt(vocab)).ToArray();
+            var labels = Enumerable.Range(0, T).Select(t => t == T - 1 || r.NextInt(2) == 0 ? r.NextInt(vocab) : -1).ToArray();
+            seqs.Add(new Sequence(tokens, labels));
+        }
+        Data = new TokenDataset(seqs);
+        Data.Save(DataPath);
+    }
+
+    public CrosscoderWeights SaveCrosscoder(CrosscoderWeights cc)
+    {
+        Directory.CreateDirectory(CcDir);
+        cc.SaveInto(CcDir);
+        return CrosscoderWeights.Load(CcDir);
+    }
+
+    public CrosscoderWeights RandomCrosscoder(ulong seed, int width, int k)
+    {
+        var c = Model.Config;
+        var cfg = new CrosscoderConfig(width, c.DModel, c.SiteNames(), CrosscoderModes.TopK, Math.Min(k, width), null,
+            Enumerable.Repeat(1.0, c.SiteNames().Count).ToArray(), Hashing.Sha256File(Path.Combine(Dir, ModelWeights.WeightsFileName)), null, 0);
+        var r = new Rng(seed);
+        var tensors = CrosscoderWeights.Shapes(cfg).ToDictionary(s => s.Name, s =>
+            new NamedTensor(s.Name, s.Shape, Enumerable.Range(0, s.Shape.Aggregate(1, (a, b) => a * b)).Select(_ => (r.NextDouble() - 0.5) * 0.8).ToArray(), "F64"));
+        return SaveCrosscoder(new CrosscoderWeights(cfg, tensors));
+    }
+
+    /// <summary>W_enc = [I, −I], W_dec = [I; −I]: a'^s = ReLU(h) − ReLU(−h) = h at every site, exactly.</summary>
+    public CrosscoderWeights IdentityCrosscoder()
+    {
+        var c = Model.Config; var sites = c.SiteNames(); int S = sites.Count, d = c.DModel, n = 2 * S * d;
+        var enc = new double[S * d * n]; var dec = new double[n * S * d];
+        for (int j = 0; j < S * d; j++) { enc[j * n + j] = 1; enc[j * n + S * d + j] = -1; dec[j * S * d + j] = 1; dec[(S * d + j) * S * d + j] = -1; }
+        var cfg = new CrosscoderConfig(n, d, sites, CrosscoderModes.ReluL1, null, 1.0, Enumerable.Repeat(1.0, S).ToArray(),
+            Hashing.Sha256File(Path.Combine(Dir, ModelWeights.WeightsFileName)), null, 0);
+        return SaveCrosscoder(new CrosscoderWeights(cfg, new Dictionary<string, NamedTensor>
+        {
+            ["W_enc"] = new("W_enc", [S, d, n], enc, "F64"), ["W_dec"] = new("W_dec", [n, S, d], dec, "F64"),
+            ["b_enc"] = new("b_enc", [n], new double[n], "F64"), ["b_dec"] = new("b_dec", [S, d], new double[S * d], "F64"),
+        }));
+    }
+
+    public BoundResult Bound(string strategy, CrosscoderWeights? cc = null) =>
+        BoundProgram.Run(strategy, new BoundInputs(Model, Dir, Data, DataPath, cc, cc is null ? null : CcDir), Path.Combine(Dir, strategy + ".json"));
+
+    public void Dispose() => Directory.Delete(Dir, true);
+}
+
+public class StrategyTests
+{
+    [Property(MaxTest = 25)]
+    public bool Every_strategy_bounds_the_float64_loss_from_above_on_random_models(ulong seed, bool attnOnly, bool twoLayers)
+    {
+        using var f = new Fixture(seed, attnOnly, twoLayers ? 2 : 1);
+        double truth = ReferenceForward.Evaluate(f.Model, f.Data).Loss;
+        var cc = f.RandomCrosscoder(seed + 1, 6, 2);
+        var results = new[] { f.Bound(Strategies.BruteForce), f.Bound(Strategies.Trivial), f.Bound(Strategies.CrosscoderExhaustive, cc) };
+        // The float64 reference is within 1e-12 of the exact loss on these sizes; the bounds must not dip below it.
+        return results.All(r => r.B0 >= truth - 1e-12 * Math.Max(1, truth) && double.IsFinite(r.B0));
+    }
+
+    [Property(MaxTest = 25)]
+    public bool Brute_force_is_within_1e_minus_6_of_the_true_loss(ulong seed)
+    {
+        using var f = new Fixture(seed, layers: 2);
+        double truth = ReferenceForward.Evaluate(f.Model, f.Data).Loss;
+        var r = f.Bound(Strategies.BruteForce);
+        return r.B0 >= truth && r.B0 - truth <= 1e-6 * Math.Max(truth, 1e-3);
+    }
+
+    [Property(MaxTest = 15)]
+    public bool A_perfect_crosscoder_gives_the_true_loss_up_to_rounding(ulong seed, bool attnOnly)
+    {
+        using var f = new Fixture(seed, attnOnly);
+        double truth = ReferenceForward.Evaluate(f.Model, f.Data).Loss;
+        var r = f.Bound(Strategies.CrosscoderExhaustive, f.IdentityCrosscoder());
+        return r.B0 >= truth - 1e-12 && r.B0 - truth <= 1e-6 * Math.Max(truth, 1e-3);
+    }
+
+    [Fact]
+    public void Brute_force_FLOPs_equal_an_independent_count_of_one_forward_pass_per_sequence()
+    {
+        using var f = new Fixture(17, layers: 2);
+        var c = f.Model.Config;
+        long expected = 0;
+        foreach (var s in f.Data.Sequences)
+        {
+            // Counted position by position, head by head, from the definition of the model (BOUNDS.md §1).
+            int T = s.Tokens.Length;
+            long n = 0;
+            for (int t = 0; t < T; t++) n += c.DModel;                                            // W_E[x_t] + W_pos[t]
+            for (int l = 0; l < c.NLayers; l++)
+            {
+                for (int h = 0; h < c.NHeads; h++)
+                    for (int t = 0; t < T; t++)
+                    {
+                        n += 3 * (2L * c.DModel * c.DHead + c.DHead);                          // q, k, v with biases
+                        int keys = t + 1;
+                        n += keys * (2L * c.DHead + 1);                                        // scores and scale
+                        n += 4L * keys + 1;                                                    // softmax
+                        n += keys * 2L * c.DHead;                                              // z
+                        n += 2L * c.DHead * c.DModel;                                          // z W_O
+                    }
+                n += T * (long)c.DModel;                                                       // b_O
+                n += T * (long)c.DModel;                                                       // residual
+                if (!c.AttnOnly) n += T * (4L * c.DModel * c.DMlp + 2L * c.DMlp + 2L * c.DModel);
+            }
+            n += s.LabelledCount * (2L * c.DModel * c.DVocabOut + c.DVocabOut + 3L * c.DVocabOut + 1);
+            expected += n;
+        }
+        var r = f.Bound(Strategies.BruteForce);
+        Assert.Equal(expected + f.Data.Count + 1, r.Cost.Flops);   // + MEAN: one addition per sequence and a division
+        Assert.Equal(0, r.Cost.FlopsDatasetIndependent);
+    }
+
+    [Fact]
+    public void The_transcript_is_well_formed()
+    {
+        using var f = new Fixture(5);
+        var r = f.Bound(Strategies.CrosscoderExhaustive, f.RandomCrosscoder(3, 5, 2));
+        using var doc = JsonDocument.Parse(File.ReadAllText(r.Transcript));
+        var root = doc.RootElement;
+        Assert.Equal("verifier-transcript/1", root.GetProperty("schema").GetString());
+        foreach (var role in new[] { "model_weights", "model_config", "dataset", "crosscoder_weights", "crosscoder_config" })
+            Assert.Equal(64, root.GetProperty("artefacts").GetProperty(role).GetProperty("sha256").GetString()!.Length);
+        int i = 0;
+        foreach (var step in root.GetProperty("steps").EnumerateArray())
+        {
+            Assert.Equal(i, step.GetProperty("id").GetInt32());
+            Assert.All(step.GetProperty("inputs").EnumerateArray(), x => Assert.InRange(x.GetInt32(), 0, i - 1));
+            Assert.True(File.Exists(Path.Combine(ProofsDir, step.GetProperty("lemma").GetString() + ".md")) ||
+                        Directory.GetFiles(ProofsDir, step.GetProperty("lemma").GetString() + "-*.md").Length == 1,
+                $"lemma {step.GetProperty("lemma").GetString()} has no file in proofs/");
+            i++;
+        }
+        Assert.Equal(r.B0, root.GetProperty("result").GetProperty("b0").GetDouble());
+        Assert.Equal(i - 1, root.GetProperty("result").GetProperty("final_step").GetInt32());
+        Assert.Equal(r.Cost.Flops, root.GetProperty("cost").GetProperty("flops").GetInt64());
+    }
+
+    static string ProofsDir
+    {
+        get
+        {
+            var d = new DirectoryInfo(AppContext.BaseDirectory);
+            while (d is not null && !Directory.Exists(Path.Combine(d.FullName, "proofs"))) d = d.Parent;
+            return Path.Combine(d!.FullName, "proofs");
+        }
+    }
+
+    [Fact]
+    public void The_same_inputs_give_the_same_transcript_bytes()
+    {
+        using var f = new Fixture(8);
+        var cc = f.RandomCrosscoder(1, 5, 2);
+        var a = File.ReadAllBytes(f.Bound(Strategies.CrosscoderExhaustive, cc).Transcript);
+        var b = File.ReadAllBytes(f.Bound(Strategies.CrosscoderExhaustive, cc).Transcript);
+        Assert.Equal(a, b);
+    }
+}
