@@ -29,9 +29,11 @@ public static class Strategies
 {
     public const string BruteForce = "brute-force";
     public const string CrosscoderExhaustive = "crosscoder-exhaustive";
+    public const string CrosscoderTables = "crosscoder-tables";
     public const string Trivial = "trivial";
-    public static readonly IReadOnlyList<string> All = [BruteForce, CrosscoderExhaustive, Trivial];
-    public static bool NeedsCrosscoder(string s) => s == CrosscoderExhaustive;
+    public const string Clustered = "clustered";
+    public static readonly IReadOnlyList<string> All = [BruteForce, CrosscoderExhaustive, CrosscoderTables, Clustered, Trivial];
+    public static bool NeedsCrosscoder(string s) => s is CrosscoderExhaustive or CrosscoderTables or Clustered;
 }
 
 public static class BoundProgram
@@ -39,7 +41,7 @@ public static class BoundProgram
     /// <summary>Runs <paramref name="strategy"/> and writes its transcript to <paramref name="transcriptPath"/>.
     /// The true loss (float64, plain C#) is reported beside b₀ when <paramref name="computeTrueLoss"/>; it is not a claim.</summary>
     public static BoundResult Run(string strategy, BoundInputs inputs, string transcriptPath, bool computeTrueLoss = true,
-        IProgress<(int Done, int Total)>? progress = null, CancellationToken ct = default)
+        IProgress<(int Done, int Total)>? progress = null, CancellationToken ct = default, int clusters = 1, ulong seed = 0)
     {
         if (Strategies.NeedsCrosscoder(strategy) && inputs.Crosscoder is null)
             throw new UsageException($"the strategy '{strategy}' needs --crosscoder");
@@ -48,7 +50,9 @@ public static class BoundProgram
         {
             Strategies.BruteForce => BruteForceStrategy.Run(inputs, transcriptPath, progress, ct),
             Strategies.Trivial => TrivialStrategy.Run(inputs, transcriptPath, progress, ct),
-            Strategies.CrosscoderExhaustive => ExhaustiveStrategy.Run(inputs, transcriptPath, progress, ct),
+            Strategies.CrosscoderExhaustive => CrosscoderStrategy.Run(inputs, transcriptPath, tables: false, progress, ct),
+            Strategies.CrosscoderTables => CrosscoderStrategy.Run(inputs, transcriptPath, tables: true, progress, ct),
+            Strategies.Clustered => ClusteredStrategy.Run(inputs, transcriptPath, clusters, seed, progress, ct),
             _ => throw new UsageException($"unknown strategy '{strategy}'; expected one of {string.Join(", ", Strategies.All)}"),
         };
         double seconds = sw.Elapsed.TotalSeconds;

@@ -49,61 +49,14 @@ public static class TrivialStrategy
                 h[t][i] = new Iv(lo, hi) + Iv.Point(wp[t * d + i]);
             }
         }
-        for (int l = 0; l < c.NLayers; l++)
-        {
-            ct.ThrowIfCancellationRequested();
-            var attn = AnyPatternAttention(m, l, h);
-            h = Enumerable.Range(0, T).Select(t => IntervalModel.Add(h[t], attn[t])).ToArray();
-            if (!c.AttnOnly)
-            {
-                var hm = h;
-                h = Enumerable.Range(0, T).Select(t => IntervalModel.Add(hm[t], m.Mlp(l, hm[t]))).ToArray();
-            }
-        }
-        var wu = weights["unembed.W_U"].Data; var bu = weights["unembed.b_U"].Data;
-        int V = c.DVocabOut;
+        h = BoxForward.Run(m, h, useScores: false);
         var table = new double[T][];
         for (int t = 0; t < T; t++)
         {
-            table[t] = new double[V];
-            for (int y = 0; y < V; y++)
-            {
-                // z_i − z_y = h·(u_i − u_y) + (b_i − b_y), with the difference columns as intervals.
-                var diffs = new Iv[V - 1];
-                for (int i = 0, k = 0; i < V; i++)
-                {
-                    if (i == y) continue;
-                    var diff = Iv.Point(bu[i]) - Iv.Point(bu[y]);
-                    for (int j = 0; j < d; j++) diff += (Iv.Point(wu[j * V + i]) - Iv.Point(wu[j * V + y])) * h[t][j];
-                    diffs[k++] = diff;
-                }
-                table[t][y] = IntervalModel.CrossEntropyFromDifferences(diffs).Hi;
-            }
+            ct.ThrowIfCancellationRequested();
+            table[t] = Enumerable.Range(0, c.DVocabOut).Select(y => BoxForward.CrossEntropyUpper(weights, h[t], y)).ToArray();
         }
         return table;
-    }
-
-    /// <summary>Whatever the pattern, z_t is a convex combination of v_s (s ≤ t), so it lies in the hull of their boxes.</summary>
-    static Iv[][] AnyPatternAttention(IntervalModel m, int l, Iv[][] h)
-    {
-        var c = m.C; var w = m.Weights;
-        int T = h.Length, H = c.NHeads, d = c.DModel, dh = c.DHead;
-        string a = $"blocks.{l}.attn.";
-        var wv = w[a + "W_V"].Data; var bv = w[a + "b_V"].Data; var wo = w[a + "W_O"].Data; var bo = w[a + "b_O"].Data;
-        var outp = new Iv[T][];
-        for (int t = 0; t < T; t++) { outp[t] = new Iv[d]; for (int i = 0; i < d; i++) outp[t][i] = Iv.Point(bo[i]); }
-        for (int hh = 0; hh < H; hh++)
-        {
-            var v = Enumerable.Range(0, T).Select(t => IntervalModel.Affine(h[t], wv, hh * d * dh, d, dh, bv, hh * dh)).ToArray();
-            var hull = (Iv[])v[0].Clone();
-            for (int t = 0; t < T; t++)
-            {
-                for (int e = 0; e < dh; e++) hull[e] = Iv.Hull(hull[e], v[t][e]);
-                var o = IntervalModel.Affine(hull, wo, hh * dh * d, dh, d, null, 0);
-                for (int i = 0; i < d; i++) outp[t][i] += o[i];
-            }
-        }
-        return outp;
     }
 
     /// <summary>The table for position t: the embedding box (vocab·d), the interval forward of that position

@@ -15,18 +15,20 @@ static class BoundCommand
         strategy.AcceptOnlyFromAmong([.. Strategies.All]);
         var output = new Option<FileInfo>("--out") { Description = "Transcript to write (spec/transcript.md)", Required = true };
         var allow = new Option<bool>("--allow-model-mismatch") { Description = "Use a crosscoder trained on different model weights" };
+        var clusters = Options.Positive<int>("--clusters", "Number of clusters c (strategy clustered)", 1);
+        var seed = Options.Seed("the clustering");
         var noTrue = new Option<bool>("--no-true-loss") { Description = "Do not compute the true loss for comparison" };
         var force = Options.Force();
         var json = Options.Json();
         var cmd = new Command("bound", "Prove an upper bound b₀ on the model's mean cross-entropy over a dataset, writing a transcript for the checker");
-        foreach (var o in new Option[] { model, crosscoder, data, strategy, output, allow, noTrue, force, json }) cmd.Options.Add(o);
+        foreach (var o in new Option[] { model, crosscoder, data, strategy, clusters, seed, output, allow, noTrue, force, json }) cmd.Options.Add(o);
         cmd.SetAction((pr, ct) => Task.FromResult(CommandRunner.Run(pr, json, ct, ctx =>
         {
             string s = pr.GetValue(strategy)!;
             string path = pr.GetValue(output)!.FullName;
             if (File.Exists(path) && !pr.GetValue(force)) throw new OutputExistsException(path);
             var inputs = Load(pr.GetValue(model)!.FullName, pr.GetValue(crosscoder)?.FullName, pr.GetValue(data)!.FullName, s, pr.GetValue(allow));
-            var r = Run(ctx, s, inputs, path, !pr.GetValue(noTrue));
+            var r = Run(ctx, s, inputs, path, !pr.GetValue(noTrue), pr.GetValue(clusters), pr.GetValue(seed));
             if (ctx.Json) ctx.WriteJson(Summary(r));
             else Print(ctx, r);
             return ExitCodes.Ok;
@@ -48,9 +50,9 @@ static class BoundCommand
         return new BoundInputs(weights, modelDir, data, dataPath, cc, cc is null ? null : ccDir);
     }
 
-    public static BoundResult Run(CommandContext ctx, string strategy, BoundInputs inputs, string path, bool trueLoss) =>
+    public static BoundResult Run(CommandContext ctx, string strategy, BoundInputs inputs, string path, bool trueLoss, int clusters = 1, ulong seed = 0) =>
         ctx.WithProgress($"bound {strategy}", report => BoundProgram.Run(strategy, inputs, path, trueLoss,
-            new SyncProgress<(int Done, int Total)>(p => report((double)p.Done / p.Total, $"{p.Done}/{p.Total} sequences")), ctx.Cancel));
+            new SyncProgress<(int Done, int Total)>(p => report((double)p.Done / p.Total, $"{p.Done}/{p.Total} sequences")), ctx.Cancel, clusters, seed));
 
     public static object Summary(BoundResult r) => new
     {

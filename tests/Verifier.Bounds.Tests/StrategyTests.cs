@@ -71,8 +71,9 @@ sealed class Fixture : IDisposable
         }));
     }
 
-    public BoundResult Bound(string strategy, CrosscoderWeights? cc = null) =>
-        BoundProgram.Run(strategy, new BoundInputs(Model, Dir, Data, DataPath, cc, cc is null ? null : CcDir), Path.Combine(Dir, strategy + ".json"));
+    public BoundResult Bound(string strategy, CrosscoderWeights? cc = null, int clusters = 1) =>
+        BoundProgram.Run(strategy, new BoundInputs(Model, Dir, Data, DataPath, cc, cc is null ? null : CcDir), Path.Combine(Dir, strategy + ".json"),
+            clusters: clusters);
 
     public void Dispose() => Directory.Delete(Dir, true);
 }
@@ -85,7 +86,11 @@ public class StrategyTests
         using var f = new Fixture(seed, attnOnly, twoLayers ? 2 : 1);
         double truth = ReferenceForward.Evaluate(f.Model, f.Data).Loss;
         var cc = f.RandomCrosscoder(seed + 1, 6, 2);
-        var results = new[] { f.Bound(Strategies.BruteForce), f.Bound(Strategies.Trivial), f.Bound(Strategies.CrosscoderExhaustive, cc) };
+        var results = new[]
+        {
+            f.Bound(Strategies.BruteForce), f.Bound(Strategies.Trivial), f.Bound(Strategies.CrosscoderExhaustive, cc),
+            f.Bound(Strategies.CrosscoderTables, cc), f.Bound(Strategies.Clustered, cc), f.Bound(Strategies.Clustered, cc, clusters: 3),
+        };
         // The float64 reference is within 1e-12 of the exact loss on these sizes; the bounds must not dip below it.
         return results.All(r => r.B0 >= truth - 1e-12 * Math.Max(1, truth) && double.IsFinite(r.B0));
     }
@@ -100,12 +105,75 @@ public class StrategyTests
     }
 
     [Property(MaxTest = 15)]
-    public bool A_perfect_crosscoder_gives_the_true_loss_up_to_rounding(ulong seed, bool attnOnly)
+    public bool A_perfect_crosscoder_gives_the_true_loss_up_to_rounding(ulong seed, bool attnOnly, bool tables)
     {
+        // Tables linearise the MLP (T2), so they are exact only on a ReLU-free path: attention-only models.
+        if (tables) attnOnly = true;
         using var f = new Fixture(seed, attnOnly);
         double truth = ReferenceForward.Evaluate(f.Model, f.Data).Loss;
-        var r = f.Bound(Strategies.CrosscoderExhaustive, f.IdentityCrosscoder());
+        var r = f.Bound(tables ? Strategies.CrosscoderTables : Strategies.CrosscoderExhaustive, f.IdentityCrosscoder());
         return r.B0 >= truth - 1e-12 && r.B0 - truth <= 1e-6 * Math.Max(truth, 1e-3);
+    }
+
+    [Property(MaxTest = 10)]
+    public bool One_cluster_per_sequence_is_brute_force_in_boxes(ulong seed)
+    {
+        using var f = new Fixture(seed);
+        double truth = ReferenceForward.Evaluate(f.Model, f.Data).Loss;
+        // Distinct sequences each in their own cluster: point boxes, so the bound is tight up to rounding.
+        var distinct = f.Data.Sequences.Select(s => string.Join(",", s.Tokens)).Distinct().Count() == f.Data.Count;
+        var r = f.Bound(Strategies.Clustered, f.IdentityCrosscoder(), clusters: f.Data.Count);
+        return r.B0 >= truth - 1e-12 && (!distinct || r.B0 - truth <= 1e-6 * Math.Max(truth, 1e-3));
+    }
+
+    [Fact]
+    public void The_linearisation_identity_holds_exactly()
+    {
+        // ReLU(c + s) = ReLU(c) + 1[c>0]·s + E with E = max(0, −(c+s)) if c > 0 else max(0, c + s), over exact rationals.
+        var r = new Rng(3);
+        for (int i = 0; i < 10_000; i++)
+        {
+            double c = (r.NextDouble() - 0.5) * 8, s = (r.NextDouble() - 0.5) * 8;
+            var (C, S) = (Rational.Of(c), Rational.Of(s));
+            var sum = C + S;
+            Rational Relu(Rational x) => x.P.Sign > 0 ? x : new Rational(0, 1);
+            var e = c > 0 ? Relu(new Rational(-sum.P, sum.Q)) : Relu(sum);
+            var rhs = Relu(C) + (c > 0 ? S : new Rational(0, 1)) + e;
+            var lhs = Relu(sum);
+            Assert.True(lhs <= rhs && rhs <= lhs, $"c={c} s={s}");
+            // And the enclosure used by T2 contains it.
+            var E = Iv.Relu(Iv.Point(c) + Iv.Point(s)) - Iv.Relu(Iv.Point(c)) - (c > 0 ? Iv.Point(s) : Iv.Zero);
+            Assert.True(Rational.Of(E.Lo) <= e && e <= Rational.Of(E.Hi));
+        }
+    }
+
+    [Fact]
+    public void Tables_reproduce_the_exhaustive_nominal_values_to_rounding()
+    {
+        using var f = new Fixture(21);
+        var cc = f.RandomCrosscoder(4, 7, 3);
+        var c = f.Model.Config;
+        var sites = c.SiteNames();
+        var tab = Tables.Build(f.Model, cc, Enumerable.Range(0, sites.Count).ToArray());
+        var enc = new PlainCrosscoder(cc, sites);
+        var model = new IntervalModel(f.Model);
+        foreach (var seq in f.Data.Sequences)
+        {
+            var feats = enc.Encode(f.Model, seq.Tokens);
+            var a0 = enc.Decode(feats, 0);
+            var exhaustive = model.Attention(0, a0);
+            for (int h = 0; h < c.NHeads; h++)
+                for (int t = 0; t < seq.Tokens.Length; t++)
+                {
+                    var q = Tables.Combine(feats[t], tab.Attn[0].Q[h], tab.Attn[0].Q0[h]);
+                    for (int e = 0; e < c.DHead; e++)
+                    {
+                        var x = exhaustive.Q[h][t][e];
+                        Assert.True(Math.Abs(0.5 * (q[e].Lo + q[e].Hi) - 0.5 * (x.Lo + x.Hi)) <= 1e-12 * Math.Max(1, x.Mag) + q[e].Width + x.Width);
+                        Assert.True(q[e].Lo <= x.Hi && x.Lo <= q[e].Hi, "the two enclosures of the same real value must intersect");
+                    }
+                }
+        }
     }
 
     [Fact]
@@ -148,11 +216,19 @@ public class StrategyTests
     public void The_transcript_is_well_formed()
     {
         using var f = new Fixture(5);
-        var r = f.Bound(Strategies.CrosscoderExhaustive, f.RandomCrosscoder(3, 5, 2));
+        var cc = f.RandomCrosscoder(3, 5, 2);
+        foreach (var s in Strategies.All) CheckTranscript(f.Bound(s, Strategies.NeedsCrosscoder(s) ? cc : null, clusters: 2));
+    }
+
+    static void CheckTranscript(BoundResult r)
+    {
         using var doc = JsonDocument.Parse(File.ReadAllText(r.Transcript));
         var root = doc.RootElement;
         Assert.Equal("verifier-transcript/1", root.GetProperty("schema").GetString());
-        foreach (var role in new[] { "model_weights", "model_config", "dataset", "crosscoder_weights", "crosscoder_config" })
+        var roles = Strategies.NeedsCrosscoder(r.Strategy)
+            ? new[] { "model_weights", "model_config", "dataset", "crosscoder_weights", "crosscoder_config" }
+            : new[] { "model_weights", "model_config", "dataset" };
+        foreach (var role in roles)
             Assert.Equal(64, root.GetProperty("artefacts").GetProperty(role).GetProperty("sha256").GetString()!.Length);
         int i = 0;
         foreach (var step in root.GetProperty("steps").EnumerateArray())

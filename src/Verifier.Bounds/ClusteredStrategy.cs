@@ -1,0 +1,135 @@
+using System.Text.Json.Nodes;
+using Verifier.Core;
+
+namespace Verifier.Bounds;
+
+/// <summary>clustered (proofs/CL-clusters.md): sequences are grouped by k-means on their crosscoder features
+/// (seeded); each cluster gets one box per position enclosing its members' embeddings h⁰ (advice), one interval
+/// forward pass over those boxes gives a uniform CE bound per (position, label) for the whole cluster, and each
+/// sequence costs only a membership check and table lookups. c = 1 is the most compact proof; more clusters
+/// trade cost for tightness (c = |X| is brute force in boxes).</summary>
+public static class ClusteredStrategy
+{
+    public static (double B0, TranscriptCost Cost, int Steps) Run(BoundInputs inputs, string path, int clusters, ulong seed,
+        IProgress<(int, int)>? progress, CancellationToken ct)
+    {
+        var w = inputs.Model; var c = w.Config; var cc = inputs.Crosscoder!;
+        if (clusters < 1) throw new UsageException($"--clusters must be at least 1, got {clusters}");
+        int k = Math.Min(clusters, inputs.Data.Count);
+        var encoder = new PlainCrosscoder(cc, c.SiteNames());
+        var features = inputs.Data.Sequences.Select(s => encoder.Encode(w, s.Tokens)).ToArray();
+        var assign = KMeans(features, cc.Config.Width, k, seed, ct);
+        var model = new IntervalModel(w);
+        using var tw = new TranscriptWriter(path, inputs.Artefacts(), Strategies.Clustered,
+            new JsonObject { ["clusters"] = k, ["seed"] = seed, ["clustering"] = "k-means on per-position feature activations" });
+        var clSteps = new List<int>(); var sums = new List<double>();
+        int done = 0;
+        for (int cl = 0; cl < k; cl++)
+        {
+            ct.ThrowIfCancellationRequested();
+            var members = Enumerable.Range(0, inputs.Data.Count).Where(i => assign[i] == cl).ToList();
+            if (members.Count == 0) continue;
+            int T = members.Max(i => inputs.Data.Sequences[i].Tokens.Length);
+            var box = new Iv[T][];
+            foreach (int i in members)
+            {
+                var seq = inputs.Data.Sequences[i];
+                for (int t = 0; t < seq.Tokens.Length; t++)
+                {
+                    var h = model.Embed(seq.Tokens[t], t);
+                    box[t] = box[t] is null ? h : box[t].Select((b, j) => Iv.Hull(b, h[j])).ToArray();
+                }
+            }
+            // One interval forward over the boxes; CE bounds for the (position, label) pairs the members need.
+            var h0 = box;
+            var sites = BoxForward.Run(model, h0, useScores: true);
+            var needed = members.SelectMany(i => Enumerable.Range(0, inputs.Data.Sequences[i].Tokens.Length)
+                .Where(t => inputs.Data.Sequences[i].Labels[t] >= 0).Select(t => (t, y: inputs.Data.Sequences[i].Labels[t]))).Distinct()
+                .OrderBy(p => p.t).ThenBy(p => p.y).ToList();
+            var bound = needed.ToDictionary(p => p, p => BoxForward.CrossEntropyUpper(w, sites[p.t], p.y));
+            var boxJson = new JsonArray(box.Select(b => (JsonNode)new JsonArray(
+                BoundProgram.Array(b.Select(x => x.Lo)), BoundProgram.Array(b.Select(x => x.Hi)))).ToArray());
+            long tableFlops = Flops.Forward(c, T, 0) * 2 + needed.Count * ((c.DVocabOut - 1) * (4L * c.DModel + 2) + Flops.CrossEntropy(c.DVocabOut));
+            int tableStep = tw.Add(new TranscriptStep("CL", [], BoundProgram.Scope(("cluster", cl)),
+                new JsonObject { ["ce"] = new JsonArray(needed.Select(p => (JsonNode)new JsonArray(p.t, p.y, bound[p])).ToArray()) },
+                tableFlops, DatasetDependent: false, new JsonObject { ["box"] = boxJson }));
+            double sum = 0;
+            long memberFlops = 0;
+            foreach (int i in members)
+            {
+                var seq = inputs.Data.Sequences[i];
+                for (int t = 0; t < seq.Tokens.Length; t++)
+                    if (seq.Labels[t] >= 0) sum = Up.Add(sum, bound[(t, seq.Labels[t])]);
+                memberFlops += seq.Tokens.Length * 3L * c.DModel + seq.LabelledCount;
+            }
+            int step = tw.Add(new TranscriptStep("CLMEMBERS", [tableStep], BoundProgram.Scope(("cluster", cl)),
+                new JsonObject { ["loss_sum"] = sum }, memberFlops, DatasetDependent: true,
+                new JsonObject { ["members"] = new JsonArray(members.Select(i => (JsonNode)i).ToArray()) }));
+            clSteps.Add(step); sums.Add(sum);
+            done += members.Count;
+            progress?.Report((done, inputs.Data.Count));
+        }
+        var (b0, final) = BoundProgram.Mean(tw, clSteps, sums, inputs.Positions);
+        var cost = tw.Complete([], b0, final, null, adviceBits: 0);
+        return (b0, cost, tw.StepCount);
+    }
+
+    /// <summary>k-means (k-means++ initialisation, seeded; 20 Lloyd iterations) on each sequence's features laid
+    /// out position by position (position t, feature i → coordinate t·n + i).</summary>
+    public static int[] KMeans((int Index, double Value)[][][] seqs, int width, int k, ulong seed, CancellationToken ct = default)
+    {
+        int N = seqs.Length;
+        var points = seqs.Select(s => s.SelectMany((ft, t) => ft.Select(p => (Key: t * width + p.Index, p.Value))).ToArray()).ToArray();
+        var norms = points.Select(p => p.Sum(x => x.Value * x.Value)).ToArray();
+        var rng = Rng.Derive(seed, "clustered/kmeans");
+        var centres = new List<Dictionary<int, double>>();
+        double Dist(int i, Dictionary<int, double> mu, double muNorm)
+        {
+            double dot = 0;
+            foreach (var (key, v) in points[i]) if (mu.TryGetValue(key, out var m)) dot += v * m;
+            return Math.Max(0, norms[i] - 2 * dot + muNorm);
+        }
+        Dictionary<int, double> Of(int i) => points[i].ToDictionary(x => x.Key, x => x.Value);
+        centres.Add(Of(rng.NextInt(N)));
+        double mu0 = centres[0].Values.Sum(v => v * v);
+        var best = Enumerable.Range(0, N).Select(i => Dist(i, centres[0], mu0)).ToArray();
+        while (centres.Count < k)
+        {
+            double total = best.Sum();
+            int pick;
+            if (total <= 0) pick = rng.NextInt(N);
+            else
+            {
+                double r = rng.NextDouble() * total; pick = N - 1;
+                for (int i = 0; i < N; i++) { r -= best[i]; if (r <= 0) { pick = i; break; } }
+            }
+            var mu = Of(pick); double mn = mu.Values.Sum(v => v * v);
+            centres.Add(mu);
+            for (int i = 0; i < N; i++) best[i] = Math.Min(best[i], Dist(i, mu, mn));
+        }
+        var assign = new int[N];
+        for (int iter = 0; iter < 20; iter++)
+        {
+            ct.ThrowIfCancellationRequested();
+            var muNorms = centres.Select(m => m.Values.Sum(v => v * v)).ToArray();
+            bool changed = false;
+            for (int i = 0; i < N; i++)
+            {
+                int arg = 0; double bd = double.PositiveInfinity;
+                for (int j = 0; j < centres.Count; j++) { double dd = Dist(i, centres[j], muNorms[j]); if (dd < bd) { bd = dd; arg = j; } }
+                if (iter == 0 || assign[i] != arg) changed = true;
+                assign[i] = arg;
+            }
+            if (!changed) break;
+            for (int j = 0; j < centres.Count; j++)
+            {
+                var members = Enumerable.Range(0, N).Where(i => assign[i] == j).ToList();
+                if (members.Count == 0) continue;
+                var mu = new Dictionary<int, double>();
+                foreach (int i in members) foreach (var (key, v) in points[i]) mu[key] = mu.GetValueOrDefault(key) + v / members.Count;
+                centres[j] = mu;
+            }
+        }
+        return assign;
+    }
+}

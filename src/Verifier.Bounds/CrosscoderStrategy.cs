@@ -1,0 +1,268 @@
+using System.Text.Json.Nodes;
+using Verifier.Core;
+
+namespace Verifier.Bounds;
+
+/// <summary>The crosscoder strategies (BOUNDS.md §2–3). Per sequence, the crosscoder's features (advice, any
+/// values would be sound) give nominal activations a'^s; ε^s_t ≥ ‖h^s_t − a'^s_t‖ starts at h⁰ (L2), is carried
+/// through each sub-block by L3 with L5 (attention) or L4 (MLP), and L1 turns the last ε into a loss bound,
+/// capped position by position by the trivial bound (IP).
+/// exhaustive: each sub-block is run on a' in d-space. tables: nominal q', k', v', the attention output, the MLP
+/// pre-activations and the logits come from per-feature tables (T1), and the MLP's δ from the linearisation at
+/// the bias point with its exact error E (T2), whose pattern over the data gives the ReLU interaction terms.</summary>
+public static class CrosscoderStrategy
+{
+    public static (double B0, TranscriptCost Cost, int Steps) Run(BoundInputs inputs, string path, bool tables,
+        IProgress<(int, int)>? progress, CancellationToken ct)
+    {
+        var w = inputs.Model; var c = w.Config; var cc = inputs.Crosscoder!;
+        var siteNames = c.SiteNames();
+        int[] ccSite = siteNames.Select(s => cc.Config.Sites.ToList().IndexOf(s)).ToArray();
+        if (tables && ccSite.Any(i => i < 0))
+            throw new UsageException($"crosscoder-tables needs a crosscoder over every residual site ({string.Join(", ", siteNames)}); " +
+                $"this one has {string.Join(", ", cc.Config.Sites)}. Use crosscoder-exhaustive instead.");
+        var model = new IntervalModel(w);
+        var norms = Norms.Compute(w);
+        string name = tables ? Strategies.CrosscoderTables : Strategies.CrosscoderExhaustive;
+        using var tw = new TranscriptWriter(path, inputs.Artefacts(), name,
+            new JsonObject { ["crosscoder_sites"] = new JsonArray(cc.Config.Sites.Select(s => (JsonNode)s).ToArray()) });
+        int normStep = tw.Add(new TranscriptStep("N1", [], BoundProgram.Scope(("model", "all layers")), norms.ToClaim(), norms.Flops(c), DatasetDependent: false));
+        var trivial = TrivialStrategy.Table(w, ct);
+        var ipSteps = Enumerable.Range(0, c.NCtx).Select(t => tw.Add(new TranscriptStep("IP", [], BoundProgram.Scope(("position", t)),
+            new JsonObject { ["ce_by_label"] = BoundProgram.Array(trivial[t]) }, TrivialStrategy.TableFlops(c, t), DatasetDependent: false))).ToArray();
+        Tables? tab = null;
+        int tableStep = -1;
+        if (tables)
+        {
+            tab = Tables.Build(w, cc, ccSite);
+            tableStep = tw.Add(new TranscriptStep("T1", [], BoundProgram.Scope(("tables", "Q K V OV D U E UU")), new JsonObject(), tab.Flops, DatasetDependent: false));
+        }
+
+        var encoder = new PlainCrosscoder(cc, siteNames);
+        var interactions = new InteractionCollector(c, cc.Config.Width);
+        var seqSteps = new List<int>(); var sums = new List<double>();
+        double adviceBits = 0;
+        for (int q = 0; q < inputs.Data.Count; q++)
+        {
+            ct.ThrowIfCancellationRequested();
+            var seq = inputs.Data.Sequences[q];
+            int T = seq.Tokens.Length;
+            var f = encoder.Encode(w, seq.Tokens);
+            foreach (var ft in f) adviceBits += AdviceBits(cc.Config.Width, ft.Length);
+            interactions.CountTokens(f);
+
+            // L2: ε at h⁰, with the advice.
+            var nominal = new Iv[siteNames.Count][][];
+            var embed = Enumerable.Range(0, T).Select(t => model.Embed(seq.Tokens[t], t)).ToArray();
+            nominal[0] = ccSite[0] >= 0 ? encoder.Decode(f, ccSite[0]) : embed;
+            var eps = new double[T];
+            if (ccSite[0] >= 0) for (int t = 0; t < T; t++) eps[t] = IntervalModel.NormUpper(IntervalModel.Sub(embed[t], nominal[0][t]));
+            long nnz = f.Sum(x => (long)x.Length);
+            long l2Flops = ccSite[0] >= 0 ? nnz * 2 * c.DModel + T * (3L * c.DModel + Flops.Norm(c.DModel)) : 0;
+            var data = new JsonObject { ["features"] = new JsonArray(f.Select(ft => (JsonNode)new JsonArray(
+                ft.Select(p => (JsonNode)new JsonArray(p.Index, p.Value)).ToArray())).ToArray()) };
+            int prev = tw.Add(new TranscriptStep("L2", [], BoundProgram.Scope(("sequence", q), ("site", siteNames[0])),
+                new JsonObject { ["eps"] = BoundProgram.Array(eps) }, l2Flops, DatasetDependent: true, data));
+            int advice = prev;
+            var common = tables ? new[] { advice, normStep, tableStep } : new[] { advice, normStep };
+
+            int site = 0;
+            for (int l = 0; l < c.NLayers; l++)
+            {
+                // Attention: site → site + 1.
+                IntervalModel.AttentionTrace trace;
+                double[] delta = new double[T];
+                long flops;
+                if (tables)
+                {
+                    var at = tab!.Attn[l];
+                    trace = TableAttention(c, at, f);
+                    for (int t = 0; t < T; t++)
+                        delta[t] = IntervalModel.NormUpper(IntervalModel.Add(Tables.Combine(f[t], at.D, at.D0), trace.Output[t]));
+                    flops = TableAttentionFlops(c, f);
+                }
+                else
+                {
+                    trace = model.Attention(l, nominal[site]);
+                    bool decoded = ccSite[site + 1] >= 0;
+                    var next = Enumerable.Range(0, T).Select(t => IntervalModel.Add(nominal[site][t], trace.Output[t])).ToArray();
+                    nominal[site + 1] = decoded ? encoder.Decode(f, ccSite[site + 1]) : next;
+                    if (decoded) for (int t = 0; t < T; t++) delta[t] = IntervalModel.NormUpper(IntervalModel.Sub(next[t], nominal[site + 1][t]));
+                    flops = Flops.Attention(c, T) + T * (long)c.DModel + (decoded ? nnz * 2 * c.DModel + T * (2L * c.DModel + Flops.Norm(c.DModel)) : 0);
+                }
+                var pert = AttentionPerturbation(c, norms, l, trace, eps);
+                var epsNext = new double[T];
+                for (int t = 0; t < T; t++) epsNext[t] = Up.Add(Up.Add(eps[t], pert[t]), delta[t]);
+                flops += PerturbationFlops(c, T) + 2L * T;
+                prev = tw.Add(new TranscriptStep(tables ? "T1" : "L5", [prev, .. common],
+                    BoundProgram.Scope(("sequence", q), ("layer", l), ("block", "attn"), ("site", siteNames[site + 1])),
+                    new JsonObject { ["eps"] = BoundProgram.Array(epsNext) }, flops, DatasetDependent: true));
+                eps = epsNext; site++;
+                if (c.AttnOnly) continue;
+
+                // MLP: site → site + 1.
+                epsNext = new double[T];
+                if (tables)
+                {
+                    var mt = tab!.Mlp[l]!;
+                    flops = 0;
+                    for (int t = 0; t < T; t++)
+                    {
+                        var s = Tables.Combine(f[t], mt.U, new Iv[c.DMlp].Select(_ => Iv.Zero).ToArray());
+                        var pre = IntervalModel.Add(mt.C, s);
+                        var e = new Iv[c.DMlp];
+                        double eOut = 0;
+                        for (int m = 0; m < c.DMlp; m++)
+                        {
+                            // E_m = ReLU(c_m + s_m) − ReLU(c_m) − g_m s_m (exact identity, T2), enclosed.
+                            e[m] = Iv.Relu(pre[m]) - Iv.Relu(mt.C[m]) - (mt.G[m] ? s[m] : Iv.Zero);
+                            eOut = Up.Add(eOut, Up.Mul(e[m].Mag, mt.WoutRowNorm[m]));
+                        }
+                        interactions.Relu(l, f[t], mt.U, e);
+                        double dT = Up.Add(IntervalModel.NormUpper(Tables.Combine(f[t], mt.E, mt.E0)), eOut);
+                        double k = norms.ActiveLipschitz(l, pre, eps[t]);
+                        epsNext[t] = Up.Add(Up.Add(eps[t], Up.Mul(k, eps[t])), dT);
+                        flops += (long)f[t].Length * 2 * (c.DMlp + c.DModel) + 6L * c.DMlp + 2L * c.DModel + Flops.Norm(c.DModel) + 2L * c.DMlp + 3;
+                    }
+                    prev = tw.Add(new TranscriptStep("T2", [prev, .. common],
+                        BoundProgram.Scope(("sequence", q), ("layer", l), ("block", "mlp"), ("site", siteNames[site + 1])),
+                        new JsonObject { ["eps"] = BoundProgram.Array(epsNext) }, flops, DatasetDependent: true));
+                }
+                else
+                {
+                    bool decoded = ccSite[site + 1] >= 0;
+                    string mm = $"blocks.{l}.mlp.";
+                    var pres = Enumerable.Range(0, T).Select(t => IntervalModel.Affine(nominal[site][t], w[mm + "W_in"].Data, 0, c.DModel, c.DMlp, w[mm + "b_in"].Data, 0)).ToArray();
+                    var next = Enumerable.Range(0, T).Select(t => IntervalModel.Add(nominal[site][t], model.Mlp(l, nominal[site][t]))).ToArray();
+                    nominal[site + 1] = decoded ? encoder.Decode(f, ccSite[site + 1]) : next;
+                    for (int t = 0; t < T; t++)
+                    {
+                        double dT = decoded ? IntervalModel.NormUpper(IntervalModel.Sub(next[t], nominal[site + 1][t])) : 0;
+                        double k = norms.ActiveLipschitz(l, pres[t], eps[t]);
+                        epsNext[t] = Up.Add(Up.Add(eps[t], Up.Mul(k, eps[t])), dT);
+                    }
+                    flops = T * (Flops.Mlp(c) + c.DModel + 2L * c.DMlp + 3) + (decoded ? nnz * 2 * c.DModel + T * (2L * c.DModel + Flops.Norm(c.DModel)) : 0);
+                    prev = tw.Add(new TranscriptStep("L4", [prev, .. common],
+                        BoundProgram.Scope(("sequence", q), ("layer", l), ("block", "mlp"), ("site", siteNames[site + 1])),
+                        new JsonObject { ["eps"] = BoundProgram.Array(epsNext) }, flops, DatasetDependent: true));
+                }
+                eps = epsNext; site++;
+            }
+
+            // L1, capped by IP: Σ_t min(CE(z'_t, y) + ε_t max_i ‖u_i − u_y‖, trivial[t][y]).
+            double lossSum = 0;
+            for (int t = 0; t < T; t++)
+            {
+                int y = seq.Labels[t];
+                if (y < 0) continue;
+                var z = tables ? Tables.Combine(f[t], tab!.Unembed, tab.Unembed0) : model.Logits(nominal[site][t]);
+                double viaCrosscoder = Up.Add(IntervalModel.CrossEntropy(z, y).Hi, Up.Mul(eps[t], norms.UnembedDiff[y]));
+                lossSum = Up.Add(lossSum, Math.Min(viaCrosscoder, trivial[t][y]));
+            }
+            long zFlops = tables ? f.Where((_, t) => seq.Labels[t] >= 0).Sum(ft => (long)ft.Length * 2 * c.DVocabOut) + seq.LabelledCount * (long)c.DVocabOut
+                                 : seq.LabelledCount * (2L * c.DModel * c.DVocabOut + c.DVocabOut);
+            int final = tw.Add(new TranscriptStep("L1", [prev, .. common, .. ipSteps], BoundProgram.Scope(("sequence", q)),
+                new JsonObject { ["loss_sum"] = lossSum }, zFlops + seq.LabelledCount * (Flops.CrossEntropy(c.DVocabOut) + 4L), DatasetDependent: true));
+            seqSteps.Add(final); sums.Add(lossSum);
+            if (q % 16 == 0 || q == inputs.Data.Count - 1) progress?.Report((q + 1, inputs.Data.Count));
+        }
+        JsonArray inter = [];
+        if (tables)
+        {
+            var (list, flops) = interactions.Ranked(tab!);
+            inter = list;
+            // The attention pair table B_ij = Q_i · K_j over the features that occur is dataset-independent work.
+            tw.Add(new TranscriptStep("INFO", [tableStep], BoundProgram.Scope(("work", "attention pair table B_ij for the interaction terms")), new JsonObject(), flops, DatasetDependent: false));
+        }
+        var (b0, finalStep) = BoundProgram.Mean(tw, seqSteps, sums, inputs.Positions);
+        var cost = tw.Complete(inter, b0, finalStep, null, adviceBits);
+        return (b0, cost, tw.StepCount);
+    }
+
+    /// <summary>Bits to name nnz of n features and give their float64 values: log₂ C(n, nnz) + 64·nnz.</summary>
+    public static double AdviceBits(int n, int nnz)
+    {
+        double lg = 0;
+        for (int i = 0; i < nnz; i++) lg += Math.Log2(n - i) - Math.Log2(i + 1);
+        return lg + 64.0 * nnz;
+    }
+
+    /// <summary>Nominal attention from the tables: q', k', v' = Σ_i f_i Q_i + Q₀ (etc.), interval softmax, and
+    /// attn'_t − (the skip and decoder difference are added by the caller) = Σ_h Σ_{s≤t} p'_ts (Σ_j f_sj OV_j + OV₀).</summary>
+    static IntervalModel.AttentionTrace TableAttention(ModelConfig c, Tables.AttentionTables at, (int Index, double Value)[][] f)
+    {
+        int T = f.Length, H = c.NHeads, d = c.DModel;
+        var Q = new Iv[H][][]; var K = new Iv[H][][]; var V = new Iv[H][][]; var P = new Iv[H][][];
+        var outp = new Iv[T][];
+        for (int t = 0; t < T; t++) outp[t] = new Iv[d].Select(_ => Iv.Zero).ToArray();
+        var scale = Iv.Point(1) / Iv.Sqrt(Iv.Point(c.DHead));
+        for (int h = 0; h < H; h++)
+        {
+            Q[h] = f.Select(ft => Tables.Combine(ft, at.Q[h], at.Q0[h])).ToArray();
+            K[h] = f.Select(ft => Tables.Combine(ft, at.K[h], at.K0[h])).ToArray();
+            V[h] = f.Select(ft => Tables.Combine(ft, at.V[h], at.V0[h])).ToArray();
+            var ov = f.Select(ft => Tables.Combine(ft, at.OV[h], at.OV0[h])).ToArray();
+            P[h] = new Iv[T][];
+            for (int t = 0; t < T; t++)
+            {
+                var sigma = new Iv[t + 1];
+                for (int s = 0; s <= t; s++) sigma[s] = IntervalModel.Dot(Q[h][t], K[h][s]) * scale;
+                P[h][t] = IntervalModel.Softmax(sigma);
+                for (int s = 0; s <= t; s++)
+                    for (int i = 0; i < d; i++) outp[t][i] += P[h][t][s] * ov[s][i];
+            }
+        }
+        return new IntervalModel.AttentionTrace(Q, K, V, P, outp);
+    }
+
+    static long TableAttentionFlops(ModelConfig c, (int Index, double Value)[][] f)
+    {
+        long d = c.DModel, H = c.NHeads, dh = c.DHead, T = f.Length, pairs = T * (T + 1) / 2;
+        long nnz = f.Sum(x => (long)x.Length);
+        return H * (nnz * 2 * (3 * dh + d) + T * (3 * dh + d)) + H * (pairs * (2 * dh + 1) + 4 * pairs + T) + H * pairs * 2 * d
+               + nnz * 2 * d + T * d + T * (d + Flops.Norm(d));
+    }
+
+    /// <summary>L5 per position t: Σ_heads ‖W_O‖ (min(2, e^{2η_t} − 1) · max_{s≤t} ‖v'_s − c‖ + ‖W_V‖ max_{s≤t} ε_s),
+    /// η_t = max_{s≤t} (‖W_Q‖ε_t‖k'_s‖ + ‖q'_t‖‖W_K‖ε_s + ‖W_Q‖‖W_K‖ε_tε_s)/√d_head, c = the mean of the v'_s midpoints.</summary>
+    static double[] AttentionPerturbation(ModelConfig c, Norms n, int l, IntervalModel.AttentionTrace tr, double[] eps)
+    {
+        int T = eps.Length, dh = c.DHead;
+        double invSqrt = Up.Div(1, Math.BitDecrement(Math.Sqrt(dh)));
+        var pert = new double[T];
+        for (int h = 0; h < c.NHeads; h++)
+        {
+            double nq = n.WQ[l][h], nk = n.WK[l][h], nv = n.WV[l][h], no = n.WO[l][h];
+            var qn = tr.Q[h].Select(IntervalModel.NormUpper).ToArray();
+            var kn = tr.K[h].Select(IntervalModel.NormUpper).ToArray();
+            double maxEps = 0;
+            for (int t = 0; t < T; t++)
+            {
+                maxEps = Math.Max(maxEps, eps[t]);
+                double eta = 0;
+                for (int s = 0; s <= t; s++)
+                {
+                    double e = Up.Add(Up.Add(Up.Mul(Up.Mul(nq, eps[t]), kn[s]), Up.Mul(Up.Mul(qn[t], nk), eps[s])), Up.Mul(Up.Mul(nq, nk), Up.Mul(eps[t], eps[s])));
+                    eta = Math.Max(eta, Up.Mul(e, invSqrt));
+                }
+                double pdiff = Math.Min(2.0, Math.BitIncrement(Up.Exp(Up.Mul(2, eta)) - 1));
+                var centre = new double[dh];
+                for (int s = 0; s <= t; s++) for (int e = 0; e < dh; e++) centre[e] += 0.5 * (tr.V[h][s][e].Lo + tr.V[h][s][e].Hi) / (t + 1);
+                double r = 0;
+                var cIv = centre.Select(Iv.Point).ToArray();
+                for (int s = 0; s <= t; s++) r = Math.Max(r, IntervalModel.NormUpper(IntervalModel.Sub(tr.V[h][s], cIv)));
+                double dz = Up.Add(Up.Mul(pdiff, r), Up.Mul(nv, maxEps));
+                pert[t] = Up.Add(pert[t], Up.Mul(no, dz));
+            }
+        }
+        return pert;
+    }
+
+    /// <summary>L5's extra work: ‖q'‖, ‖k'‖ per head and position, 9 per causal pair for η and its max, 4 per
+    /// position for the pattern bound, the centre (2·d_head per pair), ‖v'_s − c‖ per pair, 4 per position for Δz and ‖W_O‖·.</summary>
+    static long PerturbationFlops(ModelConfig c, int T)
+    {
+        long H = c.NHeads, dh = c.DHead, pairs = (long)T * (T + 1) / 2;
+        return H * (2 * T * Flops.Norm(dh) + pairs * 9 + T * 4 + pairs * 2 * dh + pairs * (dh + Flops.Norm(dh)) + T * 4);
+    }
+}
