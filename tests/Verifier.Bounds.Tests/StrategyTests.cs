@@ -235,15 +235,24 @@ public class StrategyTests
         {
             Assert.Equal(i, step.GetProperty("id").GetInt32());
             Assert.All(step.GetProperty("inputs").EnumerateArray(), x => Assert.InRange(x.GetInt32(), 0, i - 1));
-            Assert.True(File.Exists(Path.Combine(ProofsDir, step.GetProperty("lemma").GetString() + ".md")) ||
-                        Directory.GetFiles(ProofsDir, step.GetProperty("lemma").GetString() + "-*.md").Length == 1,
-                $"lemma {step.GetProperty("lemma").GetString()} has no file in proofs/");
+            string lemma = step.GetProperty("lemma").GetString()!;
+            Assert.True(LemmaFiles.TryGetValue(lemma, out var file) && File.Exists(Path.Combine(ProofsDir, file)), $"lemma {lemma} is not registered in proofs/README.md");
             i++;
         }
         Assert.Equal(r.B0, root.GetProperty("result").GetProperty("b0").GetDouble());
         Assert.Equal(i - 1, root.GetProperty("result").GetProperty("final_step").GetInt32());
         Assert.Equal(r.Cost.Flops, root.GetProperty("cost").GetProperty("flops").GetInt64());
     }
+
+    /// <summary>The lemma registry: the table in proofs/README.md, "| ID[, ID…] | `file` | … |".</summary>
+    static readonly Dictionary<string, string> LemmaFiles = File.ReadAllLines(Path.Combine(ProofsDir, "README.md"))
+        .Where(l => l.StartsWith("| ") && l.Contains('`'))
+        .SelectMany(l =>
+        {
+            var cells = l.Split('|', StringSplitOptions.TrimEntries);
+            return cells[1].Split(',', StringSplitOptions.TrimEntries).Select(id => (id, file: cells[2].Trim('`')));
+        })
+        .ToDictionary(x => x.id, x => x.file);
 
     static string ProofsDir
     {
