@@ -74,61 +74,59 @@ public static class ClusteredStrategy
         return (b0, cost, tw.StepCount);
     }
 
-    /// <summary>k-means (k-means++ initialisation, seeded; 20 Lloyd iterations) on each sequence's features laid
-    /// out position by position (position t, feature i → coordinate t·n + i).</summary>
+    /// <summary>k-means (k-means++ initialisation, seeded; at most 20 Lloyd iterations) on each sequence's features laid
+    /// out position by position (position t, feature i → coordinate t·n + i); centres are dense, points sparse.</summary>
     public static int[] KMeans((int Index, double Value)[][][] seqs, int width, int k, ulong seed, CancellationToken ct = default)
     {
         int N = seqs.Length;
+        int dim = width * Math.Max(1, seqs.Max(s => s.Length));
         var points = seqs.Select(s => s.SelectMany((ft, t) => ft.Select(p => (Key: t * width + p.Index, p.Value))).ToArray()).ToArray();
         var norms = points.Select(p => p.Sum(x => x.Value * x.Value)).ToArray();
         var rng = Rng.Derive(seed, "clustered/kmeans");
-        var centres = new List<Dictionary<int, double>>();
-        double Dist(int i, Dictionary<int, double> mu, double muNorm)
+        var centres = new List<double[]>();
+        var cNorm = new List<double>();
+        double Dist(int i, int j)
         {
-            double dot = 0;
-            foreach (var (key, v) in points[i]) if (mu.TryGetValue(key, out var m)) dot += v * m;
-            return Math.Max(0, norms[i] - 2 * dot + muNorm);
+            double dot = 0; var mu = centres[j];
+            foreach (var (key, v) in points[i]) dot += v * mu[key];
+            return Math.Max(0, norms[i] - 2 * dot + cNorm[j]);
         }
-        Dictionary<int, double> Of(int i) => points[i].ToDictionary(x => x.Key, x => x.Value);
-        centres.Add(Of(rng.NextInt(N)));
-        double mu0 = centres[0].Values.Sum(v => v * v);
-        var best = Enumerable.Range(0, N).Select(i => Dist(i, centres[0], mu0)).ToArray();
+        void AddCentre(double[] mu) { centres.Add(mu); cNorm.Add(mu.Sum(v => v * v)); }
+        double[] Of(int i) { var mu = new double[dim]; foreach (var (key, v) in points[i]) mu[key] = v; return mu; }
+        AddCentre(Of(rng.NextInt(N)));
+        var best = Enumerable.Range(0, N).Select(i => Dist(i, 0)).ToArray();
         while (centres.Count < k)
         {
+            ct.ThrowIfCancellationRequested();
             double total = best.Sum();
-            int pick;
-            if (total <= 0) pick = rng.NextInt(N);
-            else
+            int pick = rng.NextInt(N);
+            if (total > 0)
             {
                 double r = rng.NextDouble() * total; pick = N - 1;
                 for (int i = 0; i < N; i++) { r -= best[i]; if (r <= 0) { pick = i; break; } }
             }
-            var mu = Of(pick); double mn = mu.Values.Sum(v => v * v);
-            centres.Add(mu);
-            for (int i = 0; i < N; i++) best[i] = Math.Min(best[i], Dist(i, mu, mn));
+            AddCentre(Of(pick));
+            int j = centres.Count - 1;
+            for (int i = 0; i < N; i++) best[i] = Math.Min(best[i], Dist(i, j));
         }
         var assign = new int[N];
         for (int iter = 0; iter < 20; iter++)
         {
             ct.ThrowIfCancellationRequested();
-            var muNorms = centres.Select(m => m.Values.Sum(v => v * v)).ToArray();
             bool changed = false;
             for (int i = 0; i < N; i++)
             {
                 int arg = 0; double bd = double.PositiveInfinity;
-                for (int j = 0; j < centres.Count; j++) { double dd = Dist(i, centres[j], muNorms[j]); if (dd < bd) { bd = dd; arg = j; } }
+                for (int j = 0; j < centres.Count; j++) { double dd = Dist(i, j); if (dd < bd) { bd = dd; arg = j; } }
                 if (iter == 0 || assign[i] != arg) changed = true;
                 assign[i] = arg;
             }
             if (!changed) break;
-            for (int j = 0; j < centres.Count; j++)
-            {
-                var members = Enumerable.Range(0, N).Where(i => assign[i] == j).ToList();
-                if (members.Count == 0) continue;
-                var mu = new Dictionary<int, double>();
-                foreach (int i in members) foreach (var (key, v) in points[i]) mu[key] = mu.GetValueOrDefault(key) + v / members.Count;
-                centres[j] = mu;
-            }
+            var counts = new int[centres.Count];
+            foreach (int a in assign) counts[a]++;
+            for (int j = 0; j < centres.Count; j++) if (counts[j] > 0) Array.Clear(centres[j]);
+            for (int i = 0; i < N; i++) foreach (var (key, v) in points[i]) centres[assign[i]][key] += v / counts[assign[i]];
+            for (int j = 0; j < centres.Count; j++) cNorm[j] = centres[j].Sum(v => v * v);
         }
         return assign;
     }

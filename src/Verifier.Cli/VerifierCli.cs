@@ -19,6 +19,7 @@ public static class VerifierCli
         root.Subcommands.Add(CrosscoderCommands.Train());
         root.Subcommands.Add(CrosscoderCommands.Eval());
         root.Subcommands.Add(BoundCommand.Build());
+        root.Subcommands.Add(InteractionsCommand.Build());
         root.Subcommands.Add(DemoCommand.Build());
         root.Subcommands.Add(BenchCommand.Build());
         return root;

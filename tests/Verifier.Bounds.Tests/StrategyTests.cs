@@ -220,9 +220,14 @@ public class StrategyTests
         foreach (var s in Strategies.All) CheckTranscript(f.Bound(s, Strategies.NeedsCrosscoder(s) ? cc : null, clusters: 2));
     }
 
+    static readonly Json.Schema.JsonSchema Schema = Json.Schema.JsonSchema.FromText(File.ReadAllText(Path.Combine(ProofsDir, "..", "spec", "transcript.schema.json")));
+
     static void CheckTranscript(BoundResult r)
     {
         using var doc = JsonDocument.Parse(File.ReadAllText(r.Transcript));
+        var verdict = Schema.Evaluate(doc.RootElement, new Json.Schema.EvaluationOptions { OutputFormat = Json.Schema.OutputFormat.List });
+        Assert.True(verdict.IsValid, $"{r.Strategy}: transcript does not match spec/transcript.schema.json: " +
+            string.Join("; ", (verdict.Details ?? []).Where(d => d.Errors is not null).SelectMany(d => d.Errors!.Select(e => $"{d.InstanceLocation}: {e.Value}")).Take(5)));
         var root = doc.RootElement;
         Assert.Equal("verifier-transcript/1", root.GetProperty("schema").GetString());
         var roles = Strategies.NeedsCrosscoder(r.Strategy)
@@ -262,6 +267,18 @@ public class StrategyTests
             while (d is not null && !Directory.Exists(Path.Combine(d.FullName, "proofs"))) d = d.Parent;
             return Path.Combine(d!.FullName, "proofs");
         }
+    }
+
+    [Fact]
+    public void The_schema_is_not_vacuous()
+    {
+        using var f = new Fixture(6);
+        var text = File.ReadAllText(f.Bound(Strategies.BruteForce).Transcript);
+        bool Valid(string t) { using var d = JsonDocument.Parse(t); return Schema.Evaluate(d.RootElement).IsValid; }
+        Assert.True(Valid(text));
+        Assert.False(Valid(text.Replace("\"lemma\":\"BF\"", "\"lemma\":\"L99\"")));
+        Assert.False(Valid(text.Replace("\"schema\":\"verifier-transcript/1\"", "\"schema\":\"verifier-transcript/1\",\"extra\":1")));
+        Assert.False(Valid(text.Replace("\"dataset_dependent\":true", "\"dataset_dependent\":\"yes\"")));
     }
 
     [Fact]
