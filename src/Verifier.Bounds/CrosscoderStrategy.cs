@@ -35,7 +35,8 @@ public static class CrosscoderStrategy
         if (tables)
         {
             tab = Tables.Build(w, cc, ccSite);
-            tableStep = tw.Add(new TranscriptStep("T1", [], BoundProgram.Scope(("tables", "Q K V OV D U E UU")), new JsonObject(), tab.Flops, DatasetDependent: false));
+            tableStep = tw.Add(new TranscriptStep("T1", [], BoundProgram.Scope(("tables", "Q K V OV D U E UU")), new JsonObject(), tab.Flops, DatasetDependent: false,
+                new JsonObject { ["gates"] = new JsonArray(tab.Mlp.Select(mt => (JsonNode)new JsonArray((mt?.G ?? []).Select(g => (JsonNode)(g ? 1 : 0)).ToArray())).ToArray()) }));
         }
 
         var encoder = new PlainCrosscoder(cc, siteNames);
@@ -90,13 +91,14 @@ public static class CrosscoderStrategy
                     if (decoded) for (int t = 0; t < T; t++) delta[t] = IntervalModel.NormUpper(IntervalModel.Sub(next[t], nominal[site + 1][t]));
                     flops = Flops.Attention(c, T) + T * (long)c.DModel + (decoded ? nnz * 2 * c.DModel + T * (2L * c.DModel + Flops.Norm(c.DModel)) : 0);
                 }
-                var pert = AttentionPerturbation(c, norms, l, trace, eps);
+                var (pert, centres) = AttentionPerturbation(c, norms, l, trace, eps);
                 var epsNext = new double[T];
                 for (int t = 0; t < T; t++) epsNext[t] = Up.Add(Up.Add(eps[t], pert[t]), delta[t]);
                 flops += PerturbationFlops(c, T) + 2L * T;
                 prev = tw.Add(new TranscriptStep(tables ? "T1" : "L5", [prev, .. common],
                     BoundProgram.Scope(("sequence", q), ("layer", l), ("block", "attn"), ("site", siteNames[site + 1])),
-                    new JsonObject { ["eps"] = BoundProgram.Array(epsNext) }, flops, DatasetDependent: true));
+                    new JsonObject { ["eps"] = BoundProgram.Array(epsNext) }, flops, DatasetDependent: true,
+                    new JsonObject { ["centres"] = new JsonArray(centres.Select(hc => (JsonNode)new JsonArray(hc.Select(v => (JsonNode)BoundProgram.Array(v)).ToArray())).ToArray()) }));
                 eps = epsNext; site++;
                 if (c.AttnOnly) continue;
 
@@ -225,17 +227,19 @@ public static class CrosscoderStrategy
 
     /// <summary>L5 per position t: Σ_heads ‖W_O‖ (min(2, e^{2η_t} − 1) · max_{s≤t} ‖v'_s − c‖ + ‖W_V‖ max_{s≤t} ε_s),
     /// η_t = max_{s≤t} (‖W_Q‖ε_t‖k'_s‖ + ‖q'_t‖‖W_K‖ε_s + ‖W_Q‖‖W_K‖ε_tε_s)/√d_head, c = the mean of the v'_s midpoints.</summary>
-    static double[] AttentionPerturbation(ModelConfig c, Norms n, int l, IntervalModel.AttentionTrace tr, double[] eps)
+    static (double[] Pert, double[][][] Centres) AttentionPerturbation(ModelConfig c, Norms n, int l, IntervalModel.AttentionTrace tr, double[] eps)
     {
         int T = eps.Length, dh = c.DHead;
         double invSqrt = Up.Div(1, Math.BitDecrement(Math.Sqrt(dh)));
         var pert = new double[T];
+        var centres = new double[c.NHeads][][];
         for (int h = 0; h < c.NHeads; h++)
         {
             double nq = n.WQ[l][h], nk = n.WK[l][h], nv = n.WV[l][h], no = n.WO[l][h];
             var qn = tr.Q[h].Select(IntervalModel.NormUpper).ToArray();
             var kn = tr.K[h].Select(IntervalModel.NormUpper).ToArray();
             double maxEps = 0;
+            centres[h] = new double[T][];
             for (int t = 0; t < T; t++)
             {
                 maxEps = Math.Max(maxEps, eps[t]);
@@ -249,13 +253,14 @@ public static class CrosscoderStrategy
                 var centre = new double[dh];
                 for (int s = 0; s <= t; s++) for (int e = 0; e < dh; e++) centre[e] += 0.5 * (tr.V[h][s][e].Lo + tr.V[h][s][e].Hi) / (t + 1);
                 double r = 0;
+                centres[h][t] = centre;
                 var cIv = centre.Select(Iv.Point).ToArray();
                 for (int s = 0; s <= t; s++) r = Math.Max(r, IntervalModel.NormUpper(IntervalModel.Sub(tr.V[h][s], cIv)));
                 double dz = Up.Add(Up.Mul(pdiff, r), Up.Mul(nv, maxEps));
                 pert[t] = Up.Add(pert[t], Up.Mul(no, dz));
             }
         }
-        return pert;
+        return (pert, centres);
     }
 
     /// <summary>L5's extra work: ‖q'‖, ‖k'‖ per head and position, 9 per causal pair for η and its max, 4 per

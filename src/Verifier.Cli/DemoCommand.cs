@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Diagnostics;
+using Verifier.Bounds;
 using Verifier.Core;
 using Verifier.Crosscoders;
 using Verifier.Model;
@@ -10,6 +11,24 @@ namespace Verifier.Cli;
 /// evaluate it in float64 through TorchSharp and through the plain C# reference, and summarise.</summary>
 static class DemoCommand
 {
+    /// <summary>Every strategy, clustered once per cluster count.</summary>
+    static IEnumerable<(string Strategy, int Clusters)> Plan(string clusterCounts)
+    {
+        var counts = clusterCounts.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+            .Select(x => int.TryParse(x, out int c) && c > 0 ? c : throw new UsageException($"--clusters: '{x}' is not a positive integer")).ToList();
+        yield return (Strategies.BruteForce, 1);
+        yield return (Strategies.CrosscoderExhaustive, 1);
+        yield return (Strategies.CrosscoderTables, 1);
+        foreach (int c in counts) yield return (Strategies.Clustered, c);
+        yield return (Strategies.Trivial, 1);
+    }
+
+    /// <summary>Names of the points not dominated in (FLOPs, b₀): no other point is at most as costly and at most as
+    /// loose with one of the two strictly smaller.</summary>
+    public static HashSet<string> Frontier(IReadOnlyList<(string Name, long Flops, double B0)> points) =>
+        points.Where(p => !points.Any(q => q.Flops <= p.Flops && q.B0 <= p.B0 && (q.Flops < p.Flops || q.B0 < p.B0)))
+              .Select(p => p.Name).ToHashSet();
+
     public static Command Build()
     {
         var output = new Option<DirectoryInfo>("--out") { Description = "Directory for everything the demo writes", Required = true };
@@ -18,11 +37,13 @@ static class DemoCommand
         var k = Options.Positive<int>("--k", "Crosscoder top-k", 8);
         var ccSteps = Options.Positive<int>("--crosscoder-steps", "Crosscoder Adam steps", 1500);
         var sequences = Options.Positive<int>("--sequences", "Sequences whose activations train the crosscoder", 20000);
+        var boundSequences = Options.Positive<int>("--bound-sequences", "Sequences in the dataset X the bounds are about", 1024);
+        var clusterCounts = new Option<string>("--clusters") { Description = "Cluster counts for the clustered strategy, comma-separated", DefaultValueFactory = _ => "1,8,64,256" };
         var force = Options.Force();
         var json = Options.Json();
         var cmd = new Command("demo", "Run the whole pipeline on the built-in defaults (max-of-k) and print a short summary");
         cmd.Options.Add(output); train.AddTo(cmd);
-        foreach (var o in new Option[] { width, k, ccSteps, sequences, force, json }) cmd.Options.Add(o);
+        foreach (var o in new Option[] { width, k, ccSteps, sequences, boundSequences, clusterCounts, force, json }) cmd.Options.Add(o);
         cmd.SetAction((pr, ct) => Task.FromResult(CommandRunner.Run(pr, json, ct, ctx =>
         {
             var sw = Stopwatch.StartNew();
@@ -32,6 +53,7 @@ static class DemoCommand
             string dir = pr.GetValue(output)!.FullName;
             TrainMetrics? m = null;
             CrosscoderMetrics? cm = null;
+            var bounds = new List<(string Name, BoundResult Result)>();
             double refLoss = double.NaN, refAcc = double.NaN;
             var cco = new CrosscoderOptions(Width: pr.GetValue(width), Mode: CrosscoderModes.TopK, K: pr.GetValue(k),
                 Steps: pr.GetValue(ccSteps), Seed: pr.GetValue(train.Seed));
@@ -52,7 +74,21 @@ static class DemoCommand
                 string ccDir = Path.Combine(tmp, "crosscoder");
                 Directory.CreateDirectory(ccDir);
                 cm = CrosscoderTraining.TrainInto(ccDir, modelDir, weights, dataPath, data, null, null, weights.Config.SiteNames(), cco, ctx);
+
+                // Bounds: every strategy on a fresh sample X, each writing a transcript.
+                string boundPath = Path.Combine(tmp, "bound-data.jsonl");
+                task.Generate(pr.GetValue(boundSequences), pr.GetValue(train.Seed), "bound").Save(boundPath);
+                string tdir = Path.Combine(tmp, "transcripts");
+                Directory.CreateDirectory(tdir);
+                foreach (var (strategy, clusters) in Plan(pr.GetValue(clusterCounts)!))
+                {
+                    var inputs = BoundCommand.Load(modelDir, ccDir, boundPath, strategy, allowMismatch: false);
+                    string name = strategy == Strategies.Clustered ? $"clustered-{clusters}" : strategy;
+                    var r = BoundCommand.Run(ctx, strategy, inputs, Path.Combine(tdir, name + ".json"), trueLoss: true, clusters, pr.GetValue(train.Seed));
+                    bounds.Add((name, r));
+                }
             });
+            var frontier = Frontier(bounds.Select(b => (b.Name, b.Result.Cost.Flops, b.Result.B0)).ToList());
             var e = cm!.Evaluation;
             var summary = new
             {
@@ -66,6 +102,11 @@ static class DemoCommand
                     DeadFraction = cm.Training.DeadFraction, e.NeverFiredFraction, MinLossRecovered = e.Sites.Min(s => s.LossRecovered),
                     TrainSeconds = cm.TrainSeconds, e.Sites,
                 },
+                Bounds = bounds.Select(b => new
+                {
+                    Strategy = b.Name, b.Result.B0, b.Result.TrueLoss, b.Result.Cost.Flops, b.Result.Cost.Bits, b.Result.WallSeconds,
+                    NonDominated = frontier.Contains(b.Name), Transcript = Path.Combine(dir, "transcripts", Path.GetFileName(b.Result.Transcript)),
+                }),
             };
             if (ctx.Json) ctx.WriteJson(summary);
             else
@@ -79,6 +120,10 @@ static class DemoCommand
                 ctx.Say($"  crosscoder width {cco.Width}, top-{cco.K}, {e.Sites.Count} sites, {cco.Steps} steps, {cm.TrainSeconds:F1} s:");
                 ctx.Say($"            mean FVU {e.MeanFvu:F4}, mean L0 {e.MeanL0:F2}, dead {cm.Training.DeadFraction:P1} (no activation in the last {cco.DeadTokens} training tokens)");
                 ctx.Say($"            spliced-in loss recovered: {string.Join(", ", e.Sites.Select(s => $"{s.Site} {s.LossRecovered:P2}"))}");
+                ctx.Say($"  bounds    on {pr.GetValue(boundSequences)} fresh sequences (true loss {bounds[0].Result.TrueLoss:G6}); * = non-dominated in (FLOPs, b₀):");
+                ctx.Say($"            {"strategy",-24} {"b₀",14} {"FLOPs",14} {"wall s",7}");
+                foreach (var (name, r) in bounds)
+                    ctx.Say($"          {(frontier.Contains(name) ? "*" : " ")} {name,-24} {r.B0,14:G6} {r.Cost.Flops,14:N0} {r.WallSeconds,7:F2}");
                 ctx.Say($"  total     {sw.Elapsed.TotalSeconds:F1} s");
             }
             return ExitCodes.Ok;

@@ -35,7 +35,7 @@ public sealed class CliTests : IDisposable
     {
         var r = Run("--help");
         Assert.Equal(0, r.Code);
-        foreach (var c in new[] { "make-data", "train-model", "eval", "info", "train-crosscoder", "eval-crosscoder", "demo" }) Assert.Contains(c, r.Out);
+        foreach (var c in new[] { "make-data", "train-model", "eval", "info", "train-crosscoder", "eval-crosscoder", "bound", "interactions", "bench", "demo" }) Assert.Contains(c, r.Out);
         var t = Run("train-model", "--help");
         Assert.Contains("--task", t.Out);
         Assert.Contains("--json", t.Out);
@@ -186,7 +186,8 @@ public sealed class CliTests : IDisposable
     [Fact]
     public void Demo_runs_end_to_end_and_prints_json()
     {
-        var r = Run("demo", "--out", P("demo"), "--steps", "100", "--crosscoder-steps", "50", "--sequences", "500", "--width", "32", "--json");
+        var r = Run("demo", "--out", P("demo"), "--steps", "100", "--crosscoder-steps", "50", "--sequences", "500", "--width", "32",
+            "--bound-sequences", "40", "--clusters", "1,4", "--json");
         Assert.True(r.Code == 0, r.Err);
         using var j = JsonDocument.Parse(r.Out);
         Assert.Equal(j.RootElement.GetProperty("held_out_loss").GetDouble(), j.RootElement.GetProperty("reference_loss").GetDouble(), 1e-10);
@@ -195,6 +196,63 @@ public sealed class CliTests : IDisposable
         Assert.Equal(3, cc.GetProperty("sites").GetArrayLength());
         Assert.Equal(8.0, cc.GetProperty("mean_l0").GetDouble(), 1e-9);
         Assert.True(File.Exists(P("demo/crosscoder/crosscoder.safetensors")));
+        var bounds = j.RootElement.GetProperty("bounds").EnumerateArray().ToList();
+        Assert.Equal(6, bounds.Count);   // brute force, exhaustive, tables, clustered ×2, trivial
+        foreach (var b in bounds)
+        {
+            Assert.True(b.GetProperty("b0").GetDouble() >= b.GetProperty("true_loss").GetDouble(), b.GetProperty("strategy").GetString());
+            Assert.True(File.Exists(b.GetProperty("transcript").GetString()));
+        }
+        Assert.Contains(bounds, b => b.GetProperty("strategy").GetString() == "brute-force" && b.GetProperty("non_dominated").GetBoolean());
+    }
+
+    [Fact]
+    public void Bound_writes_a_transcript_and_refuses_what_it_cannot_do()
+    {
+        string model = TrainSmall();
+        string data = Path.Combine(model, "test.jsonl");
+        var r = Run("bound", "--model", model, "--data", data, "--strategy", "brute-force", "--out", P("t.json"), "--json");
+        Assert.True(r.Code == 0, r.Err);
+        using (var j = JsonDocument.Parse(r.Out))
+        {
+            double b0 = j.RootElement.GetProperty("b0").GetDouble(), truth = j.RootElement.GetProperty("true_loss").GetDouble();
+            Assert.InRange(b0 - truth, 0, 1e-6 * Math.Max(truth, 1e-3));
+            Assert.True(j.RootElement.GetProperty("flops").GetInt64() > 0);
+            Assert.True(j.RootElement.GetProperty("bits").GetDouble() > 0);
+            Assert.Equal("brute-force", j.RootElement.GetProperty("strategy").GetString());
+            Assert.Equal(P("t.json"), j.RootElement.GetProperty("transcript").GetString());
+        }
+        Assert.Equal(ExitCodes.OutputExists, Run("bound", "--model", model, "--data", data, "--strategy", "trivial", "--out", P("t.json")).Code);
+
+        var needs = Run("bound", "--model", model, "--data", data, "--strategy", "crosscoder-tables", "--out", P("u.json"));
+        Assert.Equal(ExitCodes.Usage, needs.Code);
+        Assert.Contains("--crosscoder", needs.Err);
+        Assert.False(File.Exists(P("u.json")));
+
+        var none = Run("interactions", P("t.json"));
+        Assert.Equal(0, none.Code);
+        Assert.Contains("no interaction terms", none.Out);
+        File.WriteAllText(P("bad.json"), "{\"schema\": 3");
+        var bad = Run("interactions", P("bad.json"));
+        Assert.Equal(ExitCodes.InvalidInput, bad.Code);
+        Assert.Contains("bad.json", bad.Err);
+    }
+
+    [Fact]
+    public void Tables_transcripts_carry_ranked_interactions()
+    {
+        string model = TrainSmall();
+        Assert.Equal(0, Run("make-data", "--task", "max-of-k", "--vocab", "10", "--k", "3", "--count", "300", "--out", P("d.jsonl")).Code);
+        Assert.Equal(0, Run("train-crosscoder", "--model", model, "--data", P("d.jsonl"), "--width", "24", "--k", "3", "--steps", "40",
+            "--batch-tokens", "64", "--out", P("cc")).Code);
+        var r = Run("bound", "--model", model, "--crosscoder", P("cc"), "--data", P("d.jsonl"), "--strategy", "crosscoder-tables", "--out", P("t.json"));
+        Assert.True(r.Code == 0, r.Err);
+        var i = Run("interactions", P("t.json"), "--json", "--top", "3");
+        Assert.True(i.Code == 0, i.Err);
+        using var j = JsonDocument.Parse(i.Out);
+        Assert.True(j.RootElement.GetProperty("attention-pair").GetArrayLength() is > 0 and <= 3);
+        var text = Run("interactions", P("t.json"));
+        Assert.Contains("Attention feature pairs", text.Out);
     }
 
     [Fact]
