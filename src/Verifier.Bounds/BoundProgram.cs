@@ -74,7 +74,7 @@ public static class BoundProgram
     {
         double sum = 0;
         foreach (var s in lossSums) sum = Up.Add(sum, s);
-        double b0 = Up.Div(sum, positions);
+        double b0 = Claim.Slack(Up.Div(sum, positions));
         int id = w.Add(new TranscriptStep("MEAN", sequenceSteps, Scope(("positions", positions)),
             new JsonObject { ["b0"] = b0 }, lossSums.Count + 1, DatasetDependent: true));
         return (b0, id);

@@ -17,7 +17,7 @@ public static class BruteForceStrategy
         {
             ct.ThrowIfCancellationRequested();
             var seq = inputs.Data.Sequences[i];
-            double sum = LossSumUpper(model, seq);
+            double sum = Claim.Slack(LossSumUpper(model, seq));
             steps.Add(w.Add(new TranscriptStep("BF", [], BoundProgram.Scope(("sequence", i)), new JsonObject { ["loss_sum"] = sum },
                 Flops.Forward(c, seq.Tokens.Length, seq.LabelledCount), DatasetDependent: true)));
             sums.Add(sum);

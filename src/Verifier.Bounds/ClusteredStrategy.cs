@@ -46,7 +46,7 @@ public static class ClusteredStrategy
             var needed = members.SelectMany(i => Enumerable.Range(0, inputs.Data.Sequences[i].Tokens.Length)
                 .Where(t => inputs.Data.Sequences[i].Labels[t] >= 0).Select(t => (t, y: inputs.Data.Sequences[i].Labels[t]))).Distinct()
                 .OrderBy(p => p.t).ThenBy(p => p.y).ToList();
-            var bound = needed.ToDictionary(p => p, p => BoxForward.CrossEntropyUpper(w, sites[p.t], p.y));
+            var bound = needed.ToDictionary(p => p, p => Claim.Slack(BoxForward.CrossEntropyUpper(w, sites[p.t], p.y)));
             var boxJson = new JsonArray(box.Select(b => (JsonNode)new JsonArray(
                 BoundProgram.Array(b.Select(x => x.Lo)), BoundProgram.Array(b.Select(x => x.Hi)))).ToArray());
             long tableFlops = Flops.Forward(c, T, 0) * 2 + needed.Count * ((c.DVocabOut - 1) * (4L * c.DModel + 2) + Flops.CrossEntropy(c.DVocabOut));
@@ -62,6 +62,7 @@ public static class ClusteredStrategy
                     if (seq.Labels[t] >= 0) sum = Up.Add(sum, bound[(t, seq.Labels[t])]);
                 memberFlops += seq.Tokens.Length * 3L * c.DModel + seq.LabelledCount;
             }
+            sum = Claim.Slack(sum);
             int step = tw.Add(new TranscriptStep("CLMEMBERS", [tableStep], BoundProgram.Scope(("cluster", cl)),
                 new JsonObject { ["loss_sum"] = sum }, memberFlops, DatasetDependent: true,
                 new JsonObject { ["members"] = new JsonArray(members.Select(i => (JsonNode)i).ToArray()) }));

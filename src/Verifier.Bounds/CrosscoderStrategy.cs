@@ -57,7 +57,7 @@ public static class CrosscoderStrategy
             var embed = Enumerable.Range(0, T).Select(t => model.Embed(seq.Tokens[t], t)).ToArray();
             nominal[0] = ccSite[0] >= 0 ? encoder.Decode(f, ccSite[0]) : embed;
             var eps = new double[T];
-            if (ccSite[0] >= 0) for (int t = 0; t < T; t++) eps[t] = IntervalModel.NormUpper(IntervalModel.Sub(embed[t], nominal[0][t]));
+            if (ccSite[0] >= 0) for (int t = 0; t < T; t++) eps[t] = Claim.Slack(IntervalModel.NormUpper(IntervalModel.Sub(embed[t], nominal[0][t])));
             long nnz = f.Sum(x => (long)x.Length);
             long l2Flops = ccSite[0] >= 0 ? nnz * 2 * c.DModel + T * (3L * c.DModel + Flops.Norm(c.DModel)) : 0;
             var data = new JsonObject { ["features"] = new JsonArray(f.Select(ft => (JsonNode)new JsonArray(
@@ -93,7 +93,7 @@ public static class CrosscoderStrategy
                 }
                 var (pert, centres) = AttentionPerturbation(c, norms, l, trace, eps);
                 var epsNext = new double[T];
-                for (int t = 0; t < T; t++) epsNext[t] = Up.Add(Up.Add(eps[t], pert[t]), delta[t]);
+                for (int t = 0; t < T; t++) epsNext[t] = Claim.Slack(Up.Add(Up.Add(eps[t], pert[t]), delta[t]));
                 flops += PerturbationFlops(c, T) + 2L * T;
                 prev = tw.Add(new TranscriptStep(tables ? "T1" : "L5", [prev, .. common],
                     BoundProgram.Scope(("sequence", q), ("layer", l), ("block", "attn"), ("site", siteNames[site + 1])),
@@ -123,7 +123,7 @@ public static class CrosscoderStrategy
                         interactions.Relu(l, f[t], mt.U, e);
                         double dT = Up.Add(IntervalModel.NormUpper(Tables.Combine(f[t], mt.E, mt.E0)), eOut);
                         double k = norms.ActiveLipschitz(l, pre, eps[t]);
-                        epsNext[t] = Up.Add(Up.Add(eps[t], Up.Mul(k, eps[t])), dT);
+                        epsNext[t] = Claim.Slack(Up.Add(Up.Add(eps[t], Up.Mul(k, eps[t])), dT));
                         flops += (long)f[t].Length * 2 * (c.DMlp + c.DModel) + 6L * c.DMlp + 2L * c.DModel + Flops.Norm(c.DModel) + 2L * c.DMlp + 3;
                     }
                     prev = tw.Add(new TranscriptStep("T2", [prev, .. common],
@@ -141,7 +141,7 @@ public static class CrosscoderStrategy
                     {
                         double dT = decoded ? IntervalModel.NormUpper(IntervalModel.Sub(next[t], nominal[site + 1][t])) : 0;
                         double k = norms.ActiveLipschitz(l, pres[t], eps[t]);
-                        epsNext[t] = Up.Add(Up.Add(eps[t], Up.Mul(k, eps[t])), dT);
+                        epsNext[t] = Claim.Slack(Up.Add(Up.Add(eps[t], Up.Mul(k, eps[t])), dT));
                     }
                     flops = T * (Flops.Mlp(c) + c.DModel + 2L * c.DMlp + 3) + (decoded ? nnz * 2 * c.DModel + T * (2L * c.DModel + Flops.Norm(c.DModel)) : 0);
                     prev = tw.Add(new TranscriptStep("L4", [prev, .. common],
@@ -163,6 +163,7 @@ public static class CrosscoderStrategy
             }
             long zFlops = tables ? f.Where((_, t) => seq.Labels[t] >= 0).Sum(ft => (long)ft.Length * 2 * c.DVocabOut) + seq.LabelledCount * (long)c.DVocabOut
                                  : seq.LabelledCount * (2L * c.DModel * c.DVocabOut + c.DVocabOut);
+            lossSum = Claim.Slack(lossSum);
             int final = tw.Add(new TranscriptStep("L1", [prev, .. common, .. ipSteps], BoundProgram.Scope(("sequence", q)),
                 new JsonObject { ["loss_sum"] = lossSum }, zFlops + seq.LabelledCount * (Flops.CrossEntropy(c.DVocabOut) + 4L), DatasetDependent: true));
             seqSteps.Add(final); sums.Add(lossSum);

@@ -62,6 +62,16 @@ public readonly record struct Iv(double Lo, double Hi)
     public override string ToString() => $"[{Lo:R}, {Hi:R}]";
 }
 
+/// <summary>The slack every claim carries (spec/transcript.md): claim = x·(1 + 2⁻³⁰) + 2⁻⁴⁰, rounded up, so that an
+/// independent checker whose own outward-rounded evaluation differs in the last bits still certifies it. The
+/// generator continues from the slackened value, so the chain of claims stays consistent.</summary>
+public static class Claim
+{
+    public const double Relative = 1.0 / (1L << 30), Absolute = 1.0 / (1L << 40);
+    public static double Slack(double x) => Up.Add(Up.Mul(x, 1 + Relative), Absolute);
+    public static double[] Slack(double[] xs) => xs.Select(Slack).ToArray();
+}
+
 /// <summary>Sound upper bounds on products and sums of non-negative reals given as float64 (rounded up).</summary>
 public static class Up
 {

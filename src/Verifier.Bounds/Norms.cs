@@ -28,7 +28,7 @@ public sealed class Norms
                 for (int j = 0; j < d; j++) { var diff = Iv.Point(wu[j * V + i]) - Iv.Point(wu[j * V + y]); s = Up.Add(s, Up.Mul(diff.Mag, diff.Mag)); }
                 ud[y] = Math.Max(ud[y], Up.Sqrt(s));
             }
-        return new Norms
+        var n = new Norms
         {
             WQ = Per("W_Q", d, dh), WK = Per("W_K", d, dh), WV = Per("W_V", d, dh), WO = Per("W_O", dh, d),
             KMlp = c.AttnOnly ? new double[L] : Enumerable.Range(0, L).Select(l =>
@@ -38,6 +38,12 @@ public sealed class Norms
                 NormOf(Enumerable.Range(0, d).Select(i => w[$"blocks.{l}.mlp.W_in"].Data[i * c.DMlp + m]))).ToArray()).ToArray(),
             WoutRow = Enumerable.Range(0, L).Select(l => c.AttnOnly ? [] : Enumerable.Range(0, c.DMlp).Select(m =>
                 NormOf(Enumerable.Range(0, d).Select(i => w[$"blocks.{l}.mlp.W_out"].Data[m * d + i]))).ToArray()).ToArray(),
+        };
+        double[][] S(double[][] x) => x.Select(Claim.Slack).ToArray();
+        return new Norms
+        {
+            WQ = S(n.WQ), WK = S(n.WK), WV = S(n.WV), WO = S(n.WO), KMlp = Claim.Slack(n.KMlp), UnembedDiff = Claim.Slack(n.UnembedDiff),
+            WinCol = S(n.WinCol), WoutRow = S(n.WoutRow),
         };
     }
 

@@ -22,7 +22,7 @@ public static class TrivialStrategy
         foreach (var s in inputs.Data.Sequences)
             for (int t = 0; t < s.Tokens.Length; t++)
                 if (s.Labels[t] >= 0) sum = Up.Add(sum, table[t][s.Labels[t]]);
-        double b0 = Up.Div(sum, inputs.Positions);
+        double b0 = Claim.Slack(Up.Div(sum, inputs.Positions));
         int final = w.Add(new TranscriptStep("IPMEAN", tableSteps, BoundProgram.Scope(("positions", inputs.Positions)),
             new JsonObject { ["b0"] = b0 }, inputs.Positions + 1, DatasetDependent: true));
         progress?.Report((1, 1));
@@ -54,7 +54,7 @@ public static class TrivialStrategy
         for (int t = 0; t < T; t++)
         {
             ct.ThrowIfCancellationRequested();
-            table[t] = Enumerable.Range(0, c.DVocabOut).Select(y => BoxForward.CrossEntropyUpper(weights, h[t], y)).ToArray();
+            table[t] = Enumerable.Range(0, c.DVocabOut).Select(y => Claim.Slack(BoxForward.CrossEntropyUpper(weights, h[t], y))).ToArray();
         }
         return table;
     }
