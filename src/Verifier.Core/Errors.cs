@@ -51,4 +51,5 @@ public static class ExitCodes
     public const int Unsupported = 4;
     public const int OutputExists = 5;
     public const int Mismatch = 6;
+    public const int Rejected = 7;
 }

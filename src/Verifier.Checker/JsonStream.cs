@@ -1,0 +1,76 @@
+using System.Text.Json;
+
+namespace Verifier.Checker;
+
+/// <summary>Reads a JSON document from a stream a piece at a time, so a transcript is never held whole in
+/// memory: a buffer that grows only to the size of the largest single value the caller asks for.</summary>
+public sealed class JsonStream(Stream stream) : IDisposable
+{
+    byte[] _buf = new byte[1 << 16];
+    int _start, _end;
+    bool _final;
+    JsonReaderState _state = new(new JsonReaderOptions { MaxDepth = 64 });
+    public long BytesRead { get; private set; }
+
+    public delegate bool Op<T>(ref Utf8JsonReader r, out T result);
+
+    /// <summary>Runs <paramref name="op"/> on a reader over the buffered bytes; when it reports that it ran out
+    /// of data, more is read and it is retried from the same state.</summary>
+    public T Run<T>(Op<T> op)
+    {
+        while (true)
+        {
+            var r = new Utf8JsonReader(_buf.AsSpan(_start, _end - _start), _final, _state);
+            if (op(ref r, out var result))
+            {
+                _start += (int)r.BytesConsumed;
+                _state = r.CurrentState;
+                return result;
+            }
+            if (_final) throw new CheckFailure("format", "the transcript ends in the middle of a JSON value (truncated?)");
+            Refill();
+        }
+    }
+
+    void Refill()
+    {
+        if (_start > 0) { Buffer.BlockCopy(_buf, _start, _buf, 0, _end - _start); _end -= _start; _start = 0; }
+        if (_end == _buf.Length) Array.Resize(ref _buf, _buf.Length * 2);
+        int n = stream.Read(_buf, _end, _buf.Length - _end);
+        if (n == 0) _final = true;
+        _end += n;
+        BytesRead += n;
+    }
+
+    public JsonTokenType Token() => Run((ref Utf8JsonReader r, out JsonTokenType t) =>
+    {
+        t = JsonTokenType.None;
+        if (!r.Read()) return false;
+        t = r.TokenType;
+        return true;
+    });
+
+    public string PropertyName() => Run((ref Utf8JsonReader r, out string name) =>
+    {
+        name = "";
+        if (!r.Read()) return false;
+        if (r.TokenType == JsonTokenType.EndObject) { name = ""; return true; }
+        if (r.TokenType != JsonTokenType.PropertyName) throw new CheckFailure("format", $"expected a property name, found {r.TokenType}");
+        name = r.GetString()!;
+        return true;
+    });
+
+    /// <summary>The next complete value (after a property name).</summary>
+    public JsonDocument Value() => Run((ref Utf8JsonReader r, out JsonDocument doc) => JsonDocument.TryParseValue(ref r, out doc!));
+
+    /// <summary>The next element of an array, or null at its end.</summary>
+    public JsonDocument? Element() => Run((ref Utf8JsonReader r, out JsonDocument? doc) =>
+    {
+        doc = null;
+        if (!r.Read()) return false;
+        if (r.TokenType == JsonTokenType.EndArray) return true;
+        return JsonDocument.TryParseValue(ref r, out doc);
+    });
+
+    public void Dispose() => stream.Dispose();
+}

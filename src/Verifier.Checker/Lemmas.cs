@@ -1,0 +1,532 @@
+using System.Text.Json;
+using Verifier.Core;
+
+namespace Verifier.Checker;
+
+/// <summary>The norms an N1 step claims, as later steps use them.</summary>
+public sealed record ClaimedNorms(double[][] WQ, double[][] WK, double[][] WV, double[][] WO, double[] KMlp, double[] UnembedDiff, double[][] WinCol, double[][] WoutRow);
+
+/// <summary>One method per lemma of proofs/: parse → recompute in interval arithmetic → compare → record.</summary>
+public sealed partial class TranscriptChecker
+{
+    ModelConfig C => _w.Config;
+    IReadOnlyList<string> Sites => C.SiteNames();
+    int CcSite(int site) => _cc is null ? -1 : _cc.Config.Sites.ToList().IndexOf(Sites[site]);
+
+    Sequence Seq(Step s)
+    {
+        int q = s.ScopeInt("sequence");
+        if (q < 0 || q >= _data.Count) Fail(s, $"scope.sequence {q} is outside the dataset's {_data.Count} sequences");
+        return _data.Sequences[q];
+    }
+
+    // ---- BF ------------------------------------------------------------------------------------------------
+    Info BruteForce(Step s)
+    {
+        if (s.Inputs.Length != 0) Fail(s, "inputs: BF uses none");
+        var seq = Seq(s);
+        var h = seq.Tokens.Select((x, t) => _f.Embed(x, t)).ToArray();
+        for (int l = 0; l < C.NLayers; l++)
+        {
+            var a = _f.Attention(l, h).Out;
+            h = h.Select((x, t) => Forward.Plus(x, a[t])).ToArray();
+            if (!C.AttnOnly) h = h.Select(x => Forward.Plus(x, _f.Mlp(l, x))).ToArray();
+        }
+        var sum = R.Zero;
+        for (int t = 0; t < seq.Tokens.Length; t++)
+            if (seq.Labels[t] >= 0) sum = sum + Forward.Ce(_f.Logits(h[t]), seq.Labels[t]);
+        double claim = s.Number("loss_sum");
+        Certify(s, $"loss_sum of sequence {s.ScopeInt("sequence")}", claim, sum.Hi);
+        long own = Costs.Forward(C, seq.Tokens.Length, seq.LabelledCount);
+        Cost(s, own, true); _ownFlops += own;
+        return new Info { Lemma = s.Lemma, Sequence = s.ScopeInt("sequence"), Scalar = claim };
+    }
+
+    // ---- MEAN ----------------------------------------------------------------------------------------------
+    Info Mean(Step s)
+    {
+        var covered = new bool[_data.Count];
+        double sum = 0;
+        foreach (int i in s.Inputs)
+        {
+            var info = _steps[i];
+            int[] seqs = info.Lemma switch
+            {
+                "BF" or "L1" => [info.Sequence],
+                "CLMEMBERS" => info.Members!,
+                _ => throw new Rejection(s.Id, s.Lemma, $"inputs: step {i} is {info.Lemma}; MEAN sums BF, L1 or CLMEMBERS steps"),
+            };
+            foreach (int q in seqs)
+            {
+                if (covered[q]) Fail(s, $"inputs: sequence {q} is counted twice");
+                covered[q] = true;
+            }
+            sum = U.Add(sum, info.Scalar);
+        }
+        int missing = Array.IndexOf(covered, false);
+        if (missing >= 0) Fail(s, $"inputs: sequence {missing} is not bounded by any input");
+        long positions = s.ScopeLong("positions");
+        if (positions != _data.LabelledPositions) Fail(s, $"scope.positions {positions} ≠ the dataset's {_data.LabelledPositions} labelled positions");
+        double b0 = s.Number("b0");
+        Certify(s, "b0", b0, U.Div(sum, positions));
+        Cost(s, s.Inputs.Length + 1, true);
+        _finalMeanStep = s.Id; _finalB0 = b0;
+        return new Info { Lemma = s.Lemma, Scalar = b0 };
+    }
+
+    // ---- IP, IPMEAN --------------------------------------------------------------------------------------------
+    Info TrivialTable(Step s)
+    {
+        if (s.Inputs.Length != 0) Fail(s, "inputs: IP uses none");
+        int t = s.ScopeInt("position");
+        if (t < 0 || t >= C.NCtx) Fail(s, $"scope.position {t} is outside [0, n_ctx = {C.NCtx})");
+        var we = _w["embed.W_E"].Data; var wp = _w["pos_embed.W_pos"].Data; int d = C.DModel;
+        var box = new R[t + 1][];
+        for (int u = 0; u <= t; u++)
+            box[u] = Enumerable.Range(0, d).Select(i =>
+            {
+                double lo = double.PositiveInfinity, hi = double.NegativeInfinity;
+                for (int x = 0; x < C.DVocab; x++) { lo = Math.Min(lo, we[x * d + i]); hi = Math.Max(hi, we[x * d + i]); }
+                return new R(lo, hi) + R.Of(wp[u * d + i]);
+            }).ToArray();
+        var h = _f.Boxes(box, scores: false)[t];
+        var claim = s.Vector("ce_by_label");
+        if (claim.Length != C.DVocabOut) Fail(s, $"ce_by_label has {claim.Length} entries, expected d_vocab_out = {C.DVocabOut}");
+        for (int y = 0; y < claim.Length; y++) Certify(s, $"ce_by_label[{y}] at position {t}", claim[y], _f.CeBox(h, y));
+        long own = Costs.TrivialTable(C, t);
+        Cost(s, own, false); _ownFlops += own;
+        return new Info { Lemma = s.Lemma, Site = t, Vector = claim };
+    }
+
+    Info TrivialMean(Step s)
+    {
+        var table = new double[C.NCtx][];
+        foreach (int i in s.Inputs)
+        {
+            var info = _steps[i];
+            if (info.Lemma != "IP") Fail(s, $"inputs: step {i} is {info.Lemma}, expected IP");
+            table[info.Site] = info.Vector!;
+        }
+        double sum = 0;
+        foreach (var seq in _data.Sequences)
+            for (int t = 0; t < seq.Tokens.Length; t++)
+            {
+                if (seq.Labels[t] < 0) continue;
+                if (table[t] is null) Fail(s, $"inputs: no IP step for position {t}");
+                sum = U.Add(sum, table[t][seq.Labels[t]]);
+            }
+        long positions = s.ScopeLong("positions");
+        if (positions != _data.LabelledPositions) Fail(s, $"scope.positions {positions} ≠ the dataset's {_data.LabelledPositions}");
+        double b0 = s.Number("b0");
+        Certify(s, "b0", b0, U.Div(sum, positions));
+        Cost(s, positions + 1, true);
+        _finalMeanStep = s.Id; _finalB0 = b0;
+        return new Info { Lemma = s.Lemma, Scalar = b0 };
+    }
+
+    // ---- N1 ----------------------------------------------------------------------------------------------------
+    static double OpNorm(double[] a, int off, int rows, int cols)
+    {
+        double fro = 0, maxRow = 0;
+        var col = new double[cols];
+        for (int r = 0; r < rows; r++)
+        {
+            double row = 0;
+            for (int c = 0; c < cols; c++)
+            {
+                double x = Math.Abs(a[off + r * cols + c]);
+                fro = U.Add(fro, U.Mul(x, x)); row = U.Add(row, x); col[c] = U.Add(col[c], x);
+            }
+            maxRow = Math.Max(maxRow, row);
+        }
+        return Math.Min(U.Sqrt(fro), U.Sqrt(U.Mul(maxRow, cols == 0 ? 0 : col.Max())));
+    }
+
+    Info NormsStep(Step s)
+    {
+        if (s.Inputs.Length != 0) Fail(s, "inputs: N1 uses none");
+        int L = C.NLayers, H = C.NHeads, d = C.DModel, dh = C.DHead, m = C.DMlp, V = C.DVocabOut;
+        var where = $"step {s.Id} (N1) claim";
+        double[][] Heads(string name, int rows, int cols)
+        {
+            var claimed = Step.Mat(s.Claim, name, where);
+            if (claimed.Length != L || claimed.Any(r => r.Length != H)) Fail(s, $"{name} must be [n_layers][n_heads]");
+            for (int l = 0; l < L; l++)
+                for (int h = 0; h < H; h++)
+                    Certify(s, $"‖{name}‖ layer {l} head {h}", claimed[l][h], OpNorm(_w[$"blocks.{l}.attn.{name}"].Data, h * rows * cols, rows, cols));
+            return claimed;
+        }
+        var wq = Heads("W_Q", d, dh); var wk = Heads("W_K", d, dh); var wv = Heads("W_V", d, dh); var wo = Heads("W_O", dh, d);
+        var k = s.Vector("K_mlp");
+        var winCol = Step.Mat(s.Claim, "W_in_col", where); var woutRow = Step.Mat(s.Claim, "W_out_row", where);
+        if (k.Length != L || winCol.Length != L || woutRow.Length != L) Fail(s, "K_mlp, W_in_col and W_out_row need one entry per layer");
+        for (int l = 0; l < L && !C.AttnOnly; l++)
+        {
+            var win = _w[$"blocks.{l}.mlp.W_in"].Data; var wout = _w[$"blocks.{l}.mlp.W_out"].Data;
+            if (winCol[l].Length != m || woutRow[l].Length != m) Fail(s, $"W_in_col/W_out_row layer {l} need d_mlp = {m} entries");
+            double perNeuron = 0;
+            for (int j = 0; j < m; j++)
+            {
+                double a = U.Norm(Enumerable.Range(0, d).Select(i => win[i * m + j]));
+                double b = U.Norm(Enumerable.Range(0, d).Select(i => wout[j * d + i]));
+                Certify(s, $"‖W_in[:, {j}]‖ layer {l}", winCol[l][j], a);
+                Certify(s, $"‖W_out[{j}, :]‖ layer {l}", woutRow[l][j], b);
+                perNeuron = U.Add(perNeuron, U.Mul(a, b));
+            }
+            Certify(s, $"K_mlp layer {l}", k[l], Math.Min(U.Mul(OpNorm(win, 0, d, m), OpNorm(wout, 0, m, d)), perNeuron));
+        }
+        var ud = s.Vector("unembed_diff");
+        if (ud.Length != V) Fail(s, $"unembed_diff needs d_vocab_out = {V} entries");
+        var wu = _w["unembed.W_U"].Data;
+        for (int y = 0; y < V; y++)
+        {
+            double best = 0;
+            for (int i = 0; i < V; i++)
+            {
+                if (i == y) continue;
+                double acc = 0;
+                for (int j = 0; j < d; j++) { var diff = R.Of(wu[j * V + i]) - R.Of(wu[j * V + y]); acc = U.Add(acc, U.Mul(diff.Mag, diff.Mag)); }
+                best = Math.Max(best, U.Sqrt(acc));
+            }
+            Certify(s, $"unembed_diff[{y}]", ud[y], best);
+        }
+        long own = Costs.Norms(C);
+        Cost(s, own, false); _ownFlops += own;
+        return new Info { Lemma = s.Lemma, Norms = new ClaimedNorms(wq, wk, wv, wo, k, ud, winCol, woutRow) };
+    }
+
+    // ---- L2 (advice) ---------------------------------------------------------------------------------------------
+    (int Index, double Value)[][] Features(Step s, int T)
+    {
+        var f = s.DataField("features");
+        if (f.ValueKind != JsonValueKind.Array || f.GetArrayLength() != T) Fail(s, $"data.features needs one list per token ({T})");
+        int n = _cc!.Config.Width;
+        return f.EnumerateArray().Select((tok, t) =>
+        {
+            if (tok.ValueKind != JsonValueKind.Array) throw new Rejection(s.Id, s.Lemma, $"data.features[{t}] must be a list");
+            var list = tok.EnumerateArray().Select(p =>
+            {
+                if (p.ValueKind != JsonValueKind.Array || p.GetArrayLength() != 2 || !p[0].TryGetInt32(out int i) || i < 0 || i >= n
+                    || !p[1].TryGetDouble(out double v) || !double.IsFinite(v))
+                    throw new Rejection(s.Id, s.Lemma, $"data.features[{t}]: each entry must be [index in [0, {n}), finite value]");
+                return (i, v);
+            }).ToArray();
+            if (list.Select(x => x.i).Distinct().Count() != list.Length) throw new Rejection(s.Id, s.Lemma, $"data.features[{t}] names a feature twice");
+            return list;
+        }).ToArray();
+    }
+
+    R[][] Decode((int Index, double Value)[][] f, int ccSite)
+    {
+        var cc = _cc!; int S = cc.Config.Sites.Count, d = cc.Config.DModel;
+        var dec = cc["W_dec"].Data; var b = cc["b_dec"].Data;
+        return f.Select(ft =>
+        {
+            var a = Enumerable.Range(0, d).Select(i => R.Of(b[ccSite * d + i])).ToArray();
+            foreach (var (j, v) in ft) for (int i = 0; i < d; i++) a[i] = a[i] + dec[(j * S + ccSite) * d + i] * R.Of(v);
+            return a;
+        }).ToArray();
+    }
+
+    static double AdviceBits(int n, int nnz)
+    {
+        double lg = 0;
+        for (int i = 0; i < nnz; i++) lg += Math.Log2(n - i) - Math.Log2(i + 1);
+        return lg + 64.0 * nnz;
+    }
+
+    Info BaseCase(Step s)
+    {
+        if (s.Inputs.Length != 0) Fail(s, "inputs: L2 uses none");
+        var seq = Seq(s);
+        int T = seq.Tokens.Length;
+        if (s.ScopeStr("site") != Sites[0]) Fail(s, $"scope.site must be {Sites[0]}");
+        var f = Features(s, T);
+        foreach (var ft in f) { _adviceBits += AdviceBits(_cc!.Config.Width, ft.Length); foreach (var (i, _) in ft) _featuresSeen.Add(i); }
+        var embed = seq.Tokens.Select((x, t) => _f.Embed(x, t)).ToArray();
+        int cs = CcSite(0);
+        var nominal = cs >= 0 ? Decode(f, cs) : embed;
+        var eps = s.Vector("eps");
+        if (eps.Length != T) Fail(s, $"eps needs {T} entries");
+        for (int t = 0; t < T; t++) Certify(s, $"ε⁰ at position {t}", eps[t], cs >= 0 ? U.Norm(Forward.Minus(embed[t], nominal[t])) : 0);
+        long nnz = f.Sum(x => (long)x.Length);
+        long own = cs >= 0 ? nnz * 2 * C.DModel + T * (3L * C.DModel + Costs.Norm(C.DModel)) : 0;
+        Cost(s, own, true); _ownFlops += own;
+        return new Info { Lemma = s.Lemma, Sequence = s.ScopeInt("sequence"), Site = 0, Vector = eps, Features = f, Nominal = _strategy == "crosscoder-exhaustive" ? nominal : null };
+    }
+
+    /// <summary>The previous ε step of the same sequence, at the site before this one.</summary>
+    (Info Prev, Info Advice, ClaimedNorms Norms) Chain(Step s, string block, params string[] prevLemmas)
+    {
+        bool tables = _strategy == "crosscoder-tables";
+        if (s.Inputs.Length != (tables ? 4 : 3)) Fail(s, $"inputs: expected [previous ε, advice, N1{(tables ? ", tables" : "")}]");
+        var prev = Input(s, 0, prevLemmas);
+        var advice = Input(s, 1, "L2");
+        var norms = Input(s, 2, "N1").Norms!;
+        if (tables) Input(s, 3, "T1-table");
+        int q = s.ScopeInt("sequence");
+        if (prev.Sequence != q || advice.Sequence != q) Fail(s, "inputs: the previous ε and the advice must be of this step's sequence");
+        if (prev.Consumed) Fail(s, $"inputs: step {s.Inputs[0]}'s ε was already carried forward by another step");
+        prev.Consumed = true;
+        if (prev.Site + 1 >= Sites.Count || s.ScopeStr("site") != Sites[prev.Site + 1]) Fail(s, $"scope.site must be {(prev.Site + 1 < Sites.Count ? Sites[prev.Site + 1] : "none: the previous step is at the last site")}");
+        if (s.ScopeStr("block") != block) Fail(s, $"scope.block must be {block}");
+        int layer = C.AttnOnly ? prev.Site : prev.Site / 2;
+        if (s.ScopeInt("layer") != layer) Fail(s, $"scope.layer must be {layer}");
+        return (prev, advice, norms);
+    }
+
+    // ---- L5 / T1 (attention) --------------------------------------------------------------------------------------
+    Info AttentionStep(Step s)
+    {
+        bool tables = _strategy == "crosscoder-tables";
+        if (tables != (s.Lemma == "T1")) Fail(s, $"attention steps of {_strategy} use lemma {(tables ? "T1" : "L5")}");
+        var (prev, advice, norms) = Chain(s, "attn", "L2", "L4", "T2", "L5", "T1");
+        if (!C.AttnOnly && prev.Site % 2 != 0) Fail(s, "an attention step must start at h⁰ or a resid_post site");
+        int l = s.ScopeInt("layer"), site = prev.Site + 1;
+        var f = advice.Features!;
+        int T = f.Length;
+        var eps = prev.Vector!;
+        Forward.Attn tr;
+        var delta = new double[T];
+        R[][]? nominal = null;
+        long own;
+        long nnz = f.Sum(x => (long)x.Length);
+        if (tables)
+        {
+            var at = _tables!.Attn[l];
+            tr = TableAttention(at, f);
+            for (int t = 0; t < T; t++) delta[t] = U.Norm(Forward.Plus(Combine(f[t], at.D, at.D0), tr.Out[t]));
+            own = Costs.TableAttention(C, f);
+        }
+        else
+        {
+            tr = _f.Attention(l, prev.Nominal!);
+            var next = prev.Nominal!.Select((x, t) => Forward.Plus(x, tr.Out[t])).ToArray();
+            int cs = CcSite(site);
+            nominal = cs >= 0 ? Decode(f, cs) : next;
+            if (cs >= 0) for (int t = 0; t < T; t++) delta[t] = U.Norm(Forward.Minus(next[t], nominal[t]));
+            own = Costs.Attention(C, T) + T * (long)C.DModel + (cs >= 0 ? nnz * 2 * C.DModel + T * (2L * C.DModel + Costs.Norm(C.DModel)) : 0);
+        }
+        prev.Nominal = null;
+        var centres = s.DataField("centres");
+        var pert = Perturbation(s, l, tr, eps, norms, centres);
+        var claim = s.Vector("eps");
+        if (claim.Length != T) Fail(s, $"eps needs {T} entries");
+        for (int t = 0; t < T; t++) Certify(s, $"ε at {Sites[site]}, position {t}", claim[t], U.Add(U.Add(eps[t], pert[t]), delta[t]));
+        own += Costs.Perturbation(C, T) + 2L * T;
+        Cost(s, own, true); _ownFlops += own;
+        return new Info { Lemma = s.Lemma, Sequence = prev.Sequence, Site = site, Vector = claim, Nominal = nominal };
+    }
+
+    /// <summary>L5 with the centres the step records.</summary>
+    double[] Perturbation(Step s, int l, Forward.Attn tr, double[] eps, ClaimedNorms n, JsonElement centres)
+    {
+        int T = eps.Length, dh = C.DHead;
+        if (centres.ValueKind != JsonValueKind.Array || centres.GetArrayLength() != C.NHeads) Fail(s, "data.centres needs one entry per head");
+        double inv = U.Div(1, Math.BitDecrement(Math.Sqrt(dh)));
+        var pert = new double[T];
+        for (int h = 0; h < C.NHeads; h++)
+        {
+            var ch = centres[h];
+            if (ch.ValueKind != JsonValueKind.Array || ch.GetArrayLength() != T) Fail(s, "data.centres needs one centre per position");
+            double nq = n.WQ[l][h], nk = n.WK[l][h], nv = n.WV[l][h], no = n.WO[l][h];
+            var qn = tr.Q[h].Select(U.Norm).ToArray(); var kn = tr.K[h].Select(U.Norm).ToArray();
+            double maxEps = 0;
+            for (int t = 0; t < T; t++)
+            {
+                maxEps = Math.Max(maxEps, eps[t]);
+                double eta = 0;
+                for (int u = 0; u <= t; u++)
+                    eta = Math.Max(eta, U.Mul(U.Add(U.Add(U.Mul(U.Mul(nq, eps[t]), kn[u]), U.Mul(U.Mul(qn[t], nk), eps[u])), U.Mul(U.Mul(nq, nk), U.Mul(eps[t], eps[u]))), inv));
+                double pd = Math.Min(2.0, Math.BitIncrement(U.Exp(U.Mul(2, eta)) - 1));
+                var c = ch[t];
+                if (c.ValueKind != JsonValueKind.Array || c.GetArrayLength() != dh) Fail(s, $"data.centres[{h}][{t}] needs d_head = {dh} numbers");
+                var cv = c.EnumerateArray().Select(x => x.TryGetDouble(out double v) && double.IsFinite(v) ? R.Of(v) : throw new Rejection(s.Id, s.Lemma, "centres must be finite numbers")).ToArray();
+                double r = 0;
+                for (int u = 0; u <= t; u++) r = Math.Max(r, U.Norm(Forward.Minus(tr.V[h][u], cv)));
+                pert[t] = U.Add(pert[t], U.Mul(no, U.Add(U.Mul(pd, r), U.Mul(nv, maxEps))));
+            }
+        }
+        return pert;
+    }
+
+    // ---- L4 / T2 (MLP) ------------------------------------------------------------------------------------------------
+    Info MlpStep(Step s)
+    {
+        bool tables = _strategy == "crosscoder-tables";
+        if (tables != (s.Lemma == "T2")) Fail(s, $"MLP steps of {_strategy} use lemma {(tables ? "T2" : "L4")}");
+        if (C.AttnOnly) Fail(s, "the model has no MLP");
+        var (prev, advice, norms) = Chain(s, "mlp", "L5", "T1");
+        int l = s.ScopeInt("layer"), site = prev.Site + 1;
+        var f = advice.Features!;
+        int T = f.Length;
+        var eps = prev.Vector!;
+        var claim = s.Vector("eps");
+        if (claim.Length != T) Fail(s, $"eps needs {T} entries");
+        R[][]? nominal = null;
+        long own = 0;
+        double K(int t, R[] pre)
+        {
+            double k = 0;
+            for (int m = 0; m < pre.Length; m++)
+                if (U.Add(pre[m].Hi, U.Mul(eps[t], norms.WinCol[l][m])) > 0) k = U.Add(k, U.Mul(norms.WinCol[l][m], norms.WoutRow[l][m]));
+            return Math.Min(k, norms.KMlp[l]);
+        }
+        if (tables)
+        {
+            var mt = _tables!.Mlp[l]!;
+            for (int t = 0; t < T; t++)
+            {
+                var sv = Combine(f[t], mt.U, new R[C.DMlp]);
+                var pre = Forward.Plus(mt.C, sv);
+                double eOut = 0;
+                for (int m = 0; m < C.DMlp; m++)
+                {
+                    var e = R.Relu(pre[m]) - R.Relu(mt.C[m]) - (mt.G[m] ? sv[m] : R.Zero);
+                    eOut = U.Add(eOut, U.Mul(e.Mag, mt.WoutRow[m]));
+                }
+                double delta = U.Add(U.Norm(Combine(f[t], mt.E, mt.E0)), eOut);
+                Certify(s, $"ε at {Sites[site]}, position {t}", claim[t], U.Add(U.Add(eps[t], U.Mul(K(t, pre), eps[t])), delta));
+                own += (long)f[t].Length * 2 * (C.DMlp + C.DModel) + 6L * C.DMlp + 2L * C.DModel + Costs.Norm(C.DModel) + 2L * C.DMlp + 3;
+            }
+        }
+        else
+        {
+            int cs = CcSite(site);
+            var nom = prev.Nominal!;
+            var next = nom.Select(x => Forward.Plus(x, _f.Mlp(l, x))).ToArray();
+            nominal = cs >= 0 ? Decode(f, cs) : next;
+            for (int t = 0; t < T; t++)
+            {
+                double delta = cs >= 0 ? U.Norm(Forward.Minus(next[t], nominal[t])) : 0;
+                Certify(s, $"ε at {Sites[site]}, position {t}", claim[t], U.Add(U.Add(eps[t], U.Mul(K(t, _f.PreMlp(l, nom[t])), eps[t])), delta));
+            }
+            long nnz = f.Sum(x => (long)x.Length);
+            own = T * (Costs.Mlp(C) + C.DModel + 2L * C.DMlp + 3) + (cs >= 0 ? nnz * 2 * C.DModel + T * (2L * C.DModel + Costs.Norm(C.DModel)) : 0);
+        }
+        prev.Nominal = null;
+        Cost(s, own, true); _ownFlops += own;
+        return new Info { Lemma = s.Lemma, Sequence = prev.Sequence, Site = site, Vector = claim, Nominal = nominal };
+    }
+
+    // ---- L1 -------------------------------------------------------------------------------------------------------------
+    Info LossStep(Step s)
+    {
+        bool tables = _strategy == "crosscoder-tables";
+        int fixedInputs = tables ? 4 : 3;
+        if (s.Inputs.Length < fixedInputs) Fail(s, "inputs: expected [last ε, advice, N1, (tables,) IP…]");
+        var prev = Input(s, 0, "L2", "L5", "T1", "L4", "T2");
+        var advice = Input(s, 1, "L2");
+        var norms = Input(s, 2, "N1").Norms!;
+        if (tables) Input(s, 3, "T1-table");
+        var seq = Seq(s);
+        int q = s.ScopeInt("sequence");
+        if (prev.Sequence != q || advice.Sequence != q) Fail(s, "inputs: the last ε and the advice must be of this step's sequence");
+        if (prev.Site != Sites.Count - 1) Fail(s, $"inputs: the ε must be at the last site {Sites[^1]}");
+        if (prev.Consumed) Fail(s, $"inputs: step {s.Inputs[0]}'s ε was already used");
+        prev.Consumed = true;
+        var cap = new Dictionary<int, double[]>();
+        for (int k = fixedInputs; k < s.Inputs.Length; k++)
+        {
+            var ip = Input(s, k, "IP");
+            if (!cap.TryAdd(ip.Site, ip.Vector!)) Fail(s, $"inputs: two IP steps for position {ip.Site}");
+        }
+        var f = advice.Features!;
+        var eps = prev.Vector!;
+        double sum = 0;
+        for (int t = 0; t < seq.Tokens.Length; t++)
+        {
+            int y = seq.Labels[t];
+            if (y < 0) continue;
+            var z = tables ? Combine(f[t], _tables!.Unembed, _tables.Unembed0) : _f.Logits(prev.Nominal![t]);
+            double via = U.Add(Forward.Ce(z, y).Hi, U.Mul(eps[t], norms.UnembedDiff[y]));
+            sum = U.Add(sum, cap.TryGetValue(t, out var c) ? Math.Min(via, c[y]) : via);
+        }
+        prev.Nominal = null;
+        double claim = s.Number("loss_sum");
+        Certify(s, $"loss_sum of sequence {q}", claim, sum);
+        long zf = tables ? f.Where((_, t) => seq.Labels[t] >= 0).Sum(ft => (long)ft.Length * 2 * C.DVocabOut) + seq.LabelledCount * (long)C.DVocabOut
+                         : seq.LabelledCount * (2L * C.DModel * C.DVocabOut + C.DVocabOut);
+        long own = zf + seq.LabelledCount * (3L * C.DVocabOut + 1 + 4);
+        Cost(s, own, true); _ownFlops += own;
+        return new Info { Lemma = s.Lemma, Sequence = q, Scalar = claim };
+    }
+
+    // ---- INFO -----------------------------------------------------------------------------------------------------------
+    Info InfoStep(Step s)
+    {
+        if (s.Claim.EnumerateObject().Any()) Fail(s, "INFO claims nothing");
+        if (s.Inputs.Length != 1) Fail(s, "inputs: INFO takes the table step");
+        Input(s, 0, "T1-table");
+        long n = _featuresSeen.Count;
+        long own = C.NLayers * C.NHeads * n * n * (2L * C.DHead + 2);
+        Cost(s, own, false);
+        return new Info { Lemma = s.Lemma };
+    }
+
+    // ---- CL, CLMEMBERS ---------------------------------------------------------------------------------------------------
+    Info ClusterTable(Step s)
+    {
+        if (s.Inputs.Length != 0) Fail(s, "inputs: CL uses none");
+        var boxJson = s.DataField("box");
+        if (boxJson.ValueKind != JsonValueKind.Array || boxJson.GetArrayLength() is 0 || boxJson.GetArrayLength() > C.NCtx) Fail(s, $"data.box needs 1 to n_ctx = {C.NCtx} positions");
+        int d = C.DModel;
+        var box = boxJson.EnumerateArray().Select((b, t) =>
+        {
+            if (b.ValueKind != JsonValueKind.Array || b.GetArrayLength() != 2) throw new Rejection(s.Id, s.Lemma, $"data.box[{t}] must be [lo, hi]");
+            double[] V(JsonElement e) => e.ValueKind == JsonValueKind.Array && e.GetArrayLength() == d
+                ? e.EnumerateArray().Select(x => x.TryGetDouble(out double v) && double.IsFinite(v) ? v : throw new Rejection(s.Id, s.Lemma, "box ends must be finite")).ToArray()
+                : throw new Rejection(s.Id, s.Lemma, $"data.box[{t}] ends need d_model = {d} numbers");
+            var lo = V(b[0]); var hi = V(b[1]);
+            return Enumerable.Range(0, d).Select(i => lo[i] <= hi[i] ? new R(lo[i], hi[i]) : throw new Rejection(s.Id, s.Lemma, $"data.box[{t}] has lo > hi")).ToArray();
+        }).ToArray();
+        var h = _f.Boxes(box, scores: true);
+        if (!s.Claim.TryGetProperty("ce", out var ce) || ce.ValueKind != JsonValueKind.Array) Fail(s, "claim.ce must be a list of [t, y, bound]");
+        var table = new Dictionary<(int, int), double>();
+        foreach (var e in ce.EnumerateArray())
+        {
+            if (e.ValueKind != JsonValueKind.Array || e.GetArrayLength() != 3 || !e[0].TryGetInt32(out int t) || !e[1].TryGetInt32(out int y)
+                || !e[2].TryGetDouble(out double b) || !double.IsFinite(b)) { Fail(s, "claim.ce entries must be [t, y, finite bound]"); return null!; }
+            if (t < 0 || t >= box.Length || y < 0 || y >= C.DVocabOut) Fail(s, $"claim.ce entry [{t}, {y}] is outside the box's positions or the labels");
+            if (!table.TryAdd((t, y), b)) Fail(s, $"claim.ce lists [{t}, {y}] twice");
+            Certify(s, $"CE bound at position {t}, label {y}", b, _f.CeBox(h[t], y));
+        }
+        long own = Costs.Forward(C, box.Length, 0) * 2 + table.Count * ((C.DVocabOut - 1) * (4L * d + 2) + 3L * C.DVocabOut + 1);
+        Cost(s, own, false); _ownFlops += own;
+        return new Info { Lemma = s.Lemma, Ce = table, Box = box };
+    }
+
+    Info ClusterMembers(Step s)
+    {
+        if (s.Inputs.Length != 1) Fail(s, "inputs: CLMEMBERS takes its CL step");
+        var cl = Input(s, 0, "CL");
+        if (cl.Consumed) Fail(s, "inputs: that cluster's members were already given");
+        cl.Consumed = true;
+        var mj = s.DataField("members");
+        if (mj.ValueKind != JsonValueKind.Array) Fail(s, "data.members must be a list of sequence indices");
+        var members = mj.EnumerateArray().Select(x => x.TryGetInt32(out int i) && i >= 0 && i < _data.Count ? i
+            : throw new Rejection(s.Id, s.Lemma, $"data.members must be sequence indices in [0, {_data.Count})")).ToArray();
+        double sum = 0; long own = 0;
+        foreach (int i in members)
+        {
+            var seq = _data.Sequences[i];
+            if (seq.Tokens.Length > cl.Box!.Length) Fail(s, $"sequence {i} is longer than the cluster's box");
+            for (int t = 0; t < seq.Tokens.Length; t++)
+            {
+                var e = _f.Embed(seq.Tokens[t], t);
+                for (int j = 0; j < e.Length; j++)
+                    if (e[j].Lo < cl.Box[t][j].Lo || e[j].Hi > cl.Box[t][j].Hi) Fail(s, $"sequence {i}'s embedding at position {t} is not inside the cluster's box (coordinate {j})");
+                if (seq.Labels[t] >= 0)
+                {
+                    if (!cl.Ce!.TryGetValue((t, seq.Labels[t]), out double b)) Fail(s, $"the cluster has no bound for position {t}, label {seq.Labels[t]} (sequence {i})");
+                    sum = U.Add(sum, cl.Ce[(t, seq.Labels[t])]);
+                }
+            }
+            own += seq.Tokens.Length * 3L * C.DModel + seq.LabelledCount;
+        }
+        double claim = s.Number("loss_sum");
+        Certify(s, "loss_sum of the cluster", claim, sum);
+        Cost(s, own, true); _ownFlops += own;
+        return new Info { Lemma = s.Lemma, Members = members, Scalar = claim };
+    }
+}

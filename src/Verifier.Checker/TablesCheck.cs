@@ -1,0 +1,173 @@
+using System.Text.Json;
+using Verifier.Core;
+
+namespace Verifier.Checker;
+
+/// <summary>The checker's own feature tables (proofs/T1-feature-tables.md, T2-linearisation.md), built at the T1
+/// table step with the gates the transcript records.</summary>
+public sealed partial class TranscriptChecker
+{
+    sealed class AttnTab { public required R[][][] Q, K, V, OV; public required R[][] Q0, K0, V0, OV0, D; public required R[] D0; }
+    sealed class MlpTab { public required R[][] U, E; public required R[] C, E0; public required bool[] G; public required double[] WoutRow; }
+    sealed class Tabs { public required AttnTab[] Attn; public required MlpTab?[] Mlp; public required R[][] Unembed; public required R[] Unembed0; }
+    Tabs? _tables;
+
+    static R[] Combine((int Index, double Value)[] f, R[][] table, R[] t0)
+    {
+        var r = t0.Select(x => x).ToArray();
+        foreach (var (i, v) in f) for (int j = 0; j < r.Length; j++) r[j] = r[j] + table[i][j] * R.Of(v);
+        return r;
+    }
+
+    Info TableStep(Step s)
+    {
+        if (_strategy != "crosscoder-tables") Fail(s, "a T1 table step belongs to crosscoder-tables");
+        if (s.Claim.EnumerateObject().Any()) Fail(s, "the table step claims nothing");
+        for (int k = 0; k < Sites.Count; k++)
+            if (CcSite(k) < 0) Fail(s, $"crosscoder-tables needs a crosscoder site for {Sites[k]}");
+        var gatesJson = s.DataField("gates");
+        if (gatesJson.ValueKind != JsonValueKind.Array || gatesJson.GetArrayLength() != C.NLayers) Fail(s, "data.gates needs one list per layer");
+        var cc = _cc!; int n = cc.Config.Width, S = cc.Config.Sites.Count, d = C.DModel, dh = C.DHead, H = C.NHeads, m = C.DMlp, V = C.DVocabOut;
+        var dec = cc["W_dec"].Data; var bdec = cc["b_dec"].Data;
+        R[] Row(int i, int site) { int cs = CcSite(site); return Enumerable.Range(0, d).Select(j => R.Of(dec[(i * S + cs) * d + j])).ToArray(); }
+        R[] Bias(int site) { int cs = CcSite(site); return Enumerable.Range(0, d).Select(j => R.Of(bdec[cs * d + j])).ToArray(); }
+        double[] P(string name) => _w[name].Data;
+        var attn = new AttnTab[C.NLayers]; var mlp = new MlpTab?[C.NLayers];
+        int site = 0;
+        for (int l = 0; l < C.NLayers; l++)
+        {
+            string a = $"blocks.{l}.attn.";
+            var rows = Enumerable.Range(0, n).Select(i => Row(i, site)).ToArray();
+            var b0 = Bias(site);
+            R[][][] Per(string w) => Enumerable.Range(0, H).Select(h => rows.Select(r => Forward.Lin(r, P(a + w), h * d * dh, d, dh)).ToArray()).ToArray();
+            R[][] Per0(string w, string b) => Enumerable.Range(0, H).Select(h => Forward.Lin(b0, P(a + w), h * d * dh, d, dh, P(a + b), h * dh)).ToArray();
+            var vt = Per("W_V"); var v0 = Per0("W_V", "b_V");
+            var mid = Enumerable.Range(0, n).Select(i => Row(i, site + 1)).ToArray();
+            var d0 = Forward.Minus(b0, Bias(site + 1));
+            for (int j = 0; j < d; j++) d0[j] = d0[j] + R.Of(P(a + "b_O")[j]);
+            attn[l] = new AttnTab
+            {
+                Q = Per("W_Q"), K = Per("W_K"), V = vt, Q0 = Per0("W_Q", "b_Q"), K0 = Per0("W_K", "b_K"), V0 = v0,
+                OV = Enumerable.Range(0, H).Select(h => vt[h].Select(r => Forward.Lin(r, P(a + "W_O"), h * dh * d, dh, d)).ToArray()).ToArray(),
+                OV0 = Enumerable.Range(0, H).Select(h => Forward.Lin(v0[h], P(a + "W_O"), h * dh * d, dh, d)).ToArray(),
+                D = Enumerable.Range(0, n).Select(i => Forward.Minus(rows[i], mid[i])).ToArray(), D0 = d0,
+            };
+            site++;
+            var gl = gatesJson[l];
+            if (C.AttnOnly) { if (gl.GetArrayLength() != 0) Fail(s, "an attention-only model has no gates"); continue; }
+            if (gl.ValueKind != JsonValueKind.Array || gl.GetArrayLength() != m) Fail(s, $"data.gates[{l}] needs d_mlp = {m} entries");
+            var g = gl.EnumerateArray().Select(x => x.TryGetInt32(out int v) && v is 0 or 1 ? v == 1 : throw new Rejection(s.Id, s.Lemma, "gates are 0 or 1")).ToArray();
+            string mm = $"blocks.{l}.mlp.";
+            var bmid = Bias(site);
+            var u = mid.Select(r => Forward.Lin(r, P(mm + "W_in"), 0, d, m)).ToArray();
+            var c = Forward.Lin(bmid, P(mm + "W_in"), 0, d, m, P(mm + "b_in"));
+            R[] Gate(R[] x) => x.Select((v, k) => g[k] ? v : R.Zero).ToArray();
+            var e = Enumerable.Range(0, n).Select(i => Forward.Minus(Forward.Plus(mid[i], Forward.Lin(Gate(u[i]), P(mm + "W_out"), 0, m, d)), Row(i, site + 1))).ToArray();
+            var e0 = Forward.Minus(Forward.Plus(bmid, Forward.Lin(c.Select(R.Relu).ToArray(), P(mm + "W_out"), 0, m, d, P(mm + "b_out"))), Bias(site + 1));
+            mlp[l] = new MlpTab
+            {
+                U = u, C = c, G = g, E = e, E0 = e0,
+                WoutRow = Enumerable.Range(0, m).Select(k => U.Norm(Enumerable.Range(0, d).Select(j => P(mm + "W_out")[k * d + j]))).ToArray(),
+            };
+            site++;
+        }
+        var wu = P("unembed.W_U");
+        _tables = new Tabs
+        {
+            Attn = attn, Mlp = mlp,
+            Unembed = Enumerable.Range(0, n).Select(i => Forward.Lin(Row(i, site), wu, 0, d, V)).ToArray(),
+            Unembed0 = Forward.Lin(Bias(site), wu, 0, d, V, P("unembed.b_U")),
+        };
+        long own = Costs.Tables(C, n);
+        Cost(s, own, false); _ownFlops += own;
+        return new Info { Lemma = "T1-table" };
+    }
+
+    Forward.Attn TableAttention(AttnTab at, (int Index, double Value)[][] f)
+    {
+        int T = f.Length, H = C.NHeads, d = C.DModel;
+        var scale = R.One / R.Sqrt(R.Of(C.DHead));
+        var Q = new R[H][][]; var K = new R[H][][]; var V = new R[H][][]; var Pat = new R[H][][];
+        var o = Enumerable.Range(0, T).Select(_ => Enumerable.Repeat(R.Zero, d).ToArray()).ToArray();
+        for (int h = 0; h < H; h++)
+        {
+            Q[h] = f.Select(x => Combine(x, at.Q[h], at.Q0[h])).ToArray();
+            K[h] = f.Select(x => Combine(x, at.K[h], at.K0[h])).ToArray();
+            V[h] = f.Select(x => Combine(x, at.V[h], at.V0[h])).ToArray();
+            var ov = f.Select(x => Combine(x, at.OV[h], at.OV0[h])).ToArray();
+            Pat[h] = new R[T][];
+            for (int t = 0; t < T; t++)
+            {
+                var sg = new R[t + 1];
+                for (int u = 0; u <= t; u++) sg[u] = Forward.Dot(Q[h][t], K[h][u]) * scale;
+                Pat[h][t] = Forward.Softmax(sg);
+                for (int u = 0; u <= t; u++) for (int i = 0; i < d; i++) o[t][i] = o[t][i] + Pat[h][t][u] * ov[u][i];
+            }
+        }
+        return new Forward.Attn(Q, K, V, Pat, o);
+    }
+}
+
+/// <summary>FLOP counts per lemma (spec/costs.md), from the shapes alone.</summary>
+public static class Costs
+{
+    public static long Norm(long n) => 2 * n + 1;
+    public static long Mlp(ModelConfig c) => 4L * c.DModel * c.DMlp + 2L * c.DMlp + c.DModel;
+    public static long CrossEntropy(long v) => 3 * v + 1;
+
+    public static long Attention(ModelConfig c, int T)
+    {
+        long d = c.DModel, H = c.NHeads, dh = c.DHead, pairs = (long)T * (T + 1) / 2;
+        return H * 3 * (2 * T * d * dh + T * dh) + H * pairs * (2 * dh + 1) + H * (4 * pairs + T) + H * pairs * 2 * dh + H * 2 * T * dh * d + T * d;
+    }
+
+    public static long Forward(ModelConfig c, int T, int labelled)
+    {
+        long d = c.DModel, V = c.DVocabOut, f = T * d;
+        for (int l = 0; l < c.NLayers; l++) f += Attention(c, T) + T * d + (c.AttnOnly ? 0 : T * Mlp(c) + T * d);
+        return f + labelled * (2 * d * V + V) + labelled * CrossEntropy(V);
+    }
+
+    public static long TrivialTable(ModelConfig c, int t)
+    {
+        long d = c.DModel, H = c.NHeads, dh = c.DHead, V = c.DVocabOut;
+        long f = (long)c.DVocab * d + d;
+        for (int l = 0; l < c.NLayers; l++)
+            f += H * (2 * d * dh + dh + 2 * (t + 1) * dh + 2 * dh * d) + 2 * d + (c.AttnOnly ? 0 : Mlp(c) + d);
+        return f + V * (V * (2 * d + 1) + CrossEntropy(V));
+    }
+
+    static long OpNorm(long r, long k) => 5 * r * k + r + k + 4;
+
+    public static long Norms(ModelConfig c)
+    {
+        long d = c.DModel, m = c.DMlp, V = c.DVocabOut;
+        long f = 4L * c.NLayers * c.NHeads * OpNorm(d, c.DHead);
+        if (!c.AttnOnly) f += c.NLayers * (OpNorm(d, m) + OpNorm(m, d) + 2 + m * (2 * Norm(d) + 2) + 2 * m * Norm(d));
+        return f + V * (V - 1) * (3 * d + 2);
+    }
+
+    public static long Perturbation(ModelConfig c, int T)
+    {
+        long H = c.NHeads, dh = c.DHead, pairs = (long)T * (T + 1) / 2;
+        return H * (2 * T * Norm(dh) + 9 * pairs + 4 * T + 2 * dh * pairs + pairs * (dh + Norm(dh)) + 4 * T);
+    }
+
+    public static long TableAttention(ModelConfig c, (int Index, double Value)[][] f)
+    {
+        long d = c.DModel, H = c.NHeads, dh = c.DHead, T = f.Length, pairs = T * (T + 1) / 2, nnz = f.Sum(x => (long)x.Length);
+        return H * (2 * nnz * (3 * dh + d) + T * (3 * dh + d)) + H * (pairs * (2 * dh + 1) + 4 * pairs + T) + H * pairs * 2 * d
+               + 2 * nnz * d + T * d + T * (d + Norm(d));
+    }
+
+    public static long Tables(ModelConfig c, long n)
+    {
+        long d = c.DModel, H = c.NHeads, dh = c.DHead, m = c.DMlp, V = c.DVocabOut, f = 0;
+        for (int l = 0; l < c.NLayers; l++)
+        {
+            f += (n + 1) * H * (6 * d * dh + 2 * dh * d) + n * d + 2 * d;
+            if (!c.AttnOnly) f += (n + 1) * 2 * d * m + m + n * (2 * m * d + 2 * d) + 2 * m * d + 3 * d + 2 * m * Norm(d);
+        }
+        return f + (n + 1) * 2 * d * V + V;
+    }
+}
