@@ -21,7 +21,12 @@ public sealed class JsonStream(Stream stream) : IDisposable
         while (true)
         {
             var r = new Utf8JsonReader(_buf.AsSpan(_start, _end - _start), _final, _state);
-            if (op(ref r, out var result))
+            bool done;
+            T result;
+            try { done = op(ref r, out result); }
+            catch (JsonException e) when (_final)
+            { throw new CheckFailure("format", $"not valid JSON (truncated or corrupt): {e.Message}"); }
+            if (done)
             {
                 _start += (int)r.BytesConsumed;
                 _state = r.CurrentState;

@@ -105,6 +105,7 @@ public sealed partial class TranscriptChecker
         {
             var info = _steps[i];
             if (info.Lemma != "IP") Fail(s, $"inputs: step {i} is {info.Lemma}, expected IP");
+            if (table[info.Site] is not null) Fail(s, $"inputs: two IP steps for position {info.Site}");
             table[info.Site] = info.Vector!;
         }
         double sum = 0;

@@ -1,0 +1,283 @@
+using System.Numerics;
+using System.Text.Json.Nodes;
+using FsCheck;
+using FsCheck.Fluent;
+using FsCheck.Xunit;
+using Verifier.Bounds;
+using Verifier.Checker;
+using Verifier.Core;
+
+namespace Verifier.Checker.Tests;
+
+/// <summary>A random small model, crosscoder and dataset on disk, and a transcript of each strategy.</summary>
+sealed class World : IDisposable
+{
+    public string Dir { get; } = Path.Combine(Path.GetTempPath(), $"verifier-check-{Guid.NewGuid():N}");
+    public ModelWeights Model { get; }
+    public TokenDataset Data { get; }
+    public string DataPath => Path.Combine(Dir, "data.jsonl");
+    public string CcDir => Path.Combine(Dir, "cc");
+
+    public World(ulong seed, bool attnOnly = false)
+    {
+        var r = new Rng(seed);
+        int vocab = 3 + r.NextInt(4), nctx = 2 + r.NextInt(3);
+        var config = ModelConfig.Create(2 + r.NextInt(4), 1 + r.NextInt(2), 1 + r.NextInt(3), 2 + r.NextInt(4), 1 + r.NextInt(2), nctx, vocab, vocab, attnOnly);
+        Directory.CreateDirectory(Dir);
+        ModelWeights.Random(config, seed, 0.4).SaveInto(Dir);
+        Model = ModelWeights.Load(Dir);
+        var seqs = new List<Sequence>();
+        for (int i = 0, n = 2 + r.NextInt(4); i < n; i++)
+        {
+            int T = 1 + r.NextInt(nctx);
+            var tokens = Enumerable.Range(0, T).Select(_ => r.NextInt(vocab)).ToArray();
+            seqs.Add(new Sequence(tokens, Enumerable.Range(0, T).Select(t => t == T - 1 || r.NextInt(2) == 0 ? r.NextInt(vocab) : -1).ToArray()));
+        }
+        Data = new TokenDataset(seqs);
+        Data.Save(DataPath);
+        var sites = config.SiteNames();
+        var cfg = new CrosscoderConfig(6, config.DModel, sites, CrosscoderModes.TopK, 2, null, Enumerable.Repeat(1.0, sites.Count).ToArray(),
+            Hashing.Sha256File(Path.Combine(Dir, ModelWeights.WeightsFileName)), null, 0);
+        var tensors = CrosscoderWeights.Shapes(cfg).ToDictionary(s => s.Name, s =>
+            new NamedTensor(s.Name, s.Shape, Enumerable.Range(0, s.Shape.Aggregate(1, (a, b) => a * b)).Select(_ => (r.NextDouble() - 0.5) * 0.8).ToArray(), "F64"));
+        Directory.CreateDirectory(CcDir);
+        new CrosscoderWeights(cfg, tensors).SaveInto(CcDir);
+    }
+
+    public string Transcript(string strategy, int clusters = 2)
+    {
+        string path = Path.Combine(Dir, $"{strategy}.json");
+        var cc = Strategies.NeedsCrosscoder(strategy) ? CrosscoderWeights.Load(CcDir) : null;
+        BoundProgram.Run(strategy, new BoundInputs(Model, Dir, Data, DataPath, cc, cc is null ? null : CcDir), path, computeTrueLoss: false, clusters: clusters);
+        return path;
+    }
+
+    public Verdict Check(string transcript, string? dataPath = null) =>
+        TranscriptChecker.Check(transcript, Dir, CcDir, dataPath ?? DataPath);
+
+    public void Dispose() => Directory.Delete(Dir, true);
+}
+
+public class CheckerTests
+{
+    [Property(MaxTest = 12)]
+    public bool Every_strategys_transcript_is_accepted(ulong seed, bool attnOnly)
+    {
+        using var w = new World(seed, attnOnly);
+        return Strategies.All.All(s => w.Check(w.Transcript(s)) is { Accepted: true });
+    }
+
+    /// <summary>Mutations that make a transcript wrong, each applied to a fresh copy. Returns a description or null
+    /// when the mutation does not apply to this transcript.</summary>
+    static string? Mutate(JsonObject t, Rng r, int kind)
+    {
+        var steps = t["steps"]!.AsArray();
+        JsonObject Step() => steps[r.NextInt(steps.Count)]!.AsObject();
+        switch (kind)
+        {
+            case 0: // lower a positive claim clearly below what it claims (tighten it past its slack)
+            {
+                var candidates = new List<(JsonNode Parent, object Key, double Value)>();
+                void Collect(JsonNode? n, JsonNode parent, object key)
+                {
+                    if (n is JsonValue v && v.TryGetValue(out double x) && x > 1e-6) candidates.Add((parent, key, x));
+                    else if (n is JsonArray a) for (int i = 0; i < a.Count; i++) Collect(a[i], a, i);
+                    else if (n is JsonObject o) foreach (var p in o.ToList()) Collect(p.Value, o, p.Key);
+                }
+                foreach (var s in steps)
+                {
+                    var claim = s!["claim"]!.AsObject();
+                    // In a CL claim the triples are [t, y, bound]: only the bound is a claimed number.
+                    if (s["lemma"]!.GetValue<string>() == "CL")
+                        foreach (var e in claim["ce"]!.AsArray()) { if (e![2]!.GetValue<double>() > 1e-6) candidates.Add((e, 2, e[2]!.GetValue<double>())); }
+                    else Collect(claim, s, "claim");
+                }
+                if (candidates.Count == 0) return null;
+                var (parent, key, value) = candidates[r.NextInt(candidates.Count)];
+                double lower = value * (1 - 1e-6) - 1e-9;
+                if (parent is JsonArray arr) arr[(int)key] = lower; else parent.AsObject()[(string)key] = lower;
+                return $"claim {value:R} lowered to {lower:R}";
+            }
+            case 1: // point an input at another earlier step
+            {
+                var withInputs = steps.Where(s => s!["inputs"]!.AsArray().Count > 0).ToList();
+                if (withInputs.Count == 0) return null;
+                var s = withInputs[r.NextInt(withInputs.Count)]!;
+                var inputs = s["inputs"]!.AsArray();
+                int k = r.NextInt(inputs.Count), id = s["id"]!.GetValue<int>(), old = inputs[k]!.GetValue<int>();
+                if (id < 2) return null;
+                int replacement = r.NextInt(id);
+                if (replacement == old) replacement = (old + 1) % id;
+                inputs[k] = replacement;
+                return $"step {id} input {old} → {replacement}";
+            }
+            case 2: // swap a lemma for another ID
+            {
+                var s = Step();
+                string[] ids = ["BF", "MEAN", "IP", "IPMEAN", "N1", "L1", "L2", "L4", "L5", "T1", "T2", "CL", "CLMEMBERS", "INFO", "L3"];
+                string old = s["lemma"]!.GetValue<string>(), neu = ids[r.NextInt(ids.Length)];
+                if (neu == old) neu = "L3";
+                s["lemma"] = neu;
+                return $"lemma {old} → {neu}";
+            }
+            case 3: // alter a step's cost
+            {
+                var cost = Step()["cost"]!.AsObject();
+                long f = cost["flops"]!.GetValue<long>();
+                cost["flops"] = f + (r.NextInt(2) == 0 ? 1 : -1) * (1 + r.NextInt(3));
+                return "cost altered";
+            }
+            case 4: // alter an artefact hash
+            {
+                var arts = t["artefacts"]!.AsObject().ToList();
+                var (name, node) = arts[r.NextInt(arts.Count)];
+                string h = node!["sha256"]!.GetValue<string>();
+                node["sha256"] = (h[0] == 'a' ? 'b' : 'a') + h[1..];
+                return $"hash of {name}";
+            }
+            case 5: // change b0 or the final step
+            {
+                var result = t["result"]!.AsObject();
+                result["b0"] = result["b0"]!.GetValue<double>() * 0.5;
+                return "b0 halved";
+            }
+            case 6: // drop an element of a claimed vector (a shape change)
+            {
+                var vecs = steps.SelectMany(s => s!["claim"]!.AsObject().Where(p => p.Value is JsonArray a && a.Count > 0).Select(p => p.Value!.AsArray())).ToList();
+                if (vecs.Count == 0) return null;
+                var v = vecs[r.NextInt(vecs.Count)];
+                v.RemoveAt(v.Count - 1);
+                return "claimed vector shortened";
+            }
+            case 7: // remove a step (ids no longer consecutive or references break)
+            {
+                if (steps.Count < 2) return null;
+                steps.RemoveAt(r.NextInt(steps.Count - 1));
+                return "step removed";
+            }
+            case 8: // total cost altered
+            {
+                var cost = t["cost"]!.AsObject();
+                cost["flops"] = cost["flops"]!.GetValue<long>() + 1;
+                return "total cost altered";
+            }
+            default: throw new ArgumentOutOfRangeException(nameof(kind));
+        }
+    }
+
+    [Property(MaxTest = 10)]
+    public void Every_mutation_that_makes_a_transcript_wrong_is_rejected(ulong seed)
+    {
+        using var w = new World(seed);
+        var r = new Rng(seed ^ 0xC0FFEE);
+        int tried = 0;
+        foreach (var strategy in Strategies.All)
+        {
+            string path = w.Transcript(strategy);
+            Assert.True(w.Check(path).Accepted, $"{strategy}: the unmutated transcript must be accepted");
+            string original = File.ReadAllText(path);
+            for (int i = 0; i < 27; i++)
+            {
+                var t = JsonNode.Parse(original)!.AsObject();
+                string? what = Mutate(t, r, i % 9);
+                if (what is null) continue;
+                string mutated = Path.Combine(w.Dir, "mutated.json");
+                File.WriteAllText(mutated, t.ToJsonString());
+                var v = w.Check(mutated);
+                Assert.False(v.Accepted, $"{strategy}: mutation '{what}' was accepted");
+                Assert.False(string.IsNullOrWhiteSpace(v.Reason));
+                tried++;
+            }
+        }
+        Assert.True(tried > 50);
+    }
+
+    [Fact]
+    public void A_transcript_checked_against_another_dataset_is_rejected()
+    {
+        using var w = new World(4);
+        string path = w.Transcript(Strategies.BruteForce);
+        var seqs = w.Data.Sequences.ToList();
+        seqs[0] = seqs[0] with { Tokens = seqs[0].Tokens.Select(x => (x + 1) % w.Model.Config.DVocab).ToArray() };
+        string other = Path.Combine(w.Dir, "other.jsonl");
+        new TokenDataset(seqs).Save(other);
+        var v = w.Check(path, other);
+        Assert.False(v.Accepted);
+        Assert.Contains("dataset", v.Reason);
+    }
+
+    [Theory]
+    [InlineData("truncate", "truncated or corrupt")]
+    [InlineData("type", "must be")]
+    [InlineData("unknown-field", "unknown field")]
+    [InlineData("forward", "not an earlier step")]
+    [InlineData("nan", "not valid JSON")]
+    [InlineData("infinity-string", "finite")]
+    [InlineData("negative-cost", "non-negative")]
+    [InlineData("schema", "schema")]
+    [InlineData("order", "expected")]
+    [InlineData("empty", "format")]
+    public void Malformed_transcripts_are_rejected_with_a_message_never_a_crash(string fault, string expected)
+    {
+        using var w = new World(7);
+        string path = w.Transcript(Strategies.BruteForce);
+        string text = File.ReadAllText(path);
+        string bad = fault switch
+        {
+            "truncate" => text[..(text.Length / 2)],
+            "type" => text.Replace("\"inputs\":[]", "\"inputs\":\"none\""),
+            "unknown-field" => text.Replace("\"lemma\":\"BF\"", "\"lemma\":\"BF\",\"note\":1"),
+            "forward" => text.Replace("\"id\":0,\"lemma\":\"BF\",\"inputs\":[]", "\"id\":0,\"lemma\":\"BF\",\"inputs\":[3]"),
+            "nan" => System.Text.RegularExpressions.Regex.Replace(text, "\"loss_sum\":[0-9.eE+-]+", "\"loss_sum\":NaN"),
+            "infinity-string" => System.Text.RegularExpressions.Regex.Replace(text, "\"loss_sum\":[0-9.eE+-]+", "\"loss_sum\":\"Infinity\""),
+            "negative-cost" => System.Text.RegularExpressions.Regex.Replace(text, "\"flops\":[0-9]+,\"dataset_dependent\"", "\"flops\":-5,\"dataset_dependent\""),
+            "schema" => text.Replace("verifier-transcript/1", "verifier-transcript/9"),
+            "order" => text.Replace("\"schema\":\"verifier-transcript/1\",", "").Replace("\"cost\":{\"flops\"", "\"schema\":\"verifier-transcript/1\",\"cost\":{\"flops\""),
+            "empty" => "",
+            _ => throw new ArgumentException(fault),
+        };
+        Assert.NotEqual(text, bad);
+        string p = Path.Combine(w.Dir, "bad.json");
+        File.WriteAllText(p, bad);
+        var v = w.Check(p);
+        Assert.False(v.Accepted);
+        Assert.Contains(expected, v.Reason);
+    }
+}
+
+public class IntervalTests
+{
+    static BigInteger[] Rat(double x)
+    {
+        long bits = BitConverter.DoubleToInt64Bits(x);
+        bool neg = bits < 0; int exp = (int)((bits >> 52) & 0x7FF); long man = bits & 0xFFFFFFFFFFFFFL;
+        if (exp == 0) exp++; else man |= 1L << 52;
+        exp -= 1075;
+        BigInteger p = man, q = 1;
+        if (exp > 0) p <<= exp; else q <<= -exp;
+        return [neg ? -p : p, q];
+    }
+    static bool Le(BigInteger[] a, BigInteger[] b) => a[0] * b[1] <= b[0] * a[1];
+    static BigInteger[] Add(BigInteger[] a, BigInteger[] b) => [a[0] * b[1] + b[0] * a[1], a[1] * b[1]];
+    static BigInteger[] Mul(BigInteger[] a, BigInteger[] b) => [a[0] * b[0], a[1] * b[1]];
+    static bool In(R r, BigInteger[] x) => Le(Rat(r.Lo), x) && Le(x, Rat(r.Hi));
+
+    [Property(MaxTest = 500)]
+    public bool The_checkers_intervals_enclose_exact_sums_and_products(NormalFloat a, NormalFloat b, NormalFloat c, NormalFloat d)
+    {
+        var x = new R(Math.Min(a.Get, b.Get), Math.Max(a.Get, b.Get));
+        var y = new R(Math.Min(c.Get, d.Get), Math.Max(c.Get, d.Get));
+        foreach (var p in new[] { x.Lo, x.Hi })
+            foreach (var q in new[] { y.Lo, y.Hi })
+                if (!In(x + y, Add(Rat(p), Rat(q))) || !In(x * y, Mul(Rat(p), Rat(q))) || !In(x - y, Add(Rat(p), Rat(-q)))) return false;
+        return true;
+    }
+
+    [Property(MaxTest = 300)]
+    public bool Upward_operations_are_never_below_the_exact_result(PositiveInt a, PositiveInt b)
+    {
+        double x = a.Get / 7.0, y = b.Get / 3.0;
+        return Le(Add(Rat(x), Rat(y)), Rat(U.Add(x, y))) && Le(Mul(Rat(x), Rat(y)), Rat(U.Mul(x, y)))
+               && Le(Rat(x), Mul(Rat(U.Div(x, y)), Rat(y)));
+    }
+}
