@@ -18,10 +18,12 @@ static class BoundCommand
         var clusters = Options.Positive<int>("--clusters", "Number of clusters c (strategy clustered)", 1);
         var seed = Options.Seed("the clustering");
         var noTrue = new Option<bool>("--no-true-loss") { Description = "Do not compute the true loss for comparison" };
+        var db = StoreOptions.Db();
+        var noRecord = new Option<bool>("--no-record") { Description = "Do not record the run in the store" };
         var force = Options.Force();
         var json = Options.Json();
         var cmd = new Command("bound", "Prove an upper bound b₀ on the model's mean cross-entropy over a dataset, writing a transcript for the checker");
-        foreach (var o in new Option[] { model, crosscoder, data, strategy, clusters, seed, output, allow, noTrue, force, json }) cmd.Options.Add(o);
+        foreach (var o in new Option[] { model, crosscoder, data, strategy, clusters, seed, output, allow, noTrue, db, noRecord, force, json }) cmd.Options.Add(o);
         cmd.SetAction((pr, ct) => Task.FromResult(CommandRunner.Run(pr, json, ct, ctx =>
         {
             string s = pr.GetValue(strategy)!;
@@ -29,6 +31,11 @@ static class BoundCommand
             if (File.Exists(path) && !pr.GetValue(force)) throw new OutputExistsException(path);
             var inputs = Load(pr.GetValue(model)!.FullName, pr.GetValue(crosscoder)?.FullName, pr.GetValue(data)!.FullName, s, pr.GetValue(allow));
             var r = Run(ctx, s, inputs, path, !pr.GetValue(noTrue), pr.GetValue(clusters), pr.GetValue(seed));
+            if (!pr.GetValue(noRecord))
+            {
+                using var store = new Verifier.Store.VerifierStore(pr.GetValue(db)!.FullName);
+                Record(store, inputs, r, s == Strategies.Clustered ? pr.GetValue(clusters) : null);
+            }
             if (ctx.Json) ctx.WriteJson(Summary(r));
             else Print(ctx, r);
             return ExitCodes.Ok;
@@ -53,6 +60,17 @@ static class BoundCommand
     public static BoundResult Run(CommandContext ctx, string strategy, BoundInputs inputs, string path, bool trueLoss, int clusters = 1, ulong seed = 0) =>
         ctx.WithProgress($"bound {strategy}", report => BoundProgram.Run(strategy, inputs, path, trueLoss,
             new SyncProgress<(int Done, int Total)>(p => report((double)p.Done / p.Total, $"{p.Done}/{p.Total} sequences")), ctx.Cancel, clusters, seed));
+
+    /// <summary>Records a finished run: the artefacts, the run and an audit entry.</summary>
+    public static long Record(Verifier.Store.VerifierStore store, BoundInputs inputs, BoundResult r, int? clusters)
+    {
+        var arts = inputs.Artefacts().ToList();
+        string Sha(string role) => arts.First(a => a.Role == role).Sha256;
+        var parameters = clusters is { } c ? $"{{\"clusters\":{c}}}" : "{}";
+        return store.RecordRun(new Verifier.Store.RunRecord(0, r.Strategy, parameters, Sha("model_weights"), Sha("dataset"),
+            arts.FirstOrDefault(a => a.Role == "crosscoder_weights")?.Sha256, r.B0, r.TrueLoss, r.Cost.Flops, r.Cost.Bits, r.WallSeconds,
+            Hashing.Sha256File(r.Transcript), r.Transcript, ""), arts);
+    }
 
     public static object Summary(BoundResult r) => new
     {

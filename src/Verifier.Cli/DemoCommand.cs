@@ -1,6 +1,8 @@
 using System.CommandLine;
 using System.Diagnostics;
 using Verifier.Bounds;
+using Verifier.Checker;
+using Verifier.Store;
 using Verifier.Core;
 using Verifier.Crosscoders;
 using Verifier.Model;
@@ -54,6 +56,8 @@ static class DemoCommand
             TrainMetrics? m = null;
             CrosscoderMetrics? cm = null;
             var bounds = new List<(string Name, BoundResult Result)>();
+            var verdicts = new Dictionary<string, Verdict>();
+            bool auditIntact = false;
             double refLoss = double.NaN, refAcc = double.NaN;
             var cco = new CrosscoderOptions(Width: pr.GetValue(width), Mode: CrosscoderModes.TopK, K: pr.GetValue(k),
                 Steps: pr.GetValue(ccSteps), Seed: pr.GetValue(train.Seed));
@@ -87,6 +91,24 @@ static class DemoCommand
                     var r = BoundCommand.Run(ctx, strategy, inputs, Path.Combine(tdir, name + ".json"), trueLoss: true, clusters, pr.GetValue(train.Seed));
                     bounds.Add((name, r));
                 }
+
+                // The independent checker replays every transcript; runs and verdicts go to the store; the frontier is plotted.
+                using (var store = new VerifierStore(Path.Combine(tmp, VerifierStore.DefaultFileName)))
+                {
+                    foreach (var (name, r) in bounds)
+                    {
+                        var inputs = BoundCommand.Load(modelDir, ccDir, boundPath, r.Strategy, allowMismatch: false);
+                        BoundCommand.Record(store, inputs, r, r.Strategy == Strategies.Clustered ? int.Parse(name.Split('-')[^1]) : null);
+                        var v = ctx.WithProgress($"checking {name}", _ => TranscriptChecker.Check(r.Transcript, modelDir, ccDir, boundPath));
+                        CheckCommand.Record(store, v, r.Transcript);
+                        verdicts[name] = v;
+                    }
+                    var modelSha = Hashing.Sha256File(Path.Combine(modelDir, ModelWeights.WeightsFileName));
+                    var points = Verifier.Store.Frontier.Compute(store.Runs(modelSha, TokenDataset.Load(boundPath).ContentHash()));
+                    FrontierPlot.Write(points, Path.Combine(tmp, "frontier.png"));
+                    FrontierPlot.Write(points, Path.Combine(tmp, "frontier.svg"));
+                    auditIntact = store.VerifyAudit() is null;
+                }
             });
             var frontier = Frontier(bounds.Select(b => (b.Name, b.Result.Cost.Flops, b.Result.B0)).ToList());
             var e = cm!.Evaluation;
@@ -106,7 +128,10 @@ static class DemoCommand
                 {
                     Strategy = b.Name, b.Result.B0, b.Result.TrueLoss, b.Result.Cost.Flops, b.Result.Cost.Bits, b.Result.WallSeconds,
                     NonDominated = frontier.Contains(b.Name), Transcript = Path.Combine(dir, "transcripts", Path.GetFileName(b.Result.Transcript)),
+                    Verdict = verdicts[b.Name].Accepted ? "accepted" : "rejected", CheckerSeconds = verdicts[b.Name].Seconds,
+                    CheckerOverGenerator = verdicts[b.Name].Seconds / Math.Max(1e-9, b.Result.WallSeconds),
                 }),
+                Plot = Path.Combine(dir, "frontier.png"), Store = Path.Combine(dir, VerifierStore.DefaultFileName), AuditIntact = auditIntact,
             };
             if (ctx.Json) ctx.WriteJson(summary);
             else
@@ -121,12 +146,13 @@ static class DemoCommand
                 ctx.Say($"            mean FVU {e.MeanFvu:F4}, mean L0 {e.MeanL0:F2}, dead {cm.Training.DeadFraction:P1} (no activation in the last {cco.DeadTokens} training tokens)");
                 ctx.Say($"            spliced-in loss recovered: {string.Join(", ", e.Sites.Select(s => $"{s.Site} {s.LossRecovered:P2}"))}");
                 ctx.Say($"  bounds    on {pr.GetValue(boundSequences)} fresh sequences (true loss {bounds[0].Result.TrueLoss:G6}); * = non-dominated in (FLOPs, b₀):");
-                ctx.Say($"            {"strategy",-24} {"b₀",14} {"FLOPs",14} {"wall s",7}");
+                ctx.Say($"            {"strategy",-24} {"b₀",14} {"FLOPs",14} {"bound s",8} {"check",9} {"check s",8}");
                 foreach (var (name, r) in bounds)
-                    ctx.Say($"          {(frontier.Contains(name) ? "*" : " ")} {name,-24} {r.B0,14:G6} {r.Cost.Flops,14:N0} {r.WallSeconds,7:F2}");
+                    ctx.Say($"          {(frontier.Contains(name) ? "*" : " ")} {name,-24} {r.B0,14:G6} {r.Cost.Flops,14:N0} {r.WallSeconds,8:F2} {(verdicts[name].Accepted ? "accepted" : "REJECTED"),9} {verdicts[name].Seconds,8:F2}");
+                ctx.Say($"  store     {Path.Combine(dir, VerifierStore.DefaultFileName)} (audit chain {(auditIntact ? "intact" : "BROKEN")}); plot {Path.Combine(dir, "frontier.png")}");
                 ctx.Say($"  total     {sw.Elapsed.TotalSeconds:F1} s");
             }
-            return ExitCodes.Ok;
+            return verdicts.Values.All(v => v.Accepted) && auditIntact ? ExitCodes.Ok : ExitCodes.Rejected;
         })));
         return cmd;
     }

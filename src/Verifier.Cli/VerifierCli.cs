@@ -11,7 +11,7 @@ public static class VerifierCli
             "Verifier: how well do a sparse crosscoder's features explain a transformer, provably, and where do they " +
             "interact nonlinearly?\n\nModels are directories with config.json and model.safetensors in TransformerLens " +
             "layout; datasets are JSON Lines (see spec/). Every command takes --json for a machine-readable summary on " +
-            "stdout. Exit codes: 0 ok, 1 failure, 2 usage, 3 invalid input file, 4 unsupported model, 5 output exists, 6 mismatched inputs, 7 transcript rejected.");
+            "stdout. Exit codes: 0 ok, 1 failure, 2 usage, 3 invalid input file, 4 unsupported model, 5 output exists, 6 mismatched inputs, 7 transcript rejected, 8 audit chain broken.");
         root.Subcommands.Add(DataCommands.MakeData());
         root.Subcommands.Add(ModelCommands.TrainModel());
         root.Subcommands.Add(ModelCommands.Eval());
@@ -21,6 +21,9 @@ public static class VerifierCli
         root.Subcommands.Add(BoundCommand.Build());
         root.Subcommands.Add(InteractionsCommand.Build());
         root.Subcommands.Add(CheckCommand.Build());
+        root.Subcommands.Add(StoreCommands.Runs());
+        root.Subcommands.Add(StoreCommands.FrontierCommand());
+        root.Subcommands.Add(StoreCommands.Audit());
         root.Subcommands.Add(DemoCommand.Build());
         root.Subcommands.Add(BenchCommand.Build());
         return root;

@@ -52,4 +52,5 @@ public static class ExitCodes
     public const int OutputExists = 5;
     public const int Mismatch = 6;
     public const int Rejected = 7;
+    public const int AuditBroken = 8;
 }

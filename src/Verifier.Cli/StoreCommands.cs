@@ -1,0 +1,168 @@
+using System.CommandLine;
+using System.Text.Json;
+using ScottPlot;
+using Verifier.Core;
+using Verifier.Store;
+
+namespace Verifier.Cli;
+
+static class StoreOptions
+{
+    public static Option<FileInfo> Db() => new("--db")
+    {
+        Description = "SQLite store that records runs, checks and the audit chain (spec/store.md)",
+        DefaultValueFactory = _ => new FileInfo(VerifierStore.DefaultFileName),
+    };
+}
+
+static class StoreCommands
+{
+    public static Command Runs()
+    {
+        var db = StoreOptions.Db();
+        var json = Options.Json();
+        var cmd = new Command("runs", "List the recorded bound runs with the verdict of their latest check");
+        cmd.Options.Add(db); cmd.Options.Add(json);
+        cmd.SetAction((pr, ct) => Task.FromResult(CommandRunner.Run(pr, json, ct, ctx =>
+        {
+            using var store = new VerifierStore(pr.GetValue(db)!.FullName);
+            var runs = store.Runs();
+            if (ctx.Json) { ctx.WriteJson(runs); return ExitCodes.Ok; }
+            ctx.Say($"{"id",4} {"strategy",-22} {"b₀",14} {"FLOPs",15} {"check",9}  transcript");
+            foreach (var r in runs)
+                ctx.Say($"{r.Id,4} {r.Strategy + Params(r.Parameters),-22} {r.B0,14:G6} {r.Flops,15:N0} {r.Verdict ?? "unchecked",9}  {r.TranscriptPath}");
+            if (runs.Count == 0) ctx.Say($"(no runs recorded in {store.Path})");
+            return ExitCodes.Ok;
+        })));
+        return cmd;
+    }
+
+    static string Params(string json)
+    {
+        using var d = JsonDocument.Parse(json);
+        return d.RootElement.TryGetProperty("clusters", out var c) ? $" c={c}" : "";
+    }
+
+    public static Command Audit()
+    {
+        var db = StoreOptions.Db();
+        var json = Options.Json();
+        var verify = new Command("verify", "Recompute the audit hash chain; name the first entry that was edited, removed or inserted behind the tool's back (exit 8)");
+        verify.Options.Add(db); verify.Options.Add(json);
+        verify.SetAction((pr, ct) => Task.FromResult(CommandRunner.Run(pr, json, ct, ctx =>
+        {
+            using var store = new VerifierStore(pr.GetValue(db)!.FullName);
+            var bad = store.VerifyAudit();
+            int n = store.Audit().Count;
+            if (ctx.Json) ctx.WriteJson(new { Intact = bad is null, Entries = n, FirstBadEntry = bad?.Seq, Problem = bad?.Problem, Db = store.Path });
+            else if (bad is null) ctx.Say($"audit chain intact: {n} entries in {store.Path}");
+            else ctx.Say($"audit chain broken at entry {bad.Value.Seq}: {bad.Value.Problem}");
+            if (bad is not null) ctx.Err.WriteLine($"error: {store.Path}: audit entry {bad.Value.Seq} does not follow the chain");
+            return bad is null ? ExitCodes.Ok : ExitCodes.AuditBroken;
+        })));
+        var cmd = new Command("audit", "The store's append-only, hash-chained audit log");
+        cmd.Subcommands.Add(verify);
+        return cmd;
+    }
+
+    public static Command FrontierCommand()
+    {
+        var model = new Option<DirectoryInfo>("--model") { Description = "Model directory", Required = true };
+        var data = new Option<FileInfo>("--data") { Description = "Dataset the bounds are about", Required = true };
+        var plot = new Option<FileInfo?>("--plot") { Description = "Write the frontier plot (.png or .svg)" };
+        var db = StoreOptions.Db();
+        var json = Options.Json();
+        var cmd = new Command("frontier", "The accepted runs that are Pareto-optimal in (proof FLOPs, b₀), with the brute-force–trivial baseline; optionally a plot");
+        foreach (var o in new Option[] { model, data, plot, db, json }) cmd.Options.Add(o);
+        cmd.SetAction((pr, ct) => Task.FromResult(CommandRunner.Run(pr, json, ct, ctx =>
+        {
+            string modelDir = pr.GetValue(model)!.FullName;
+            var weights = ModelWeights.Load(modelDir);
+            var dataset = TokenDataset.Load(pr.GetValue(data)!.FullName, weights.Config);
+            string modelSha = Hashing.Sha256File(Path.Combine(modelDir, ModelWeights.WeightsFileName));
+            using var store = new VerifierStore(pr.GetValue(db)!.FullName);
+            var points = Frontier.Compute(store.Runs(modelSha, dataset.ContentHash()));
+            string? plotPath = pr.GetValue(plot)?.FullName;
+            if (plotPath is not null) FrontierPlot.Write(points, plotPath);
+            if (ctx.Json) { ctx.WriteJson(new { Points = points, Plot = plotPath }); return ExitCodes.Ok; }
+            if (points.Count == 0) ctx.Say("no accepted runs for this model and dataset: run 'verifier bound' and 'verifier check' first");
+            ctx.Say($"  {"strategy",-24} {"b₀",14} {"FLOPs",15} {"baseline b₀",14}");
+            foreach (var p in points)
+                ctx.Say($"{(p.Pareto ? "*" : " ")} {p.Strategy + Params(p.Parameters),-24} {p.B0,14:G6} {p.Flops,15:N0} {(p.Baseline is { } b ? b.ToString("G6") : "-"),14}");
+            ctx.Say("* = Pareto-optimal; baseline = the line from trivial to brute force in (log FLOPs, b₀)");
+            if (plotPath is not null) ctx.Say($"plot: {plotPath}");
+            return ExitCodes.Ok;
+        })));
+        return cmd;
+    }
+}
+
+/// <summary>Proof length (log₁₀ FLOPs) against the bound (log₁₀ b₀), one marker per strategy, the true loss as a line,
+/// the brute-force–trivial baseline dashed, Pareto-optimal points outlined.</summary>
+static class FrontierPlot
+{
+    public static void Write(IReadOnlyList<FrontierPoint> points, string path)
+    {
+        var plt = new Plot();
+        MarkerShape[] shapes = [MarkerShape.FilledCircle, MarkerShape.FilledSquare, MarkerShape.FilledTriangleUp, MarkerShape.FilledDiamond,
+                                MarkerShape.FilledTriangleDown, MarkerShape.Cross, MarkerShape.Asterisk];
+        int k = 0;
+        foreach (var g in points.GroupBy(p => p.Strategy))
+        {
+            var sc = plt.Add.ScatterPoints(g.Select(p => Math.Log10(p.Flops)).ToArray(), g.Select(p => Math.Log10(p.B0)).ToArray());
+            sc.MarkerShape = shapes[k % shapes.Length];
+            sc.MarkerSize = 11;
+            sc.LegendText = g.Key;
+            sc.Color = Colors.Category10[k % 10];
+            k++;
+        }
+        var pareto = points.Where(p => p.Pareto).OrderBy(p => p.Flops).ToList();
+        if (pareto.Count > 1)
+        {
+            var line = plt.Add.Scatter(pareto.Select(p => Math.Log10(p.Flops)).ToArray(), pareto.Select(p => Math.Log10(p.B0)).ToArray());
+            line.ConnectStyle = ConnectStyle.StepHorizontal;
+            line.MarkerSize = 0;
+            line.LineWidth = 1.5f;
+            line.Color = Colors.Black.WithAlpha(0.5);
+            line.LegendText = "Pareto frontier";
+        }
+        var bf = points.FirstOrDefault(p => p.Strategy == "brute-force");
+        var tr = points.FirstOrDefault(p => p.Strategy == "trivial");
+        if (bf is not null && tr is not null)
+        {
+            // The baseline is straight in (log FLOPs, b₀); on the log-b₀ axis it is drawn through sampled points.
+            var xs = Enumerable.Range(0, 50).Select(i => Math.Log10(tr.Flops) + (Math.Log10(bf.Flops) - Math.Log10(tr.Flops)) * i / 49.0).ToArray();
+            var ys = xs.Select(x => Math.Log10(tr.B0 + (bf.B0 - tr.B0) * (x - xs[0]) / (xs[^1] - xs[0]))).ToArray();
+            var baseline = plt.Add.Scatter(xs, ys);
+            baseline.MarkerSize = 0;
+            baseline.LinePattern = LinePattern.Dashed;
+            baseline.Color = Colors.Gray;
+            baseline.LegendText = "linear baseline";
+        }
+        if (points.FirstOrDefault(p => p.TrueLoss is > 0)?.TrueLoss is { } tl)
+        {
+            var h = plt.Add.HorizontalLine(Math.Log10(tl));
+            h.LegendText = $"true loss {tl:G3}";
+            h.Color = Colors.Green;
+            h.LinePattern = LinePattern.Dotted;
+        }
+        plt.Title("Faithfulness vs compute: certified bound b₀ against proof length");
+        plt.XLabel("proof length (FLOPs, log scale)");
+        plt.YLabel("certified bound b₀ on mean cross-entropy (log scale)");
+        plt.Axes.Bottom.TickGenerator = LogTicks();
+        plt.Axes.Left.TickGenerator = LogTicks();
+        plt.ShowLegend(Alignment.LowerLeft);
+        string tmp = path + ".tmp" + Path.GetExtension(path);
+        if (path.EndsWith(".svg", StringComparison.OrdinalIgnoreCase)) plt.SaveSvg(tmp, 1000, 650);
+        else if (path.EndsWith(".png", StringComparison.OrdinalIgnoreCase)) plt.SavePng(tmp, 1000, 650);
+        else throw new UsageException($"--plot {path}: the file must end in .png or .svg");
+        File.Move(tmp, path, overwrite: true);
+    }
+
+    static ScottPlot.TickGenerators.NumericAutomatic LogTicks() => new()
+    {
+        MinorTickGenerator = new ScottPlot.TickGenerators.LogMinorTickGenerator(),
+        IntegerTicksOnly = true,
+        LabelFormatter = v => $"1e{v:0}",
+    };
+}
