@@ -125,6 +125,16 @@ public sealed class VerifierStore : IDisposable
 
     void Migrate()
     {
+        // Up to date already: no write lock needed (readers can open a store another process is writing to).
+        using (var probe = _db.CreateCommand())
+        {
+            probe.CommandText = "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations';";
+            if (probe.ExecuteScalar() is not null)
+            {
+                probe.CommandText = "SELECT COALESCE(MAX(version), 0) FROM schema_migrations;";
+                if (Convert.ToInt32(probe.ExecuteScalar(), CultureInfo.InvariantCulture) == Migrations.Length) return;
+            }
+        }
         using var tx = _db.BeginTransaction(deferred: false);
         Exec("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied TEXT NOT NULL);", tx);
         using var q = _db.CreateCommand();

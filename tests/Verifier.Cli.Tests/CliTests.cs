@@ -35,7 +35,7 @@ public sealed class CliTests : IDisposable
     {
         var r = Run("--help");
         Assert.Equal(0, r.Code);
-        foreach (var c in new[] { "make-data", "train-model", "eval", "info", "train-crosscoder", "eval-crosscoder", "bound", "interactions", "bench", "demo" }) Assert.Contains(c, r.Out);
+        foreach (var c in new[] { "make-data", "train-model", "eval", "info", "train-crosscoder", "eval-crosscoder", "bound", "interactions", "check", "runs", "frontier", "audit", "bench", "demo" }) Assert.Contains(c, r.Out);
         var t = Run("train-model", "--help");
         Assert.Contains("--task", t.Out);
         Assert.Contains("--json", t.Out);
@@ -211,7 +211,7 @@ public sealed class CliTests : IDisposable
     {
         string model = TrainSmall();
         string data = Path.Combine(model, "test.jsonl");
-        var r = Run("bound", "--model", model, "--data", data, "--strategy", "brute-force", "--out", P("t.json"), "--json");
+        var r = Run("bound", "--model", model, "--data", data, "--strategy", "brute-force", "--out", P("t.json"), "--json", "--db", P("v.db"));
         Assert.True(r.Code == 0, r.Err);
         using (var j = JsonDocument.Parse(r.Out))
         {
@@ -222,7 +222,7 @@ public sealed class CliTests : IDisposable
             Assert.Equal("brute-force", j.RootElement.GetProperty("strategy").GetString());
             Assert.Equal(P("t.json"), j.RootElement.GetProperty("transcript").GetString());
         }
-        Assert.Equal(ExitCodes.OutputExists, Run("bound", "--model", model, "--data", data, "--strategy", "trivial", "--out", P("t.json")).Code);
+        Assert.Equal(ExitCodes.OutputExists, Run("bound", "--model", model, "--data", data, "--strategy", "trivial", "--out", P("t.json"), "--db", P("v.db")).Code);
 
         var needs = Run("bound", "--model", model, "--data", data, "--strategy", "crosscoder-tables", "--out", P("u.json"));
         Assert.Equal(ExitCodes.Usage, needs.Code);
@@ -239,13 +239,84 @@ public sealed class CliTests : IDisposable
     }
 
     [Fact]
+    public void Bound_check_runs_frontier_and_audit_work_together_and_tampering_is_caught()
+    {
+        string model = TrainSmall();
+        string data = Path.Combine(model, "test.jsonl"), db = P("v.db");
+        foreach (var s in new[] { "brute-force", "trivial" })
+        {
+            Assert.Equal(0, Run("bound", "--model", model, "--data", data, "--strategy", s, "--out", P($"{s}.json"), "--db", db).Code);
+            var c = Run("check", P($"{s}.json"), "--model", model, "--data", data, "--db", db, "--json");
+            Assert.True(c.Code == 0, c.Err + c.Out);
+            using var j = JsonDocument.Parse(c.Out);
+            Assert.Equal("accepted", j.RootElement.GetProperty("verdict").GetString());
+        }
+        // A transcript whose claim was lowered is rejected with the step, the lemma and both numbers; exit 7.
+        var text = File.ReadAllText(P("brute-force.json"));
+        var m = System.Text.RegularExpressions.Regex.Match(text, "\"loss_sum\":([0-9.eE+-]+)");
+        double claimed = double.Parse(m.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
+        File.WriteAllText(P("low.json"), text.Replace(m.Value, $"\"loss_sum\":{(claimed * 0.9).ToString("R", System.Globalization.CultureInfo.InvariantCulture)}"));
+        var bad = Run("check", P("low.json"), "--model", model, "--data", data, "--db", db);
+        Assert.Equal(ExitCodes.Rejected, bad.Code);
+        Assert.Contains("rejected at step 0 (BF)", bad.Out);
+        Assert.Contains("below the certified", bad.Out);
+
+        var runs = Run("runs", "--db", db, "--json");
+        using (var j = JsonDocument.Parse(runs.Out)) Assert.Equal(2, j.RootElement.GetArrayLength());
+        var f = Run("frontier", "--model", model, "--data", data, "--db", db, "--plot", P("f.png"));
+        Assert.True(f.Code == 0, f.Err);
+        Assert.Equal(new byte[] { 0x89, (byte)'P', (byte)'N', (byte)'G' }, File.ReadAllBytes(P("f.png"))[..4]);
+        Assert.Equal(0, Run("frontier", "--model", model, "--data", data, "--db", db, "--plot", P("f.svg")).Code);
+        Assert.Contains("<svg", File.ReadAllText(P("f.svg")));
+        Assert.Equal(0, Run("audit", "verify", "--db", db).Code);
+
+        Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
+        using (var raw = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={db};Pooling=False"))
+        {
+            raw.Open();
+            using var c = raw.CreateCommand();
+            c.CommandText = "DROP TRIGGER audit_no_update; UPDATE audit SET payload = replace(payload, 'accepted', 'rejected') WHERE action = 'check';";
+            c.ExecuteNonQuery();
+        }
+        var audit = Run("audit", "verify", "--db", db);
+        Assert.Equal(ExitCodes.AuditBroken, audit.Code);
+        Assert.Contains("broken at entry 2", audit.Out);
+    }
+
+    [Fact]
+    public void Several_verifier_processes_writing_one_store_lose_nothing()
+    {
+        string model = TrainSmall();
+        string data = Path.Combine(model, "test.jsonl"), db = P("shared.db");
+        string exe = Path.Combine(AppContext.BaseDirectory, "verifier.dll");
+        var procs = Enumerable.Range(0, 5).Select(i => System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo("dotnet")
+        {
+            ArgumentList = { exe, "bound", "--model", model, "--data", data, "--strategy", "trivial", "--out", P($"t{i}.json"), "--db", db, "--no-true-loss" },
+            RedirectStandardOutput = true, RedirectStandardError = true,
+        })!).ToList();
+        foreach (var p in procs)
+        {
+            string err = p.StandardError.ReadToEnd();
+            p.WaitForExit();
+            Assert.True(p.ExitCode == 0, err);
+        }
+        var runs = Run("runs", "--db", db, "--json");
+        using var j = JsonDocument.Parse(runs.Out);
+        Assert.Equal(5, j.RootElement.GetArrayLength());
+        var audit = Run("audit", "verify", "--db", db, "--json");
+        Assert.Equal(0, audit.Code);
+        using var a = JsonDocument.Parse(audit.Out);
+        Assert.Equal(5, a.RootElement.GetProperty("entries").GetInt32());
+    }
+
+    [Fact]
     public void Tables_transcripts_carry_ranked_interactions()
     {
         string model = TrainSmall();
         Assert.Equal(0, Run("make-data", "--task", "max-of-k", "--vocab", "10", "--k", "3", "--count", "300", "--out", P("d.jsonl")).Code);
         Assert.Equal(0, Run("train-crosscoder", "--model", model, "--data", P("d.jsonl"), "--width", "24", "--k", "3", "--steps", "40",
             "--batch-tokens", "64", "--out", P("cc")).Code);
-        var r = Run("bound", "--model", model, "--crosscoder", P("cc"), "--data", P("d.jsonl"), "--strategy", "crosscoder-tables", "--out", P("t.json"));
+        var r = Run("bound", "--model", model, "--crosscoder", P("cc"), "--data", P("d.jsonl"), "--strategy", "crosscoder-tables", "--out", P("t.json"), "--no-record");
         Assert.True(r.Code == 0, r.Err);
         var i = Run("interactions", P("t.json"), "--json", "--top", "3");
         Assert.True(i.Code == 0, i.Err);
