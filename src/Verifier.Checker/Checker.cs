@@ -15,8 +15,9 @@ public sealed record Verdict(bool Accepted, string Reason, int? Step, string? Le
 
 /// <summary>Replays a transcript (spec/transcript.md) against the artefacts it names: every claim is recomputed
 /// in the checker's own interval arithmetic and must be at least the certified upper end; hashes, structure,
-/// lemma IDs, side conditions, costs and b₀ are verified. Streams the steps; keeps per step only the few numbers
-/// later steps may use.</summary>
+/// lemma IDs, side conditions, costs and b₀ are verified. Streams the steps (the file is never held whole);
+/// keeps per step only the few numbers later steps may use, and drops a sequence's advice and ε vectors once its
+/// L1 step is checked.</summary>
 public sealed partial class TranscriptChecker
 {
     public const string Version = "verifier-checker/1";

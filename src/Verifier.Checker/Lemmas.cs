@@ -267,6 +267,7 @@ public sealed partial class TranscriptChecker
         if (tables) Input(s, 3, "T1-table");
         int q = s.ScopeInt("sequence");
         if (prev.Sequence != q || advice.Sequence != q) Fail(s, "inputs: the previous ε and the advice must be of this step's sequence");
+        if (advice.Features is null) Fail(s, $"inputs: the advice of step {s.Inputs[1]} was already closed by its sequence's L1 step");
         if (prev.Consumed) Fail(s, $"inputs: step {s.Inputs[0]}'s ε was already carried forward by another step");
         prev.Consumed = true;
         if (prev.Site + 1 >= Sites.Count || s.ScopeStr("site") != Sites[prev.Site + 1]) Fail(s, $"scope.site must be {(prev.Site + 1 < Sites.Count ? Sites[prev.Site + 1] : "none: the previous step is at the last site")}");
@@ -308,7 +309,7 @@ public sealed partial class TranscriptChecker
             if (cs >= 0) for (int t = 0; t < T; t++) delta[t] = U.Norm(Forward.Minus(next[t], nominal[t]));
             own = Costs.Attention(C, T) + T * (long)C.DModel + (cs >= 0 ? nnz * 2 * C.DModel + T * (2L * C.DModel + Costs.Norm(C.DModel)) : 0);
         }
-        prev.Nominal = null;
+        prev.Nominal = null; prev.Vector = null;
         var centres = s.DataField("centres");
         var pert = Perturbation(s, l, tr, eps, norms, centres);
         var claim = s.Vector("eps");
@@ -405,7 +406,7 @@ public sealed partial class TranscriptChecker
             long nnz = f.Sum(x => (long)x.Length);
             own = T * (Costs.Mlp(C) + C.DModel + 2L * C.DMlp + 3) + (cs >= 0 ? nnz * 2 * C.DModel + T * (2L * C.DModel + Costs.Norm(C.DModel)) : 0);
         }
-        prev.Nominal = null;
+        prev.Nominal = null; prev.Vector = null;
         Cost(s, own, true); _ownFlops += own;
         return new Info { Lemma = s.Lemma, Sequence = prev.Sequence, Site = site, Vector = claim, Nominal = nominal };
     }
@@ -420,6 +421,7 @@ public sealed partial class TranscriptChecker
         var advice = Input(s, 1, "L2");
         var norms = Input(s, 2, "N1").Norms!;
         if (tables) Input(s, 3, "T1-table");
+        if (advice.Features is null) Fail(s, $"inputs: the advice of step {s.Inputs[1]} was already closed by its sequence's L1 step");
         var seq = Seq(s);
         int q = s.ScopeInt("sequence");
         if (prev.Sequence != q || advice.Sequence != q) Fail(s, "inputs: the last ε and the advice must be of this step's sequence");
@@ -443,7 +445,8 @@ public sealed partial class TranscriptChecker
             double via = U.Add(Forward.Ce(z, y).Hi, U.Mul(eps[t], norms.UnembedDiff[y]));
             sum = U.Add(sum, cap.TryGetValue(t, out var c) ? Math.Min(via, c[y]) : via);
         }
-        prev.Nominal = null;
+        // The sequence is finished: keep only its loss bound, so memory does not grow with the advice.
+        prev.Nominal = null; prev.Vector = null; advice.Features = null; advice.Vector = null;
         double claim = s.Number("loss_sum");
         Certify(s, $"loss_sum of sequence {q}", claim, sum);
         long zf = tables ? f.Where((_, t) => seq.Labels[t] >= 0).Sum(ft => (long)ft.Length * 2 * C.DVocabOut) + seq.LabelledCount * (long)C.DVocabOut
