@@ -10,16 +10,35 @@ static class InteractionsCommand
 {
     public static Command Build()
     {
-        var transcript = new Argument<FileInfo>("transcript") { Description = "A transcript written by 'verifier bound --strategy crosscoder-tables'" };
+        var transcript = new Argument<FileInfo?>("transcript")
+        {
+            Description = "A transcript written by 'verifier bound --strategy crosscoder-tables' (or give --model, --crosscoder and --data to measure)",
+            Arity = ArgumentArity.ZeroOrOne,
+        };
+        var model = new Option<DirectoryInfo?>("--model") { Description = "Model directory (measure interactions directly)" };
+        var crosscoder = new Option<DirectoryInfo?>("--crosscoder") { Description = "Crosscoder directory" };
+        var data = new Option<FileInfo?>("--data") { Description = "Dataset" };
+        var screenTop = new Option<int>("--screen-top") { Description = "Keep only the pairs with the largest Hadamard screen before the exact metric (0: all)", DefaultValueFactory = _ => 0 };
+        var report = new Option<DirectoryInfo?>("--report") { Description = "Write report.md, heatmap.png/.svg and interactions.json into this directory" };
+        var allow = new Option<bool>("--allow-model-mismatch") { Description = "Use a crosscoder trained on different model weights" };
+        var db = StoreOptions.Db();
+        var noRecord = new Option<bool>("--no-record") { Description = "Do not record the analysis in the store" };
         var top = Options.Positive<int>("--top", "Rows to show per kind", 20);
         var kind = new Option<string?>("--kind") { Description = "Only relu-neuron, relu-pair or attention-pair" };
         kind.AcceptOnlyFromAmong("relu-neuron", "relu-pair", "attention-pair");
         var json = Options.Json();
         var cmd = new Command("interactions", "Rank the nonlinear feature interactions of a transcript: ReLU neurons by linearisation-error mass, feature pairs at a neuron by ReLU strength, attention feature pairs by departure of B_ij from its row average");
         cmd.Arguments.Add(transcript);
-        cmd.Options.Add(top); cmd.Options.Add(kind); cmd.Options.Add(json);
+        foreach (var o in new Option[] { model, crosscoder, data, screenTop, report, allow, db, noRecord, top, kind, json }) cmd.Options.Add(o);
         cmd.SetAction((pr, ct) => Task.FromResult(CommandRunner.Run(pr, json, ct, ctx =>
         {
+            if (pr.GetValue(transcript) is null)
+            {
+                if (pr.GetValue(model) is null || pr.GetValue(crosscoder) is null || pr.GetValue(data) is null)
+                    throw new UsageException("give a transcript, or --model, --crosscoder and --data to measure the interactions");
+                return AnalysisCommands.Interactions(ctx, pr, pr.GetValue(model)!.FullName, pr.GetValue(crosscoder)!.FullName, pr.GetValue(data)!.FullName,
+                    pr.GetValue(top), pr.GetValue(screenTop), pr.GetValue(report)?.FullName, pr.GetValue(allow), db, noRecord);
+            }
             string path = pr.GetValue(transcript)!.FullName;
             var terms = Read(path);
             int n = pr.GetValue(top);

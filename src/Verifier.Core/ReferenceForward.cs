@@ -7,7 +7,9 @@ public static class ReferenceForward
     /// <summary>Residual stream at each site (ModelConfig.SiteNames order), each [T, d_model], and logits [T, d_vocab_out].</summary>
     public sealed record Result(double[][,] Sites, double[,] Logits);
 
-    public static Result Run(ModelWeights w, int[] tokens)
+    /// <param name="mlpPre">Optional hook (layer, position, pre-activation) → the pre-activation to use instead, for
+    /// ablations of the MLP's input (interaction suppression).</param>
+    public static Result Run(ModelWeights w, int[] tokens, Func<int, int, double[], double[]>? mlpPre = null)
     {
         var c = w.Config;
         int T = tokens.Length, d = c.DModel;
@@ -25,7 +27,7 @@ public static class ReferenceForward
             if (!c.AttnOnly)
             {
                 sites.Add((double[,])h.Clone());
-                var mlp = Mlp(w, l, h);
+                var mlp = Mlp(w, l, h, mlpPre);
                 for (int t = 0; t < T; t++) for (int i = 0; i < d; i++) h[t, i] += mlp[t, i]; // h^l = h^{l,mid} + MLP
             }
             sites.Add((double[,])h.Clone());
@@ -96,7 +98,7 @@ public static class ReferenceForward
         return r;
     }
 
-    static double[,] Mlp(ModelWeights w, int l, double[,] h)
+    static double[,] Mlp(ModelWeights w, int l, double[,] h, Func<int, int, double[], double[]>? hook)
     {
         var c = w.Config;
         int T = h.GetLength(0), d = c.DModel, m = c.DMlp;
@@ -110,8 +112,10 @@ public static class ReferenceForward
             {
                 double s = bin[j];
                 for (int i = 0; i < d; i++) s += h[t, i] * Win[i * m + j];
-                act[j] = Math.Max(0, s);                                  // ReLU(h W_in + b_in)
+                act[j] = s;                                               // h W_in + b_in
             }
+            if (hook is not null) act = hook(l, t, act);
+            for (int j = 0; j < m; j++) act[j] = Math.Max(0, act[j]);     // ReLU
             for (int i = 0; i < d; i++)
             {
                 double s = bout[i];
@@ -134,12 +138,19 @@ public static class ReferenceForward
     }
 
     /// <summary>Mean cross-entropy and accuracy over every labelled position of the dataset.</summary>
-    public static (double Loss, double Accuracy, long Positions) Evaluate(ModelWeights w, TokenDataset data)
+    public static (double Loss, double Accuracy, long Positions) Evaluate(ModelWeights w, TokenDataset data) => Evaluate(w, data, null);
+
+    /// <summary>As <see cref="Evaluate(ModelWeights, TokenDataset)"/>, with a hook on every MLP pre-activation
+    /// (sequence index, layer, position, pre) → pre to use.</summary>
+    public static (double Loss, double Accuracy, long Positions) Evaluate(ModelWeights w, TokenDataset data,
+        Func<int, int, int, double[], double[]>? mlpPre)
     {
         double total = 0; long n = 0, correct = 0;
-        foreach (var s in data.Sequences)
+        for (int q = 0; q < data.Count; q++)
         {
-            var logits = Run(w, s.Tokens).Logits;
+            var s = data.Sequences[q];
+            int seq = q;
+            var logits = Run(w, s.Tokens, mlpPre is null ? null : (l, t, pre) => mlpPre(seq, l, t, pre)).Logits;
             for (int t = 0; t < s.Tokens.Length; t++)
             {
                 int y = s.Labels[t];

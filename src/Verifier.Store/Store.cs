@@ -83,6 +83,17 @@ public sealed class VerifierStore : IDisposable
         CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
         CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
         """,
+        """
+        CREATE TABLE analyses (
+            id                INTEGER PRIMARY KEY AUTOINCREMENT,
+            kind              TEXT NOT NULL,
+            model_sha256      TEXT NOT NULL,
+            crosscoder_sha256 TEXT,
+            dataset_sha256    TEXT NOT NULL,
+            summary           TEXT NOT NULL,
+            created           TEXT NOT NULL
+        );
+        """,
     ];
 
     public static int LatestVersion => Migrations.Length;
@@ -242,6 +253,19 @@ public sealed class VerifierStore : IDisposable
         c.Parameters.AddWithValue("$sec", check.Seconds); c.Parameters.AddWithValue("$cr", Now());
         long id = Convert.ToInt64(c.ExecuteScalar(), CultureInfo.InvariantCulture);
         return (id, new { check_id = id, check.TranscriptSha256, verdict = check.Accepted ? "accepted" : "rejected", check.Reason, check.CheckerVersion });
+    });
+
+    /// <summary>Records an analysis (interactions, suppression) with its JSON summary.</summary>
+    public long RecordAnalysis(string kind, string modelSha, string? crosscoderSha, string datasetSha, string summaryJson) => Write("analysis", tx =>
+    {
+        using var c = _db.CreateCommand();
+        c.Transaction = tx;
+        c.CommandText = "INSERT INTO analyses (kind, model_sha256, crosscoder_sha256, dataset_sha256, summary, created) VALUES ($k, $m, $c, $d, $s, $at) RETURNING id;";
+        c.Parameters.AddWithValue("$k", kind); c.Parameters.AddWithValue("$m", modelSha);
+        c.Parameters.AddWithValue("$c", (object?)crosscoderSha ?? DBNull.Value); c.Parameters.AddWithValue("$d", datasetSha);
+        c.Parameters.AddWithValue("$s", summaryJson); c.Parameters.AddWithValue("$at", Now());
+        long id = Convert.ToInt64(c.ExecuteScalar(), CultureInfo.InvariantCulture);
+        return (id, new { analysis_id = id, kind, model_sha256 = modelSha, dataset_sha256 = datasetSha });
     });
 
     /// <summary>Runs, newest last, each with the verdict of the latest check of its transcript (null if never checked).</summary>

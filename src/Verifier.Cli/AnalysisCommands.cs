@@ -1,0 +1,133 @@
+using System.CommandLine;
+using System.Text;
+using System.Text.Json;
+using ScottPlot;
+using Verifier.Bounds.Analysis;
+using Verifier.Core;
+using Verifier.Store;
+
+namespace Verifier.Cli;
+
+/// <summary>Feature-interaction analysis over a model, crosscoder and dataset, and interaction suppression.</summary>
+static class AnalysisCommands
+{
+    sealed record Inputs(ModelWeights Weights, CrosscoderWeights Crosscoder, TokenDataset Data, string ModelSha, string CcSha, string DataSha);
+
+    static Inputs Load(string modelDir, string ccDir, string dataPath, bool allowMismatch)
+    {
+        var w = ModelWeights.Load(modelDir);
+        string sha = Hashing.Sha256File(Path.Combine(modelDir, ModelWeights.WeightsFileName));
+        var cc = CrosscoderWeights.Load(ccDir, (w.Config, sha, modelDir), allowMismatch);
+        var data = TokenDataset.Load(dataPath, w.Config);
+        return new Inputs(w, cc, data, sha, Hashing.Sha256File(Path.Combine(ccDir, CrosscoderWeights.WeightsFileName)), data.ContentHash());
+    }
+
+    static void Record(ParseResult pr, Option<FileInfo> db, Option<bool> noRecord, string kind, Inputs i, object summary)
+    {
+        if (pr.GetValue(noRecord)) return;
+        using var store = new VerifierStore(pr.GetValue(db)!.FullName);
+        store.RecordAnalysis(kind, i.ModelSha, i.CcSha, i.DataSha, JsonSerializer.Serialize(summary, CommandContext.JsonOptions));
+    }
+
+    /// <summary>The analysis half of `verifier interactions` (the transcript half lives in InteractionsCommand).</summary>
+    public static int Interactions(CommandContext ctx, ParseResult pr, string modelDir, string ccDir, string dataPath, int top, int screenTop,
+        string? reportDir, bool allowMismatch, Option<FileInfo> db, Option<bool> noRecord)
+    {
+        var inputs = Load(modelDir, ccDir, dataPath, allowMismatch);
+        var r = ctx.WithProgress("measuring interactions", report => { report(0, ""); return InteractionAnalysis.Analyse(inputs.Weights, inputs.Crosscoder, inputs.Data, new InteractionAnalysis.Options(top, screenTop)); });
+        var summary = new
+        {
+            r.Tokens, r.Pairs, r.DominantShare, r.AttentionDominance, r.Validation,
+            Neurons = r.Neurons, Ranked = r.Ranked, HeatmapFeatures = r.HeatmapFeatures, Report = reportDir,
+        };
+        if (reportDir is not null) WriteReport(reportDir, r, modelDir, ccDir, dataPath);
+        Record(pr, db, noRecord, "interactions", inputs, new { r.Tokens, r.Pairs, r.DominantShare, r.AttentionDominance, r.Validation });
+        if (ctx.Json) { ctx.WriteJson(summary); return ExitCodes.Ok; }
+        ctx.Say($"{r.Tokens} tokens, {r.Pairs} co-occurring feature pairs; dominant share {r.DominantShare:P1}; one query feature dominates {r.AttentionDominance:P1} of (query, key, head) scores");
+        foreach (var g in r.Ranked.GroupBy(x => x.Metric))
+        {
+            ctx.Say($"{g.Key}:");
+            ctx.Say($"  {"i",5} {"j",5} {"layer",5} {"unit",5} {"value",12} {"frequency",10}");
+            foreach (var x in g.Take(Math.Min(top, 10))) ctx.Say($"  {x.I,5} {x.J,5} {x.Layer,5} {x.Unit,5} {x.Value,12:G5} {x.Frequency,10:P2}");
+        }
+        if (r.Validation.Count > 0)
+        {
+            ctx.Say("validation: Spearman ρ of each metric against the measured pairwise linearisation error (I_ij = E({i,j}) − E({i}) − E({j})):");
+            foreach (var v in r.Validation.OrderByDescending(v => v.Spearman)) ctx.Say($"  {v.Metric,-26} ρ = {v.Spearman,7:F3}  ({v.Pairs} pairs)");
+        }
+        if (reportDir is not null) ctx.Say($"report: {Path.Combine(reportDir, "report.md")}");
+        return ExitCodes.Ok;
+    }
+
+    static void WriteReport(string dir, InteractionReport r, string modelDir, string ccDir, string dataPath)
+    {
+        AtomicOutput.WriteDirectory(dir, force: true, tmp =>
+        {
+            var plt = new Plot();
+            var hm = plt.Add.Heatmap(r.Heatmap);
+            hm.Colormap = new ScottPlot.Colormaps.Viridis();
+            plt.Add.ColorBar(hm);
+            plt.Title("Measured pairwise linearisation error I_ij (per token) among the top features");
+            // ScottPlot draws the first row of the matrix at the top: label the rows from the top down.
+            int size = r.HeatmapFeatures.Length;
+            plt.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericManual(r.HeatmapFeatures.Select((f, k) => new Tick(k, f.ToString())).ToArray());
+            plt.Axes.Left.TickGenerator = new ScottPlot.TickGenerators.NumericManual(r.HeatmapFeatures.Select((f, k) => new Tick(size - 1 - k, f.ToString())).ToArray());
+            plt.XLabel("feature j"); plt.YLabel("feature i");
+            plt.SavePng(Path.Combine(tmp, "heatmap.png"), 900, 800);
+            plt.SaveSvg(Path.Combine(tmp, "heatmap.svg"), 900, 800);
+            var jagged = Enumerable.Range(0, r.Heatmap.GetLength(0)).Select(x => Enumerable.Range(0, r.Heatmap.GetLength(1)).Select(y => r.Heatmap[x, y]).ToArray()).ToArray();
+            File.WriteAllText(Path.Combine(tmp, "interactions.json"), JsonSerializer.Serialize(new
+            {
+                r.Tokens, r.Pairs, r.DominantShare, r.AttentionDominance, r.Validation, r.Neurons, r.Ranked, r.HeatmapFeatures, Heatmap = jagged,
+            }, CommandContext.JsonOptions));
+            var md = new StringBuilder();
+            md.AppendLine("# Feature interactions").AppendLine();
+            md.AppendLine($"Model `{modelDir}`, crosscoder `{ccDir}`, data `{dataPath}`: {r.Tokens} tokens, {r.Pairs} co-occurring feature pairs.").AppendLine();
+            md.AppendLine($"- dominant share (mean over token × neuron of max_i|p_im| / Σ_i|p_im|): **{r.DominantShare:P1}**");
+            md.AppendLine($"- one query feature strictly dominates the score in **{r.AttentionDominance:P1}** of (query, key, head) triples").AppendLine();
+            if (r.Validation.Count > 0)
+            {
+                md.AppendLine("## Validation: which metric predicts the bound's looseness?").AppendLine();
+                md.AppendLine("Spearman ρ between each metric and the measured pairwise linearisation error I_ij summed over tokens and neurons.").AppendLine();
+                md.AppendLine("| metric | ρ | pairs |").AppendLine("| --- | ---: | ---: |");
+                foreach (var v in r.Validation.OrderByDescending(v => v.Spearman)) md.AppendLine($"| {v.Metric} | {v.Spearman:F3} | {v.Pairs} |");
+                md.AppendLine();
+            }
+            md.AppendLine("## Neurons by linearisation-error mass").AppendLine().AppendLine("| layer | neuron | Σ|E| | non-zero |").AppendLine("| ---: | ---: | ---: | ---: |");
+            foreach (var n in r.Neurons.Take(15)) md.AppendLine($"| {n.Layer} | {n.Neuron} | {n.EMass:G5} | {n.NonzeroFraction:P2} |");
+            foreach (var g in r.Ranked.GroupBy(x => x.Metric))
+            {
+                md.AppendLine().AppendLine($"## {g.Key}").AppendLine().AppendLine("| i | j | layer | neuron/head | value | frequency |").AppendLine("| ---: | ---: | ---: | ---: | ---: | ---: |");
+                foreach (var x in g.Take(15)) md.AppendLine($"| {x.I} | {x.J} | {x.Layer} | {x.Unit} | {x.Value:G5} | {x.Frequency:P2} |");
+            }
+            md.AppendLine().AppendLine("![heat map](heatmap.png)");
+            File.WriteAllText(Path.Combine(tmp, "report.md"), md.ToString());
+        });
+    }
+
+    public static Command Suppress()
+    {
+        var model = new Option<DirectoryInfo>("--model") { Description = "Model directory", Required = true };
+        var crosscoder = new Option<DirectoryInfo>("--crosscoder") { Description = "Crosscoder directory (needs each MLP's resid_mid site)", Required = true };
+        var data = new Option<FileInfo>("--data") { Description = "Dataset", Required = true };
+        var seed = Options.Seed("drop-random");
+        var allow = new Option<bool>("--allow-model-mismatch") { Description = "Use a crosscoder trained on different model weights" };
+        var db = StoreOptions.Db();
+        var noRecord = new Option<bool>("--no-record") { Description = "Do not record the analysis in the store" };
+        var json = Options.Json();
+        var cmd = new Command("suppress", "Rebuild each MLP neuron's pre-activation from some of the token's features (all, dominant only, all but the dominant, all but the second, all but a random one) and report the fidelity Φ");
+        foreach (var o in new Option[] { model, crosscoder, data, seed, allow, db, noRecord, json }) cmd.Options.Add(o);
+        cmd.SetAction((pr, ct) => Task.FromResult(CommandRunner.Run(pr, json, ct, ctx =>
+        {
+            var inputs = Load(pr.GetValue(model)!.FullName, pr.GetValue(crosscoder)!.FullName, pr.GetValue(data)!.FullName, pr.GetValue(allow));
+            var (lm, lz, results) = ctx.WithProgress("suppressing", report => { report(0, ""); return Suppression.Run(inputs.Weights, inputs.Crosscoder, inputs.Data, pr.GetValue(seed)); });
+            var summary = new { ModelLoss = lm, ZeroLoss = lz, Schemes = results };
+            Record(pr, db, noRecord, "suppression", inputs, summary);
+            if (ctx.Json) { ctx.WriteJson(summary); return ExitCodes.Ok; }
+            ctx.Say($"L_model {lm:G6}, L_zero (all neurons off) {lz:G6}; Φ = 1 − (L − L_model)/(L_zero − L_model)");
+            foreach (var s in results) ctx.Say($"  {s.Scheme,-20} loss {s.Loss,12:G6}   Φ {s.Fidelity,8:F4}");
+            return ExitCodes.Ok;
+        })));
+        return cmd;
+    }
+}
