@@ -92,12 +92,13 @@ static class CrosscoderCommands
         var lr = Options.Positive<double>("--lr", "Peak Adam learning rate (5% warm-up, linear decay over the last 20%)", 1e-3);
         var seed = Options.Seed("initialisation, shuffling and the evaluation split");
         var bufferMb = Options.Positive<int>("--buffer-mb", "Largest activation buffer, in MiB (refilled as it is consumed)", 256);
+        var penalty = new Option<double>("--interaction-penalty") { Description = "λ: add λ · mean over (layer, token, neuron) of (Σ_i |p_im| − max_i |p_im|), the MLP input mass not carried by the dominant feature", DefaultValueFactory = _ => 0.0 };
         var deadTokens = Options.Positive<long>("--dead-tokens", "A feature that has not fired in this many tokens is dead (AuxK loss revives it)", 100_000);
         var output = new Option<DirectoryInfo>("--out") { Description = "Crosscoder directory to write (config.json, crosscoder.safetensors, metrics.json)", Required = true };
         var force = Options.Force();
         var json = Options.Json();
         var cmd = new Command("train-crosscoder", "Train a sparse crosscoder on a model's residual stream at every site (or --sites)");
-        foreach (var opt in new Option[] { model, data, evalData, width, sites, mode, k, l1, steps, batch, lr, seed, bufferMb, deadTokens, output, force, json })
+        foreach (var opt in new Option[] { model, data, evalData, width, sites, mode, k, l1, steps, batch, lr, seed, bufferMb, deadTokens, penalty, output, force, json })
             cmd.Options.Add(opt);
         cmd.SetAction((pr, ct) => Task.FromResult(CommandRunner.Run(pr, json, ct, ctx =>
         {
@@ -105,7 +106,8 @@ static class CrosscoderCommands
             var weights = ModelWeights.Load(modelDir);
             var siteList = ParseSites(pr.GetValue(sites), weights.Config);
             var o = new CrosscoderOptions(pr.GetValue(width), pr.GetValue(mode)!, pr.GetValue(k), pr.GetValue(l1), pr.GetValue(steps),
-                pr.GetValue(batch), pr.GetValue(lr), pr.GetValue(seed), (long)pr.GetValue(bufferMb) << 20, pr.GetValue(deadTokens));
+                pr.GetValue(batch), pr.GetValue(lr), pr.GetValue(seed), (long)pr.GetValue(bufferMb) << 20, pr.GetValue(deadTokens),
+                InteractionPenalty: pr.GetValue(penalty) >= 0 ? pr.GetValue(penalty) : throw new UsageException("--interaction-penalty must be ≥ 0"));
             if (o.Mode != CrosscoderModes.ReluL1 && o.K > o.Width) throw new UsageException($"--k {o.K} exceeds --width {o.Width}");
             if (AtomicOutput.WouldRefuse(dir, pr.GetValue(force))) throw new OutputExistsException(dir);
             var dataset = TokenDataset.Load(dataPath, weights.Config);

@@ -21,6 +21,7 @@ public static class VerifierCli
         root.Subcommands.Add(BoundCommand.Build());
         root.Subcommands.Add(InteractionsCommand.Build());
         root.Subcommands.Add(AnalysisCommands.Suppress());
+        root.Subcommands.Add(SweepCommand.Build());
         root.Subcommands.Add(CheckCommand.Build());
         root.Subcommands.Add(StoreCommands.Runs());
         root.Subcommands.Add(StoreCommands.FrontierCommand());

@@ -8,7 +8,7 @@ namespace Verifier.Crosscoders;
 public sealed record CrosscoderOptions(
     int Width = 512, string Mode = CrosscoderModes.TopK, int K = 8, double L1Coefficient = 2.0,
     int Steps = 3000, int BatchTokens = 1024, double LearningRate = 1e-3, ulong Seed = 0,
-    long BufferBytes = 256L << 20, long DeadTokens = 100_000, double AuxCoefficient = 1.0 / 32);
+    long BufferBytes = 256L << 20, long DeadTokens = 100_000, double AuxCoefficient = 1.0 / 32, double InteractionPenalty = 0);
 
 public sealed record CrosscoderProgress(int Step, int TotalSteps, double Loss, double Mse, double L0, double DeadFraction);
 
@@ -17,6 +17,14 @@ public sealed record CrosscoderTrainingSummary(double FinalLoss, double FinalMse
 
 public static class CrosscoderTrainer
 {
+    /// <summary>mean over (token, neuron) of Σ_i |p_im| − max_i |p_im| with p_im = f_i U_im: the MLP input mass not carried by
+    /// each neuron's dominant feature. Zero exactly when every (token, neuron) has at most one contributing feature.</summary>
+    public static Tensor InteractionPenaltyTerm(Tensor f, Tensor u)
+    {
+        var p = (f.unsqueeze(2) * u.unsqueeze(0)).abs();   // |p_im|  [B, n, m]
+        return (p.sum(1) - p.max(1).values).mean();
+    }
+
     /// <summary>Trains a crosscoder on the model's activations at <paramref name="siteIndex"/> over
     /// <paramref name="sequences"/>, with Adam (5% linear warm-up, linear decay over the last 20%).
     /// relu-l1: loss = Σ_s ‖x^s − a'^s‖² + λ Σ_i f_i Σ_s ‖W_dec^s[i]‖ (λ warmed up from 0 over the first 5%).
@@ -45,6 +53,17 @@ public static class CrosscoderTrainer
         meanNormalised.Dispose();
 
         var opt = optim.Adam(cc.Parameters, lr: o.LearningRate, beta1: 0.9, beta2: 0.999);
+
+        // Interaction penalty: for each MLP layer whose input site (resid_mid) the crosscoder covers, the contributions
+        // p_im = f_i (W_dec^{mid}[i] W_in)_m in model units; penalise the mass not carried by each neuron's dominant feature.
+        var names = model.Config.SiteNames();
+        var penaltyLayers = new List<(int Slot, Tensor Win)>();
+        if (o.InteractionPenalty > 0 && !model.Config.AttnOnly)
+            for (int l = 0; l < model.Config.NLayers; l++)
+            {
+                int slot = Array.IndexOf(siteIndex, names.ToList().IndexOf($"blocks.{l}.hook_resid_mid"));
+                if (slot >= 0) penaltyLayers.Add((slot, model.Weight($"blocks.{l}.mlp.W_in").to(ScalarType.Float32)));
+            }
         var sinceFired = zeros(n, ScalarType.Int64);
         int warm = Math.Max(1, o.Steps / 20), decayFrom = (int)(o.Steps * 0.8);
         int kAux = Math.Max(1, Math.Min(n / 2, S * d / 2));
@@ -67,6 +86,13 @@ public static class CrosscoderTrainer
             var total = mseT;
             if (o.Mode == CrosscoderModes.ReluL1)
                 total = total + lambda * (f * cc.DecoderNormSums()).sum(1).mean();
+
+            foreach (var (slot, win) in penaltyLayers)
+            {
+                var decMid = cc.WDec.reshape(n, S, d).select(1, slot) / scales[slot];            // W_dec^{mid} in model units [n, d]
+                var u = decMid.matmul(win);                                                   // U_i = W_dec^{mid}[i] W_in   [n, m]
+                total = total + o.InteractionPenalty / penaltyLayers.Count * InteractionPenaltyTerm(f, u);
+            }
 
             var deadMask = sinceFired.ge(o.DeadTokens);
             long deadCount = deadMask.sum().item<long>();
@@ -105,6 +131,7 @@ public static class CrosscoderTrainer
         double deadFinal = sinceFired.ge(Math.Min(o.DeadTokens, seen)).sum().item<long>() / (double)n;
         sinceFired.Dispose();
         opt.Dispose();
+        foreach (var (_, win) in penaltyLayers) win.Dispose();
         return (cc, new CrosscoderTrainingSummary(loss, mse, l0, deadFinal, seen, buffer.Capacity, buffer.HoldsEverything));
     }
 }

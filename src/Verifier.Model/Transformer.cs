@@ -31,6 +31,9 @@ public sealed class Transformer : IDisposable
 
     Tensor P(string name) => _p[name];
 
+    /// <summary>A parameter by its TransformerLens name, detached (for analyses that read weights).</summary>
+    public Tensor Weight(string name) => _p[name].detach();
+
     /// <summary>Logits [B, T, d_vocab_out] for tokens [B, T] (int64). With <paramref name="sites"/>, also the
     /// residual stream at every site of ModelConfig.SiteNames, each [B, T, d_model], detached. With
     /// <paramref name="patch"/>, the residual stream at site i is replaced by patch(i, h) before the model

@@ -35,7 +35,7 @@ public sealed class CliTests : IDisposable
     {
         var r = Run("--help");
         Assert.Equal(0, r.Code);
-        foreach (var c in new[] { "make-data", "train-model", "eval", "info", "train-crosscoder", "eval-crosscoder", "bound", "interactions", "check", "runs", "frontier", "audit", "bench", "demo" }) Assert.Contains(c, r.Out);
+        foreach (var c in new[] { "make-data", "train-model", "eval", "info", "train-crosscoder", "eval-crosscoder", "bound", "interactions", "suppress", "sweep-penalty", "check", "runs", "frontier", "audit", "bench", "demo" }) Assert.Contains(c, r.Out);
         var t = Run("train-model", "--help");
         Assert.Contains("--task", t.Out);
         Assert.Contains("--json", t.Out);
@@ -307,6 +307,37 @@ public sealed class CliTests : IDisposable
         Assert.Equal(0, audit.Code);
         using var a = JsonDocument.Parse(audit.Out);
         Assert.Equal(5, a.RootElement.GetProperty("entries").GetInt32());
+    }
+
+    [Fact]
+    public void Interactions_suppression_and_the_penalty_sweep_run_from_the_command_line()
+    {
+        string model = TrainSmall();
+        Assert.Equal(0, Run("make-data", "--task", "max-of-k", "--vocab", "10", "--k", "3", "--count", "200", "--out", P("d.jsonl")).Code);
+        Assert.Equal(0, Run("train-crosscoder", "--model", model, "--data", P("d.jsonl"), "--width", "24", "--k", "3", "--steps", "30",
+            "--batch-tokens", "64", "--interaction-penalty", "0.1", "--out", P("cc")).Code);
+        var i = Run("interactions", "--model", model, "--crosscoder", P("cc"), "--data", P("d.jsonl"), "--report", P("rep"), "--db", P("v.db"), "--json");
+        Assert.True(i.Code == 0, i.Err);
+        using (var j = JsonDocument.Parse(i.Out))
+        {
+            Assert.True(j.RootElement.GetProperty("dominant_share").GetDouble() is > 0 and <= 1);
+            Assert.Contains(j.RootElement.GetProperty("validation").EnumerateArray(), v => v.GetProperty("metric").GetString() == "relu-seed");
+        }
+        Assert.Contains("# Feature interactions", File.ReadAllText(P("rep/report.md")));
+        Assert.Equal(new byte[] { 0x89, (byte)'P', (byte)'N', (byte)'G' }, File.ReadAllBytes(P("rep/heatmap.png"))[..4]);
+
+        var s = Run("suppress", "--model", model, "--crosscoder", P("cc"), "--data", P("d.jsonl"), "--db", P("v.db"), "--json");
+        Assert.True(s.Code == 0, s.Err);
+        using (var j = JsonDocument.Parse(s.Out))
+            Assert.Equal(5, j.RootElement.GetProperty("schemes").GetArrayLength());
+        Assert.Equal(0, Run("audit", "verify", "--db", P("v.db")).Code);
+
+        var w = Run("sweep-penalty", "--model", model, "--data", P("d.jsonl"), "--bound-data", P("d.jsonl"), "--lambdas", "0,1", "--width", "16",
+            "--k", "2", "--steps", "20", "--out", P("sweep"), "--json");
+        Assert.True(w.Code == 0, w.Err);
+        using (var j = JsonDocument.Parse(w.Out)) Assert.Equal(2, j.RootElement.GetProperty("rows").GetArrayLength());
+        Assert.True(File.Exists(P("sweep/sweep.png")));
+        Assert.Contains("| λ |", File.ReadAllText(P("sweep/sweep.md")));
     }
 
     [Fact]

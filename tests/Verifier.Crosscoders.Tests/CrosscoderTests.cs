@@ -200,6 +200,20 @@ public sealed class CrosscoderTests : IDisposable
     }
 }
 
+public class InteractionPenaltyTests
+{
+    [Fact]
+    public void The_penalty_is_zero_exactly_when_every_neuron_has_one_contributing_feature()
+    {
+        using var u = tensor(new float[] { 1, -2, 0, 3, 0.5f, 4 }, [3, 2]);                 // U [n = 3, m = 2]
+        using var one = tensor(new float[] { 0, 2, 0, 1, 0, 0 }, [2, 3]);                     // one active feature per token
+        Assert.Equal(0f, CrosscoderTrainer.InteractionPenaltyTerm(one, u).item<float>());
+        using var two = tensor(new float[] { 1, 1, 0 }, [1, 3]);                              // features 0 and 1 both feed both neurons
+        // neuron 0: |1| + |0| → 1 − 1 = 0; neuron 1: |−2| + |3| − 3 = 2; mean over neurons = 1.
+        Assert.Equal(1f, CrosscoderTrainer.InteractionPenaltyTerm(two, u).item<float>(), 5);
+    }
+}
+
 public class ActivationBufferTests
 {
     [Fact]
