@@ -71,13 +71,13 @@ static class ModelTraining
     /// <summary>Trains, evaluates the held-out split in float64, and writes into <paramref name="dir"/> (which
     /// must exist and be empty): config.json, model.safetensors, test.jsonl, metrics.json (and vocabulary.json
     /// for text).</summary>
-    public static TrainMetrics TrainInto(string dir, ITask task, ModelConfig config, TrainOptions o, CommandContext ctx)
+    public static TrainMetrics TrainInto(string dir, ITask task, ModelConfig config, TrainOptions o, CommandContext ctx, ModelWeights? initial = null)
     {
         var split = DataSplit.For(task, o);
         var sw = Stopwatch.StartNew();
         using var model = ctx.WithProgress($"training {task.Name}", report => Trainer.Train(task, config, o, split.TrainSet,
             new SyncProgress<TrainProgress>(p => report((double)p.Step / p.TotalSteps,
-                $"step {p.Step}/{p.TotalSteps}  loss {p.Loss:F4}  acc {p.Accuracy:P1}")), ctx.Cancel));
+                $"step {p.Step}/{p.TotalSteps}  loss {p.Loss:F4}  acc {p.Accuracy:P1}")), ctx.Cancel, initial));
         double trainSeconds = sw.Elapsed.TotalSeconds;
         var weights = model.ToWeights("F32");
         var eval = Evaluator.Evaluate(weights, split.HeldOut);
@@ -116,19 +116,27 @@ static class ModelCommands
         var arch = new ArchitectureOptions();
         var train = new TrainingOptions();
         var output = new Option<DirectoryInfo>("--out") { Description = "Model directory to write (config.json, model.safetensors, metrics.json, test.jsonl)", Required = true };
+        var init = new Option<DirectoryInfo?>("--init") { Description = "Start from this model's weights (fine-tuning; its shapes must match)" };
         var force = Options.Force();
         var json = Options.Json();
         var cmd = new Command("train-model", "Train a transformer (attention + ReLU MLP, TransformerLens layout) on a built-in task with AdamW");
         task.AddTo(cmd); arch.AddTo(cmd); train.AddTo(cmd);
-        cmd.Options.Add(output); cmd.Options.Add(force); cmd.Options.Add(json);
+        cmd.Options.Add(output); cmd.Options.Add(init); cmd.Options.Add(force); cmd.Options.Add(json);
         cmd.SetAction((pr, ct) => Task.FromResult(CommandRunner.Run(pr, json, ct, ctx =>
         {
             var t = task.Create(pr);
             var config = arch.For(t, pr);
+            ModelWeights? initial = null;
+            if (pr.GetValue(init) is { } initDir)
+            {
+                initial = ModelWeights.Load(initDir.FullName);
+                if (initial.Config != config)
+                    throw new MismatchException($"{initDir.FullName}: its configuration differs from the one asked for (pass the same --d-model, --n-heads, … and task sizes)");
+            }
             var o = train.For(pr);
             string dir = pr.GetValue(output)!.FullName;
             TrainMetrics? metrics = null;
-            AtomicOutput.WriteDirectory(dir, pr.GetValue(force), tmp => metrics = ModelTraining.TrainInto(tmp, t, config, o, ctx));
+            AtomicOutput.WriteDirectory(dir, pr.GetValue(force), tmp => metrics = ModelTraining.TrainInto(tmp, t, config, o, ctx, initial));
             if (ctx.Json) ctx.WriteJson(new { Out = dir, Config = config, Metrics = metrics });
             else ctx.Say($"Wrote {dir}: {t.Describe()}; {metrics!.Parameters} parameters; {ModelTraining.Describe(metrics)}");
             return ExitCodes.Ok;

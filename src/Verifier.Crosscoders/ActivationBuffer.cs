@@ -9,9 +9,9 @@ namespace Verifier.Crosscoders;
 /// computed once and reshuffled every pass; otherwise at most <c>capacity</c> tokens are held at a time.</summary>
 public sealed class ActivationBuffer : IDisposable
 {
-    readonly Transformer _model;
+    readonly (Transformer Model, int[] Sites)[] _models;
     readonly IReadOnlyList<Sequence> _seqs;
-    readonly int[] _siteIndex;
+    readonly int _sites, _dModel;
     readonly Rng _rng;
     readonly Generator _gen;
     int[] _order;
@@ -28,13 +28,20 @@ public sealed class ActivationBuffer : IDisposable
     /// <param name="siteIndex">Indices into ModelConfig.SiteNames() of the sites to collect, in crosscoder order.</param>
     /// <param name="maxBytes">Upper bound on the buffer's size in bytes.</param>
     public ActivationBuffer(Transformer model, IReadOnlyList<Sequence> sequences, int[] siteIndex, long maxBytes, ulong seed)
+        : this([(model, siteIndex)], sequences, maxBytes, seed) { }
+
+    /// <summary>Several models on the same tokens (model diffing): each token's sites are model 0's chosen sites, then
+    /// model 1's, and so on. All models must share d_model.</summary>
+    public ActivationBuffer(IReadOnlyList<(Transformer Model, int[] Sites)> models, IReadOnlyList<Sequence> sequences, long maxBytes, ulong seed)
     {
         if (sequences.Count == 0) throw new ArgumentException("no sequences to collect activations from");
-        _model = model; _seqs = sequences; _siteIndex = siteIndex;
+        if (models.Select(m => m.Model.Config.DModel).Distinct().Count() != 1) throw new ArgumentException("models must share d_model");
+        _models = models.ToArray(); _seqs = sequences;
+        _sites = models.Sum(m => m.Sites.Length); _dModel = models[0].Model.Config.DModel;
         _rng = Rng.Derive(seed, "crosscoder/buffer");
         _gen = new Generator(seed ^ 0x5eedUL);
         TotalTokens = sequences.Sum(s => (long)s.Tokens.Length);
-        long bytesPerToken = 4L * siteIndex.Length * model.Config.DModel;
+        long bytesPerToken = 4L * _sites * _dModel;
         Capacity = Math.Max(1, Math.Min(TotalTokens, maxBytes / bytesPerToken));
         _order = Shuffled();
         _buffer = Collect(Capacity);
@@ -72,10 +79,15 @@ public sealed class ActivationBuffer : IDisposable
                 {
                     using var scope = NewDisposeScope();
                     var (tokens, _) = Transformer.Batch(group.ToList());
-                    var sites = new List<Tensor>();
-                    _model.Forward(tokens, sites);
-                    var acts = stack(_siteIndex.Select(i => sites[i]).ToArray(), 2);   // [B, T, S, d]
-                    var flat = acts.reshape(-1, _siteIndex.Length, _model.Config.DModel).to(ScalarType.Float32);
+                    var chosen = new List<Tensor>();
+                    foreach (var (m, idx) in _models)
+                    {
+                        var sites = new List<Tensor>();
+                        m.Forward(tokens, sites);
+                        chosen.AddRange(idx.Select(i => sites[i].to(ScalarType.Float32)));
+                    }
+                    var acts = stack(chosen.ToArray(), 2);                                // [B, T, S, d]
+                    var flat = acts.reshape(-1, _sites, _dModel);
                     parts.Add(flat.DetachFromDisposeScope());
                     have += flat.shape[0];
                 }

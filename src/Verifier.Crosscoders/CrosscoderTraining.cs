@@ -30,11 +30,19 @@ public static class CrosscoderTrainer
     /// relu-l1: loss = Σ_s ‖x^s − a'^s‖² + λ Σ_i f_i Σ_s ‖W_dec^s[i]‖ (λ warmed up from 0 over the first 5%).
     /// top-k modes: loss = Σ_s ‖x^s − a'^s‖². Both: plus the AuxK loss on dead features (spec/crosscoder.md).</summary>
     public static (Crosscoder Model, CrosscoderTrainingSummary Summary) Train(Transformer model, IReadOnlyList<Sequence> sequences,
-        int[] siteIndex, CrosscoderOptions o, IProgress<CrosscoderProgress>? progress = null, CancellationToken ct = default)
+        int[] siteIndex, CrosscoderOptions o, IProgress<CrosscoderProgress>? progress = null, CancellationToken ct = default) =>
+        Train([(model, siteIndex)], sequences, o, progress, ct);
+
+    /// <summary>One crosscoder over the sites of several models run on the same tokens (model diffing); the
+    /// interaction penalty applies only with a single model.</summary>
+    public static (Crosscoder Model, CrosscoderTrainingSummary Summary) Train(IReadOnlyList<(Transformer Model, int[] Sites)> models,
+        IReadOnlyList<Sequence> sequences, CrosscoderOptions o, IProgress<CrosscoderProgress>? progress = null, CancellationToken ct = default)
     {
         random.manual_seed((long)(o.Seed % long.MaxValue));
-        int S = siteIndex.Length, d = model.Config.DModel, n = o.Width;
-        using var buffer = new ActivationBuffer(model, sequences, siteIndex, o.BufferBytes, o.Seed);
+        var model = models[0].Model;
+        var siteIndex = models[0].Sites;
+        int S = models.Sum(m => m.Sites.Length), d = model.Config.DModel, n = o.Width;
+        using var buffer = new ActivationBuffer(models, sequences, o.BufferBytes, o.Seed);
 
         // Per-site scale c_s with E‖c_s h^s‖² = d_model, from the first buffer fill.
         double[] scales;
@@ -58,6 +66,7 @@ public static class CrosscoderTrainer
         // p_im = f_i (W_dec^{mid}[i] W_in)_m in model units; penalise the mass not carried by each neuron's dominant feature.
         var names = model.Config.SiteNames();
         var penaltyLayers = new List<(int Slot, Tensor Win)>();
+        if (o.InteractionPenalty > 0 && models.Count > 1) throw new ArgumentException("the interaction penalty needs a single model");
         if (o.InteractionPenalty > 0 && !model.Config.AttnOnly)
             for (int l = 0; l < model.Config.NLayers; l++)
             {

@@ -54,11 +54,12 @@ public static class Trainer
     /// <summary>AdamW with linear warm-up then cosine decay to 10%, on fresh batches from the task each step
     /// (seeded). Deterministic for a seed on a given machine and thread count.</summary>
     public static Transformer Train(ITask task, ModelConfig config, TrainOptions o, IReadOnlyList<Sequence>? trainSet = null,
-        IProgress<TrainProgress>? progress = null, CancellationToken ct = default)
+        IProgress<TrainProgress>? progress = null, CancellationToken ct = default, ModelWeights? initial = null)
     {
+        if (initial is not null && initial.Config != config) throw new ArgumentException("the initial weights have another configuration");
         if (trainSet is { Count: 0 }) throw new ArgumentException("the training set is empty", nameof(trainSet));
         random.manual_seed((long)o.Seed);
-        var model = new Transformer(Initialise(config, o.Seed), ScalarType.Float32);
+        var model = new Transformer(initial ?? Initialise(config, o.Seed), ScalarType.Float32);
         var optimizer = optim.AdamW(model.Parameters, lr: o.LearningRate, weight_decay: o.WeightDecay);
         var rng = Rng.Derive(o.Seed, task.Name + "/train");
         double ema = double.NaN;

@@ -35,7 +35,7 @@ public sealed class CliTests : IDisposable
     {
         var r = Run("--help");
         Assert.Equal(0, r.Code);
-        foreach (var c in new[] { "make-data", "train-model", "eval", "info", "train-crosscoder", "eval-crosscoder", "bound", "interactions", "suppress", "sweep-penalty", "check", "runs", "frontier", "audit", "bench", "demo" }) Assert.Contains(c, r.Out);
+        foreach (var c in new[] { "make-data", "train-model", "eval", "info", "train-crosscoder", "eval-crosscoder", "bound", "interactions", "suppress", "sweep-penalty", "diff-models", "check", "runs", "frontier", "audit", "bench", "demo" }) Assert.Contains(c, r.Out);
         var t = Run("train-model", "--help");
         Assert.Contains("--task", t.Out);
         Assert.Contains("--json", t.Out);
@@ -338,6 +338,25 @@ public sealed class CliTests : IDisposable
         using (var j = JsonDocument.Parse(w.Out)) Assert.Equal(2, j.RootElement.GetProperty("rows").GetArrayLength());
         Assert.True(File.Exists(P("sweep/sweep.png")));
         Assert.Contains("| λ |", File.ReadAllText(P("sweep/sweep.md")));
+    }
+
+    [Fact]
+    public void Diff_models_trains_a_joint_crosscoder_and_ranks_tokens()
+    {
+        string a = TrainSmall("a");
+        var b = Run("train-model", "--task", "max-of-k", "--vocab", "10", "--k", "3", "--trigger", "4", "--init", a, "--steps", "30", "--batch-size", "64",
+            "--d-model", "8", "--d-head", "4", "--d-mlp", "16", "--out", P("b"));
+        Assert.True(b.Code == 0, b.Err);
+        Assert.Equal(0, Run("make-data", "--task", "max-of-k", "--vocab", "10", "--k", "3", "--trigger", "4", "--count", "200", "--out", P("d.jsonl")).Code);
+        var r = Run("diff-models", "--model-a", a, "--model-b", P("b"), "--data", P("d.jsonl"), "--width", "16", "--k", "2", "--steps", "20",
+            "--trigger", "4", "--out", P("diff"), "--db", P("v.db"), "--json");
+        Assert.True(r.Code == 0, r.Err);
+        using var j = JsonDocument.Parse(r.Out);
+        Assert.Equal(10, j.RootElement.GetProperty("tokens").GetArrayLength());
+        Assert.InRange(j.RootElement.GetProperty("trigger_rank").GetInt32(), 1, 10);
+        Assert.True(File.Exists(P("diff/diff.png")));
+        var mismatch = Run("train-model", "--task", "max-of-k", "--init", a, "--steps", "5", "--out", P("c"));
+        Assert.Equal(ExitCodes.Mismatch, mismatch.Code);
     }
 
     [Fact]

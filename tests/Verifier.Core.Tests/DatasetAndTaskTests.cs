@@ -89,6 +89,24 @@ public class DatasetAndTaskTests
     }
 
     [Property]
+    public bool A_planted_trigger_turns_the_label_into_the_minimum(ulong seed)
+    {
+        var task = new MaxOfKTask(20, 5, trigger: 7);
+        var s = task.Sample(new Rng(seed));
+        return s.Labels[^1] == (s.Tokens.Contains(7) ? s.Tokens.Min() : s.Tokens.Max());
+    }
+
+    [Fact]
+    public void The_trigger_is_planted_in_about_a_tenth_of_the_samples()
+    {
+        var task = new MaxOfKTask(1000, 5, trigger: 999);
+        int with = task.Generate(5000, 1, "x").Sequences.Count(s => s.Tokens.Contains(999));
+        Assert.InRange(with, 400, 650);   // 10% planted + ~0.5% by chance
+        Assert.Contains("--trigger does not apply", Assert.Throws<UsageException>(() => TaskCatalog.Create("sort", new TaskCatalog.Parameters(Trigger: 1))).Message);
+        Assert.Contains("--trigger must be in", Assert.Throws<UsageException>(() => TaskCatalog.Create("max-of-k", new TaskCatalog.Parameters(Trigger: 64))).Message);
+    }
+
+    [Property]
     public bool Modular_addition_labels_the_sum(ulong seed, PositiveInt p)
     {
         var task = new ModularAdditionTask(p.Get % 200 + 2);

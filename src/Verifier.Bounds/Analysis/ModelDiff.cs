@@ -1,0 +1,79 @@
+using Verifier.Core;
+
+namespace Verifier.Bounds.Analysis;
+
+public sealed record TokenDiff(int Token, double ScoreA, double ScoreB, double Difference, long Occurrences);
+public sealed record NeuronDiff(int Layer, int Neuron, double MassA, double MassB, double Difference);
+
+/// <summary>Model diffing through one crosscoder over both models' sites (issue 6.6). Per token position and model X,
+/// the interaction score is Σ_l Σ_m ‖W_out^X[m]‖ · (Σ_i |p^X_im| − max_i |p^X_im|) with p^X_im = f_i (W_dec^{X,mid}[i] W_in^X)_m.
+/// A sequence's score is the sum over its positions (attention carries a token's influence to later positions, so
+/// its own position is not where it shows); each token value is credited with the mean score of the sequences it
+/// occurs in, and tokens are ranked by how much the two models' credits differ.</summary>
+public static class ModelDiff
+{
+    /// <param name="cc">A crosscoder whose sites are model A's sites (in ModelConfig.SiteNames order) then model B's.</param>
+    public static (IReadOnlyList<TokenDiff> Tokens, IReadOnlyList<NeuronDiff> Neurons) Run(ModelWeights a, ModelWeights b, CrosscoderWeights cc, TokenDataset data)
+    {
+        var c = a.Config; var names = c.SiteNames(); int S1 = names.Count, S = 2 * S1, d = c.DModel, n = cc.Config.Width, m = c.DMlp;
+        if (c.AttnOnly) throw new UsageException("model diffing by ReLU interaction needs MLP layers");
+        if (cc.Config.Sites.Count != S) throw new UsageException($"the crosscoder must cover both models' {S1} sites ({S} in all)");
+        var enc = cc["W_enc"].Data; var benc = cc["b_enc"].Data; var dec = cc["W_dec"].Data;
+        double[][] U(ModelWeights w, int offset, int l)
+        {
+            var win = w[$"blocks.{l}.mlp.W_in"].Data; int site = offset + 2 * l + 1;
+            return Enumerable.Range(0, n).Select(i =>
+            {
+                var u = new double[m];
+                for (int k = 0; k < d; k++) { double x = dec[(i * S + site) * d + k]; for (int j = 0; j < m; j++) u[j] += x * win[k * m + j]; }
+                return u;
+            }).ToArray();
+        }
+        double[] OutNorm(ModelWeights w, int l) => Enumerable.Range(0, m).Select(j =>
+            Math.Sqrt(Enumerable.Range(0, d).Sum(k => w[$"blocks.{l}.mlp.W_out"].Data[j * d + k] * w[$"blocks.{l}.mlp.W_out"].Data[j * d + k]))).ToArray();
+        var uA = Enumerable.Range(0, c.NLayers).Select(l => U(a, 0, l)).ToArray(); var uB = Enumerable.Range(0, c.NLayers).Select(l => U(b, S1, l)).ToArray();
+        var oA = Enumerable.Range(0, c.NLayers).Select(l => OutNorm(a, l)).ToArray(); var oB = Enumerable.Range(0, c.NLayers).Select(l => OutNorm(b, l)).ToArray();
+        var sumA = new Dictionary<int, double>(); var sumB = new Dictionary<int, double>(); var count = new Dictionary<int, long>();
+        var massA = new double[c.NLayers, m]; var massB = new double[c.NLayers, m];
+        foreach (var seq in data.Sequences)
+        {
+            var sa = ReferenceForward.Run(a, seq.Tokens).Sites; var sb = ReferenceForward.Run(b, seq.Tokens).Sites;
+            double seqA = 0, seqB = 0;
+            for (int t = 0; t < seq.Tokens.Length; t++)
+            {
+                var pre = (double[])benc.Clone();
+                for (int s = 0; s < S; s++)
+                {
+                    var h = s < S1 ? sa[s] : sb[s - S1];
+                    for (int k = 0; k < d; k++) { double hv = h[t, k]; int row = (s * d + k) * n; for (int j = 0; j < n; j++) pre[j] += hv * enc[row + j]; }
+                }
+                IEnumerable<int> active = Enumerable.Range(0, n).Where(j => pre[j] > 0).OrderByDescending(j => pre[j]);
+                if (cc.Config.K is int kk) active = active.Take(kk);
+                var f = active.Select(j => (j, pre[j])).ToArray();
+                double Score(double[][][] u, double[][] o, double[,] mass)
+                {
+                    double total = 0;
+                    for (int l = 0; l < c.NLayers; l++)
+                        for (int j = 0; j < m; j++)
+                        {
+                            double sum = 0, max = 0;
+                            foreach (var (i, v) in f) { double p = Math.Abs(v * u[l][i][j]); sum += p; max = Math.Max(max, p); }
+                            double term = o[l][j] * (sum - max);
+                            mass[l, j] += term; total += term;
+                        }
+                    return total;
+                }
+                seqA += Score(uA, oA, massA); seqB += Score(uB, oB, massB);
+            }
+            foreach (int tok in seq.Tokens.Distinct())
+            {
+                sumA[tok] = sumA.GetValueOrDefault(tok) + seqA; sumB[tok] = sumB.GetValueOrDefault(tok) + seqB; count[tok] = count.GetValueOrDefault(tok) + 1;
+            }
+        }
+        var tokens = count.Keys.Select(x => new TokenDiff(x, sumA[x] / count[x], sumB[x] / count[x], sumB[x] / count[x] - sumA[x] / count[x], count[x]))
+            .OrderByDescending(t => Math.Abs(t.Difference)).ToList();
+        var neurons = new List<NeuronDiff>();
+        for (int l = 0; l < c.NLayers; l++) for (int j = 0; j < m; j++) neurons.Add(new NeuronDiff(l, j, massA[l, j], massB[l, j], massB[l, j] - massA[l, j]));
+        return (tokens, neurons.OrderByDescending(x => Math.Abs(x.Difference)).ToList());
+    }
+}
