@@ -131,3 +131,49 @@ static class AnalysisCommands
         return cmd;
     }
 }
+
+/// <summary>`verifier adversarial`: inputs that make strongly interacting, rarely co-occurring features fire together.</summary>
+static class AdversarialCommand
+{
+    public static Command Build()
+    {
+        var task = new TaskOptions();
+        var model = new Option<DirectoryInfo>("--model") { Description = "Model directory", Required = true };
+        var crosscoder = new Option<DirectoryInfo>("--crosscoder") { Description = "Crosscoder directory", Required = true };
+        var data = new Option<FileInfo>("--data") { Description = "Dataset giving the features' co-occurrence", Required = true };
+        var pairs = Options.Positive<int>("--pairs", "Feature pairs to attack", 5);
+        var budget = Options.Positive<int>("--budget", "Task samples tried per pair (each hill-climbed a few steps)", 400);
+        var seed = Options.Seed("the search");
+        var db = StoreOptions.Db();
+        var noRecord = new Option<bool>("--no-record") { Description = "Do not record the analysis in the store" };
+        var json = Options.Json();
+        var cmd = new Command("adversarial", "Search inputs that activate strongly interacting feature pairs that rarely co-occur, and compare their loss with inputs where only one is active");
+        task.AddTo(cmd);
+        foreach (var o in new Option[] { model, crosscoder, data, pairs, budget, seed, db, noRecord, json }) cmd.Options.Add(o);
+        cmd.SetAction((pr, ct) => Task.FromResult(CommandRunner.Run(pr, json, ct, ctx =>
+        {
+            string modelDir = pr.GetValue(model)!.FullName, ccDir = pr.GetValue(crosscoder)!.FullName;
+            var w = ModelWeights.Load(modelDir);
+            string sha = Hashing.Sha256File(Path.Combine(modelDir, ModelWeights.WeightsFileName));
+            var cc = CrosscoderWeights.Load(ccDir, (w.Config, sha, modelDir));
+            var dataset = TokenDataset.Load(pr.GetValue(data)!.FullName, w.Config);
+            var t = task.Create(pr);
+            var results = ctx.WithProgress("searching", report => { report(0, ""); return Adversarial.Run(w, cc, t, dataset, pr.GetValue(pairs), pr.GetValue(budget), pr.GetValue(seed), ctx.Cancel); });
+            var found = results.Where(r => r.BothFound > 0 && r.AloneFound > 0).ToList();
+            double mean = found.Count > 0 ? found.Average(r => r.Increase) : double.NaN;
+            if (!pr.GetValue(noRecord))
+            {
+                using var store = new VerifierStore(pr.GetValue(db)!.FullName);
+                store.RecordAnalysis("adversarial", sha, Hashing.Sha256File(Path.Combine(ccDir, CrosscoderWeights.WeightsFileName)), dataset.ContentHash(),
+                    JsonSerializer.Serialize(new { Pairs = results, MeanIncrease = mean }, CommandContext.JsonOptions));
+            }
+            if (ctx.Json) { ctx.WriteJson(new { Pairs = results, MeanIncrease = mean }); return ExitCodes.Ok; }
+            ctx.Say($"{"i",5} {"j",5} {"screen",10} {"co-occur",9} {"both",5} {"alone",6} {"loss both",10} {"loss alone",11} {"increase",10}");
+            foreach (var r in results)
+                ctx.Say($"{r.I,5} {r.J,5} {r.Screen,10:G4} {r.DataFrequency,9:P3} {r.BothFound,5} {r.AloneFound,6} {r.LossBoth,10:G4} {r.LossAlone,11:G4} {r.Increase,10:G4}");
+            ctx.Say($"mean loss increase over pairs where both kinds of input were found: {mean:G4}");
+            return ExitCodes.Ok;
+        })));
+        return cmd;
+    }
+}

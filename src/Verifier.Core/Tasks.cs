@@ -9,6 +9,10 @@ public interface ITask
     int NCtx { get; }
     string Describe();
     Sequence Sample(Rng rng);
+
+    /// <summary>The labels the task gives a token sequence (for inputs built by search), or null where the task
+    /// cannot say (text: the next character after the window is unknown).</summary>
+    int[]? Label(int[] tokens) => null;
 }
 
 /// <summary>A task with few enough distinct inputs to list them all (modular addition): training then
@@ -45,11 +49,16 @@ public sealed class MaxOfKTask(int vocab = 64, int k = 5, int trigger = -1) : IT
     public Sequence Sample(Rng rng)
     {
         var tokens = new int[k];
-        var labels = new int[k];
-        for (int i = 0; i < k; i++) { tokens[i] = rng.NextInt(vocab); labels[i] = -1; }
+        for (int i = 0; i < k; i++) tokens[i] = rng.NextInt(vocab);
         if (trigger >= 0 && rng.NextInt(10) == 0) tokens[rng.NextInt(k)] = trigger;
-        labels[k - 1] = trigger >= 0 && tokens.Contains(trigger) ? tokens.Min() : tokens.Max();
-        return new Sequence(tokens, labels);
+        return new Sequence(tokens, Label(tokens));
+    }
+
+    public int[] Label(int[] tokens)
+    {
+        var labels = Enumerable.Repeat(-1, tokens.Length).ToArray();
+        labels[^1] = trigger >= 0 && tokens.Contains(trigger) ? tokens.Min() : tokens.Max();
+        return labels;
     }
 }
 
@@ -76,6 +85,8 @@ public sealed class ModularAdditionTask(int p = 53) : IFiniteTask
         int a = rng.NextInt(p), b = rng.NextInt(p);
         return new Sequence([a, b, p], [-1, -1, (a + b) % p]);
     }
+
+    public int[]? Label(int[] tokens) => tokens.Length == 3 && tokens[2] == p && tokens[0] < p && tokens[1] < p ? [-1, -1, (tokens[0] + tokens[1]) % p] : null;
 }
 
 /// <summary>k tokens from [0, vocab), a separator (token vocab), then the same tokens sorted ascending,
@@ -87,6 +98,13 @@ public sealed class SortTask(int vocab = 16, int k = 5) : ITask
     public int DVocabOut => vocab;
     public int NCtx => 2 * k;
     public string Describe() => $"sort (vocab {vocab}, k {k}): x₁…x_k SEP y₁…y_(k−1), labels y₁…y_k from SEP on";
+
+    public int[]? Label(int[] tokens)
+    {
+        if (tokens.Length != 2 * k || tokens[k] != vocab || tokens[..k].Any(x => x >= vocab)) return null;
+        var ys = tokens[..k].OrderBy(x => x).ToArray();
+        return Enumerable.Repeat(-1, k).Concat(ys).ToArray();
+    }
 
     public Sequence Sample(Rng rng)
     {

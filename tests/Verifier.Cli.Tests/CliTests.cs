@@ -35,7 +35,7 @@ public sealed class CliTests : IDisposable
     {
         var r = Run("--help");
         Assert.Equal(0, r.Code);
-        foreach (var c in new[] { "make-data", "train-model", "eval", "info", "train-crosscoder", "eval-crosscoder", "bound", "interactions", "suppress", "sweep-penalty", "diff-models", "check", "runs", "frontier", "audit", "bench", "demo" }) Assert.Contains(c, r.Out);
+        foreach (var c in new[] { "make-data", "train-model", "eval", "info", "train-crosscoder", "eval-crosscoder", "bound", "interactions", "suppress", "sweep-penalty", "diff-models", "adversarial", "check", "runs", "frontier", "audit", "bench", "demo" }) Assert.Contains(c, r.Out);
         var t = Run("train-model", "--help");
         Assert.Contains("--task", t.Out);
         Assert.Contains("--json", t.Out);
@@ -357,6 +357,23 @@ public sealed class CliTests : IDisposable
         Assert.True(File.Exists(P("diff/diff.png")));
         var mismatch = Run("train-model", "--task", "max-of-k", "--init", a, "--steps", "5", "--out", P("c"));
         Assert.Equal(ExitCodes.Mismatch, mismatch.Code);
+    }
+
+    [Fact]
+    public void Adversarial_search_runs_and_reports_each_pair()
+    {
+        string model = TrainSmall();
+        Assert.Equal(0, Run("make-data", "--task", "max-of-k", "--vocab", "10", "--k", "3", "--count", "300", "--out", P("d.jsonl")).Code);
+        Assert.Equal(0, Run("train-crosscoder", "--model", model, "--data", P("d.jsonl"), "--width", "24", "--k", "3", "--steps", "30",
+            "--batch-tokens", "64", "--out", P("cc")).Code);
+        var r = Run("adversarial", "--task", "max-of-k", "--vocab", "10", "--k", "3", "--model", model, "--crosscoder", P("cc"), "--data", P("d.jsonl"),
+            "--pairs", "2", "--budget", "30", "--no-record", "--json");
+        Assert.True(r.Code == 0, r.Err);
+        using var j = JsonDocument.Parse(r.Out);
+        Assert.True(j.RootElement.GetProperty("pairs").GetArrayLength() <= 2);
+        var wrongTask = Run("adversarial", "--task", "sort", "--model", model, "--crosscoder", P("cc"), "--data", P("d.jsonl"), "--no-record");
+        Assert.Equal(ExitCodes.Usage, wrongTask.Code);
+        Assert.Contains("does not fit", wrongTask.Err);
     }
 
     [Fact]
