@@ -177,3 +177,47 @@ static class AdversarialCommand
         return cmd;
     }
 }
+
+/// <summary>`verifier cluster-features`: features clustered by interaction, against clustering by activation.</summary>
+static class ClusterCommand
+{
+    public static Command Build()
+    {
+        var model = new Option<DirectoryInfo>("--model") { Description = "Model directory", Required = true };
+        var crosscoder = new Option<DirectoryInfo>("--crosscoder") { Description = "Crosscoder directory", Required = true };
+        var data = new Option<FileInfo>("--data") { Description = "Dataset", Required = true };
+        var seed = Options.Seed("tie-breaking");
+        var db = StoreOptions.Db();
+        var noRecord = new Option<bool>("--no-record") { Description = "Do not record the analysis in the store" };
+        var json = Options.Json();
+        var cmd = new Command("cluster-features", "Cluster features by their measured interaction (affinity propagation) and compare with clustering by activation cosine similarity");
+        foreach (var o in new Option[] { model, crosscoder, data, seed, db, noRecord, json }) cmd.Options.Add(o);
+        cmd.SetAction((pr, ct) => Task.FromResult(CommandRunner.Run(pr, json, ct, ctx =>
+        {
+            string modelDir = pr.GetValue(model)!.FullName, ccDir = pr.GetValue(crosscoder)!.FullName;
+            var w = ModelWeights.Load(modelDir);
+            string sha = Hashing.Sha256File(Path.Combine(modelDir, ModelWeights.WeightsFileName));
+            var cc = CrosscoderWeights.Load(ccDir, (w.Config, sha, modelDir));
+            var dataset = TokenDataset.Load(pr.GetValue(data)!.FullName, w.Config);
+            var r = ctx.WithProgress("clustering", report =>
+            {
+                report(0, "measuring interactions");
+                var inter = InteractionAnalysis.Analyse(w, cc, dataset, new InteractionAnalysis.Options(Top: 1));
+                report(0.5, "affinity propagation");
+                return FeatureClusters.Run(w, cc, dataset, inter, pr.GetValue(seed));
+            });
+            if (!pr.GetValue(noRecord))
+            {
+                using var store = new VerifierStore(pr.GetValue(db)!.FullName);
+                store.RecordAnalysis("feature-clusters", sha, Hashing.Sha256File(Path.Combine(ccDir, CrosscoderWeights.WeightsFileName)), dataset.ContentHash(),
+                    JsonSerializer.Serialize(new { Clusters = r.ByInteraction.Count, ActivationClusters = r.ByActivation.Count, r.AdjustedRand }, CommandContext.JsonOptions));
+            }
+            if (ctx.Json) { ctx.WriteJson(r); return ExitCodes.Ok; }
+            ctx.Say($"{r.ByInteraction.Count} clusters by interaction, {r.ByActivation.Count} by activation cosine; adjusted Rand index between them {r.AdjustedRand:F3}");
+            foreach (var c in r.ByInteraction.Take(10))
+                ctx.Say($"  exemplar {c.Exemplar,4}: {c.Features.Length,3} features; top tokens {string.Join(" ", c.TopTokens)}; positions {string.Join(" ", c.TopPositions)}");
+            return ExitCodes.Ok;
+        })));
+        return cmd;
+    }
+}

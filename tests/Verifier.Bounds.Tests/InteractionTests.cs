@@ -83,6 +83,19 @@ public class InteractionTests
     }
 
     [Fact]
+    public void Affinity_propagation_finds_two_planted_blocks_and_the_rand_index_scores_agreement()
+    {
+        // Points 0–3 interact strongly with each other, 4–7 with each other, barely across.
+        var sim = new double[8, 8];
+        for (int i = 0; i < 8; i++) for (int j = 0; j < 8; j++) sim[i, j] = i / 4 == j / 4 ? 1.0 : 0.01;
+        var labels = FeatureClusters.AffinityPropagation(sim, seed: 3);
+        Assert.Equal(2, labels.Distinct().Count());
+        Assert.All(Enumerable.Range(0, 8), i => Assert.Equal(labels[i / 4 * 4], labels[i]));
+        Assert.Equal(1.0, FeatureClusters.AdjustedRand(labels, labels.Select(l => l + 100).ToArray()), 12);
+        Assert.True(FeatureClusters.AdjustedRand(labels, [0, 1, 0, 1, 0, 1, 0, 1]) < 0.1);
+    }
+
+    [Fact]
     public void Spearman_is_one_for_monotone_and_minus_one_for_reversed_data()
     {
         double[] x = [1, 2, 3, 4, 5], y = [10, 20, 25, 100, 1000];

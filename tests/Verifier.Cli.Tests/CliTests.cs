@@ -35,7 +35,7 @@ public sealed class CliTests : IDisposable
     {
         var r = Run("--help");
         Assert.Equal(0, r.Code);
-        foreach (var c in new[] { "make-data", "train-model", "eval", "info", "train-crosscoder", "eval-crosscoder", "bound", "interactions", "suppress", "sweep-penalty", "diff-models", "adversarial", "check", "runs", "frontier", "audit", "bench", "demo" }) Assert.Contains(c, r.Out);
+        foreach (var c in new[] { "make-data", "train-model", "eval", "info", "train-crosscoder", "eval-crosscoder", "bound", "interactions", "suppress", "sweep-penalty", "diff-models", "adversarial", "cluster-features", "check", "runs", "frontier", "audit", "bench", "demo" }) Assert.Contains(c, r.Out);
         var t = Run("train-model", "--help");
         Assert.Contains("--task", t.Out);
         Assert.Contains("--json", t.Out);
@@ -325,6 +325,10 @@ public sealed class CliTests : IDisposable
         }
         Assert.Contains("# Feature interactions", File.ReadAllText(P("rep/report.md")));
         Assert.Equal(new byte[] { 0x89, (byte)'P', (byte)'N', (byte)'G' }, File.ReadAllBytes(P("rep/heatmap.png"))[..4]);
+
+        var cl = Run("cluster-features", "--model", model, "--crosscoder", P("cc"), "--data", P("d.jsonl"), "--db", P("v.db"), "--json");
+        Assert.True(cl.Code == 0, cl.Err);
+        using (var j = JsonDocument.Parse(cl.Out)) Assert.True(j.RootElement.GetProperty("by_interaction").GetArrayLength() > 0);
 
         var s = Run("suppress", "--model", model, "--crosscoder", P("cc"), "--data", P("d.jsonl"), "--db", P("v.db"), "--json");
         Assert.True(s.Code == 0, s.Err);

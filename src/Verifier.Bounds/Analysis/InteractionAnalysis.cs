@@ -13,7 +13,12 @@ public sealed record Validation(string Metric, double Spearman, int Pairs);
 public sealed record InteractionReport(
     long Tokens, int Pairs, IReadOnlyList<NeuronError> Neurons, IReadOnlyList<PairMetric> Ranked,
     IReadOnlyList<Validation> Validation, double AttentionDominance, double DominantShare,
-    int[] HeatmapFeatures, double[,] Heatmap);
+    int[] HeatmapFeatures, double[,] Heatmap)
+{
+    /// <summary>The measured pairwise linearisation error of every co-occurring pair (i &lt; j), per token.</summary>
+    [System.Text.Json.Serialization.JsonIgnore]
+    public IReadOnlyDictionary<(int I, int J), double> Measured { get; init; } = new Dictionary<(int, int), double>();
+}
 
 /// <summary>The interaction metrics of BOUNDS.md §3 and issue 6, in plain float64 (no TorchSharp). Notation: at MLP
 /// neuron m of layer l, p_im = f_i (W_dec^{mid}[i] W_in)_m; c = b_dec^{mid} W_in + b_in (the bias part, kept apart);
@@ -204,7 +209,8 @@ public static class InteractionAnalysis
                 if (x != y && pairs.TryGetValue((Math.Min(top[x], top[y]), Math.Max(top[x], top[y])), out var acc)) heat[x, y] = acc.Measured / T;
 
         return new InteractionReport(T, pairs.Count, neurons.OrderByDescending(x => x.EMass).Take(o.Top).ToList(), ranked, validation,
-            domTotal > 0 ? domHits / domTotal : double.NaN, shareCount > 0 ? shareSum / shareCount : double.NaN, top, heat);
+            domTotal > 0 ? domHits / domTotal : double.NaN, shareCount > 0 ? shareSum / shareCount : double.NaN, top, heat)
+        { Measured = pairs.ToDictionary(p => p.Key, p => p.Value.Measured / Math.Max(1, T)) };
     }
 
     /// <summary>Bin 0 = inactive; active values split into bins−1 quantile bins.</summary>
