@@ -8,8 +8,9 @@ public sealed record NeuronDiff(int Layer, int Neuron, double MassA, double Mass
 /// <summary>Model diffing through one crosscoder over both models' sites (issue 6.6). Per token position and model X,
 /// the interaction score is Σ_l Σ_m ‖W_out^X[m]‖ · (Σ_i |p^X_im| − max_i |p^X_im|) with p^X_im = f_i (W_dec^{X,mid}[i] W_in^X)_m.
 /// A sequence's score is the sum over its positions (attention carries a token's influence to later positions, so
-/// its own position is not where it shows); each token value is credited with the mean score of the sequences it
-/// occurs in, and tokens are ranked by how much the two models' credits differ.</summary>
+/// its own position is not where it shows). Two independently trained or fine-tuned models differ everywhere, so
+/// tokens are ranked contrastively: Difference = mean over sequences containing the token of (score_B − score_A)
+/// minus the same mean over sequences without it.</summary>
 public static class ModelDiff
 {
     /// <param name="cc">A crosscoder whose sites are model A's sites (in ModelConfig.SiteNames order) then model B's.</param>
@@ -34,6 +35,7 @@ public static class ModelDiff
         var uA = Enumerable.Range(0, c.NLayers).Select(l => U(a, 0, l)).ToArray(); var uB = Enumerable.Range(0, c.NLayers).Select(l => U(b, S1, l)).ToArray();
         var oA = Enumerable.Range(0, c.NLayers).Select(l => OutNorm(a, l)).ToArray(); var oB = Enumerable.Range(0, c.NLayers).Select(l => OutNorm(b, l)).ToArray();
         var sumA = new Dictionary<int, double>(); var sumB = new Dictionary<int, double>(); var count = new Dictionary<int, long>();
+        double allDiff = 0; long allCount = 0;
         var massA = new double[c.NLayers, m]; var massB = new double[c.NLayers, m];
         foreach (var seq in data.Sequences)
         {
@@ -65,12 +67,19 @@ public static class ModelDiff
                 }
                 seqA += Score(uA, oA, massA); seqB += Score(uB, oB, massB);
             }
+            allDiff += seqB - seqA; allCount++;
             foreach (int tok in seq.Tokens.Distinct())
             {
                 sumA[tok] = sumA.GetValueOrDefault(tok) + seqA; sumB[tok] = sumB.GetValueOrDefault(tok) + seqB; count[tok] = count.GetValueOrDefault(tok) + 1;
             }
         }
-        var tokens = count.Keys.Select(x => new TokenDiff(x, sumA[x] / count[x], sumB[x] / count[x], sumB[x] / count[x] - sumA[x] / count[x], count[x]))
+        double Contrast(int x)
+        {
+            double with = (sumB[x] - sumA[x]) / count[x];
+            long without = allCount - count[x];
+            return without == 0 ? with : with - (allDiff - (sumB[x] - sumA[x])) / without;
+        }
+        var tokens = count.Keys.Select(x => new TokenDiff(x, sumA[x] / count[x], sumB[x] / count[x], Contrast(x), count[x]))
             .OrderByDescending(t => Math.Abs(t.Difference)).ToList();
         var neurons = new List<NeuronDiff>();
         for (int l = 0; l < c.NLayers; l++) for (int j = 0; j < m; j++) neurons.Add(new NeuronDiff(l, j, massA[l, j], massB[l, j], massB[l, j] - massA[l, j]));
