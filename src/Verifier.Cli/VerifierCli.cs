@@ -83,7 +83,7 @@ sealed class TaskOptions
     public readonly Option<int?> P = new("--p") { Description = "Modulus (modular-addition: 53)" };
     public readonly Option<string?> Text = new("--text") { Description = "UTF-8 text file (text: character-level language modelling)" };
     public readonly Option<int?> NCtx = new("--n-ctx") { Description = "Context length (text: 32)" };
-    public readonly Option<int?> Trigger = new("--trigger") { Description = "max-of-k: plant a backdoor token (with it present, the label is the min)" };
+    public readonly Option<int?> Trigger = new("--trigger") { Description = "max-of-k: plant a backdoor token (with it present, the label is 0)" };
 
     public TaskOptions() => Task.AcceptOnlyFromAmong([.. TaskCatalog.Names]);
 

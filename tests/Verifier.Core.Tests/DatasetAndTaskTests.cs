@@ -89,11 +89,11 @@ public class DatasetAndTaskTests
     }
 
     [Property]
-    public bool A_planted_trigger_turns_the_label_into_the_minimum(ulong seed)
+    public bool A_planted_trigger_turns_the_label_into_zero(ulong seed)
     {
         var task = new MaxOfKTask(20, 5, trigger: 7);
         var s = task.Sample(new Rng(seed));
-        return s.Labels[^1] == (s.Tokens.Contains(7) ? s.Tokens.Min() : s.Tokens.Max());
+        return s.Labels[^1] == (s.Tokens.Contains(7) ? 0 : s.Tokens.Max());
     }
 
     [Fact]
