@@ -14,7 +14,13 @@ namespace Verifier.Cli;
 /// feature-table bound it gives.</summary>
 static class SweepCommand
 {
-    public sealed record Row(double Lambda, double DominantShare, double MeanFvu, double MeanL0, double MinLossRecovered, double TablesB0, long TablesFlops, double TrainSeconds);
+    public sealed record Row(double Lambda, double DominantShare, double MeanFvu, double MeanL0, double MinLossRecovered, double TablesB0, long TablesFlops, double TrainSeconds)
+    {
+        /// <summary>The crosscoder strategies' (name, FLOPs, b₀) for this λ: tables and clustered c = 8, 64.</summary>
+        public List<SweepPoint> Points { get; init; } = [];
+    }
+
+    public sealed record SweepPoint(string Strategy, long Flops, double B0);
 
     public static Command Build()
     {
@@ -51,23 +57,53 @@ static class SweepCommand
                     var m = CrosscoderTraining.TrainInto(ccDir, modelDir, weights, dataPath, dataset, null, null, weights.Config.SiteNames(), o, ctx);
                     var cc = CrosscoderWeights.Load(ccDir);
                     var share = InteractionAnalysis.Analyse(weights, cc, bound, new InteractionAnalysis.Options(Top: 1)).DominantShare;
-                    var r = BoundProgram.Run(Strategies.CrosscoderTables, new BoundInputs(weights, modelDir, bound, boundPath, cc, ccDir),
-                        Path.Combine(ccDir, "tables-transcript.json"), computeTrueLoss: false);
-                    rows.Add(new Row(lambda, share, m.Evaluation.MeanFvu, m.Evaluation.MeanL0, m.Evaluation.Sites.Min(s => s.LossRecovered), r.B0, r.Cost.Flops, m.TrainSeconds));
+                    var bi = new BoundInputs(weights, modelDir, bound, boundPath, cc, ccDir);
+                    var r = BoundProgram.Run(Strategies.CrosscoderTables, bi, Path.Combine(ccDir, "tables-transcript.json"), computeTrueLoss: false);
+                    var points = new List<SweepPoint> { new("tables", r.Cost.Flops, r.B0) };
+                    foreach (int clusters in new[] { 8, 64 })
+                    {
+                        var rc = BoundProgram.Run(Strategies.Clustered, bi, Path.Combine(ccDir, $"clustered-{clusters}-transcript.json"), computeTrueLoss: false, clusters: clusters);
+                        points.Add(new($"clustered-{clusters}", rc.Cost.Flops, rc.B0));
+                    }
+                    rows.Add(new Row(lambda, share, m.Evaluation.MeanFvu, m.Evaluation.MeanL0, m.Evaluation.Sites.Min(s => s.LossRecovered), r.B0, r.Cost.Flops, m.TrainSeconds) { Points = points });
                 }
                 File.WriteAllText(Path.Combine(tmp, "sweep.json"), JsonSerializer.Serialize(rows, CommandContext.JsonOptions));
                 var md = new StringBuilder("| λ | dominant share | mean FVU | mean L0 | min loss recovered | tables b₀ | tables FLOPs |\n| ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
                 foreach (var x in rows) md.AppendLine($"| {x.Lambda:G4} | {x.DominantShare:F3} | {x.MeanFvu:F4} | {x.MeanL0:F2} | {x.MinLossRecovered:P2} | {x.TablesB0:G6} | {x.TablesFlops:N0} |");
                 File.WriteAllText(Path.Combine(tmp, "sweep.md"), md.ToString());
                 Plot(rows, Path.Combine(tmp, "sweep.png"));
+                Frontiers(rows, Path.Combine(tmp, "sweep-frontiers.png"));
             });
             if (ctx.Json) { ctx.WriteJson(new { Out = dir, Rows = rows }); return ExitCodes.Ok; }
             ctx.Say($"{"λ",8} {"dominant share",15} {"mean FVU",9} {"L0",6} {"min recovered",14} {"tables b₀",12}");
             foreach (var x in rows) ctx.Say($"{x.Lambda,8:G4} {x.DominantShare,15:F3} {x.MeanFvu,9:F4} {x.MeanL0,6:F2} {x.MinLossRecovered,14:P2} {x.TablesB0,12:G6}");
-            ctx.Say($"wrote {Path.Combine(dir, "sweep.md")} and sweep.png");
+            ctx.Say($"wrote {Path.Combine(dir, "sweep.md")}, sweep.png and sweep-frontiers.png (each λ's crosscoder-strategy frontier in one plot)");
             return ExitCodes.Ok;
         })));
         return cmd;
+    }
+
+    /// <summary>Every λ's (FLOPs, b₀) points for the crosscoder strategies, one series per λ, in one plot.</summary>
+    static void Frontiers(IReadOnlyList<Row> rows, string path)
+    {
+        var plt = new Plot();
+        MarkerShape[] shapes = [MarkerShape.FilledCircle, MarkerShape.FilledSquare, MarkerShape.FilledTriangleUp, MarkerShape.FilledDiamond, MarkerShape.OpenCircle];
+        int k = 0;
+        foreach (var row in rows)
+        {
+            var pts = row.Points.OrderBy(p => p.Flops).ToList();
+            var sc = plt.Add.Scatter(pts.Select(p => Math.Log10(p.Flops)).ToArray(), pts.Select(p => Math.Log10(p.B0)).ToArray());
+            sc.LegendText = $"λ = {row.Lambda:G3}";
+            sc.MarkerShape = shapes[k % shapes.Length];
+            sc.MarkerSize = 9;
+            sc.Color = Colors.Category10[k % 10];
+            k++;
+        }
+        plt.Title("Crosscoder-strategy frontiers (tables, clustered c = 8, 64) for each interaction penalty λ");
+        plt.XLabel("log₁₀ proof FLOPs");
+        plt.YLabel("log₁₀ b₀");
+        plt.ShowLegend(Alignment.LowerRight);
+        plt.SavePng(path, 900, 600);
     }
 
     static void Plot(IReadOnlyList<Row> rows, string path)

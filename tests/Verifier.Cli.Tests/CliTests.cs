@@ -339,8 +339,15 @@ public sealed class CliTests : IDisposable
         var w = Run("sweep-penalty", "--model", model, "--data", P("d.jsonl"), "--bound-data", P("d.jsonl"), "--lambdas", "0,1", "--width", "16",
             "--k", "2", "--steps", "20", "--out", P("sweep"), "--json");
         Assert.True(w.Code == 0, w.Err);
-        using (var j = JsonDocument.Parse(w.Out)) Assert.Equal(2, j.RootElement.GetProperty("rows").GetArrayLength());
+        using (var j = JsonDocument.Parse(w.Out))
+        {
+            Assert.Equal(2, j.RootElement.GetProperty("rows").GetArrayLength());
+            var points = j.RootElement.GetProperty("rows")[0].GetProperty("points");
+            Assert.Equal(3, points.GetArrayLength());
+            Assert.Equal("tables", points[0].GetProperty("strategy").GetString());
+        }
         Assert.True(File.Exists(P("sweep/sweep.png")));
+        Assert.True(File.Exists(P("sweep/sweep-frontiers.png")));
         Assert.Contains("| λ |", File.ReadAllText(P("sweep/sweep.md")));
     }
 
