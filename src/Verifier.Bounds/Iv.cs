@@ -81,4 +81,7 @@ public static class Up
     public static double Sqrt(double a) => Math.BitIncrement(Math.BitIncrement(Math.Sqrt(a)));
     public static double Exp(double a) { double x = Math.Exp(a); for (int i = 0; i < 4; i++) x = Math.BitIncrement(x); return x; }
     public static double Sum(IEnumerable<double> xs) { double s = 0; foreach (var x in xs) s = Add(s, x); return s; }
+
+    /// <summary>‖x‖₂ of exact float64 values, from above.</summary>
+    public static double Norm(IEnumerable<double> xs) { double s = 0; foreach (var x in xs) s = Add(s, Mul(Math.Abs(x), Math.Abs(x))); return Sqrt(s); }
 }

@@ -35,9 +35,9 @@ public sealed class Norms
                 OperatorNorms.MlpLipschitz(w[$"blocks.{l}.mlp.W_in"].Data, w[$"blocks.{l}.mlp.W_out"].Data, d, c.DMlp)).ToArray(),
             UnembedDiff = ud,
             WinCol = Enumerable.Range(0, L).Select(l => c.AttnOnly ? [] : Enumerable.Range(0, c.DMlp).Select(m =>
-                NormOf(Enumerable.Range(0, d).Select(i => w[$"blocks.{l}.mlp.W_in"].Data[i * c.DMlp + m]))).ToArray()).ToArray(),
+                Up.Norm(Enumerable.Range(0, d).Select(i => w[$"blocks.{l}.mlp.W_in"].Data[i * c.DMlp + m]))).ToArray()).ToArray(),
             WoutRow = Enumerable.Range(0, L).Select(l => c.AttnOnly ? [] : Enumerable.Range(0, c.DMlp).Select(m =>
-                NormOf(Enumerable.Range(0, d).Select(i => w[$"blocks.{l}.mlp.W_out"].Data[m * d + i]))).ToArray()).ToArray(),
+                Up.Norm(Enumerable.Range(0, d).Select(i => w[$"blocks.{l}.mlp.W_out"].Data[m * d + i]))).ToArray()).ToArray(),
         };
         double[][] S(double[][] x) => x.Select(Claim.Slack).ToArray();
         return new Norms
@@ -47,12 +47,6 @@ public sealed class Norms
         };
     }
 
-    static double NormOf(IEnumerable<double> xs)
-    {
-        double s = 0;
-        foreach (var x in xs) s = Up.Add(s, Up.Mul(Math.Abs(x), Math.Abs(x)));
-        return Up.Sqrt(s);
-    }
 
     /// <summary>Per-token K for L4: Σ over neurons not provably inactive on the ε-ball around the nominal
     /// pre-activation of ‖W_in[:, m]‖‖W_out[m, :]‖, capped by the global K_mlp.</summary>

@@ -103,8 +103,8 @@ public sealed class Tables
             mlp[l] = new MlpTables
             {
                 U = u, C = cvec, G = g, E = e, E0 = e0,
-                WoutRowNorm = Enumerable.Range(0, m).Select(k => NormOf(Enumerable.Range(0, d).Select(j => wout[k * d + j]))).ToArray(),
-                WinColNorm = Enumerable.Range(0, m).Select(k => NormOf(Enumerable.Range(0, d).Select(j => win[j * m + k]))).ToArray(),
+                WoutRowNorm = Enumerable.Range(0, m).Select(k => Up.Norm(Enumerable.Range(0, d).Select(j => wout[k * d + j]))).ToArray(),
+                WinColNorm = Enumerable.Range(0, m).Select(k => Up.Norm(Enumerable.Range(0, d).Select(j => win[j * m + k]))).ToArray(),
             };
             flops += (long)(n + 1) * 2L * d * m + m + (long)n * (2L * m * d + 2L * d) + 2L * m * d + 3L * d + 2L * m * Verifier.Bounds.Flops.Norm(d);
             site++;
@@ -117,12 +117,6 @@ public sealed class Tables
         return new Tables { Attn = attn, Mlp = mlp, Unembed = unembed, Unembed0 = unembed0, Flops = flops };
     }
 
-    static double NormOf(IEnumerable<double> xs)
-    {
-        double s = 0;
-        foreach (var x in xs) s = Up.Add(s, Up.Mul(Math.Abs(x), Math.Abs(x)));
-        return Up.Sqrt(s);
-    }
 
     /// <summary>Σ_i f_i T_i + T₀ for one token's features.</summary>
     public static Iv[] Combine((int Index, double Value)[] f, Iv[][] table, Iv[] t0)

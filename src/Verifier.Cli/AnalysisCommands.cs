@@ -11,9 +11,9 @@ namespace Verifier.Cli;
 /// <summary>Feature-interaction analysis over a model, crosscoder and dataset, and interaction suppression.</summary>
 static class AnalysisCommands
 {
-    sealed record Inputs(ModelWeights Weights, CrosscoderWeights Crosscoder, TokenDataset Data, string ModelSha, string CcSha, string DataSha);
+    internal sealed record Inputs(ModelWeights Weights, CrosscoderWeights Crosscoder, TokenDataset Data, string ModelSha, string CcSha, string DataSha);
 
-    static Inputs Load(string modelDir, string ccDir, string dataPath, bool allowMismatch)
+    internal static Inputs Load(string modelDir, string ccDir, string dataPath, bool allowMismatch)
     {
         var w = ModelWeights.Load(modelDir);
         string sha = Hashing.Sha256File(Path.Combine(modelDir, ModelWeights.WeightsFileName));
@@ -22,7 +22,7 @@ static class AnalysisCommands
         return new Inputs(w, cc, data, sha, Hashing.Sha256File(Path.Combine(ccDir, CrosscoderWeights.WeightsFileName)), data.ContentHash());
     }
 
-    static void Record(ParseResult pr, Option<FileInfo> db, Option<bool> noRecord, string kind, Inputs i, object summary)
+    internal static void Record(ParseResult pr, Option<FileInfo> db, Option<bool> noRecord, string kind, Inputs i, object summary)
     {
         if (pr.GetValue(noRecord)) return;
         using var store = new VerifierStore(pr.GetValue(db)!.FullName);
@@ -152,21 +152,12 @@ static class AdversarialCommand
         foreach (var o in new Option[] { model, crosscoder, data, pairs, budget, seed, db, noRecord, json }) cmd.Options.Add(o);
         cmd.SetAction((pr, ct) => Task.FromResult(CommandRunner.Run(pr, json, ct, ctx =>
         {
-            string modelDir = pr.GetValue(model)!.FullName, ccDir = pr.GetValue(crosscoder)!.FullName;
-            var w = ModelWeights.Load(modelDir);
-            string sha = Hashing.Sha256File(Path.Combine(modelDir, ModelWeights.WeightsFileName));
-            var cc = CrosscoderWeights.Load(ccDir, (w.Config, sha, modelDir));
-            var dataset = TokenDataset.Load(pr.GetValue(data)!.FullName, w.Config);
+            var i = AnalysisCommands.Load(pr.GetValue(model)!.FullName, pr.GetValue(crosscoder)!.FullName, pr.GetValue(data)!.FullName, allowMismatch: false);
             var t = task.Create(pr);
-            var results = ctx.WithProgress("searching", report => { report(0, ""); return Adversarial.Run(w, cc, t, dataset, pr.GetValue(pairs), pr.GetValue(budget), pr.GetValue(seed), ctx.Cancel); });
+            var results = ctx.WithProgress("searching", report => { report(0, ""); return Adversarial.Run(i.Weights, i.Crosscoder, t, i.Data, pr.GetValue(pairs), pr.GetValue(budget), pr.GetValue(seed), ctx.Cancel); });
             var found = results.Where(r => r.BothFound > 0 && r.AloneFound > 0).ToList();
             double mean = found.Count > 0 ? found.Average(r => r.Increase) : double.NaN;
-            if (!pr.GetValue(noRecord))
-            {
-                using var store = new VerifierStore(pr.GetValue(db)!.FullName);
-                store.RecordAnalysis("adversarial", sha, Hashing.Sha256File(Path.Combine(ccDir, CrosscoderWeights.WeightsFileName)), dataset.ContentHash(),
-                    JsonSerializer.Serialize(new { Pairs = results, MeanIncrease = mean }, CommandContext.JsonOptions));
-            }
+            AnalysisCommands.Record(pr, db, noRecord, "adversarial", i, new { Pairs = results, MeanIncrease = mean });
             if (ctx.Json) { ctx.WriteJson(new { Pairs = results, MeanIncrease = mean }); return ExitCodes.Ok; }
             ctx.Say($"{"i",5} {"j",5} {"screen",10} {"co-occur",9} {"both",5} {"alone",6} {"loss both",10} {"loss alone",11} {"increase",10}");
             foreach (var r in results)
@@ -194,24 +185,15 @@ static class ClusterCommand
         foreach (var o in new Option[] { model, crosscoder, data, seed, db, noRecord, json }) cmd.Options.Add(o);
         cmd.SetAction((pr, ct) => Task.FromResult(CommandRunner.Run(pr, json, ct, ctx =>
         {
-            string modelDir = pr.GetValue(model)!.FullName, ccDir = pr.GetValue(crosscoder)!.FullName;
-            var w = ModelWeights.Load(modelDir);
-            string sha = Hashing.Sha256File(Path.Combine(modelDir, ModelWeights.WeightsFileName));
-            var cc = CrosscoderWeights.Load(ccDir, (w.Config, sha, modelDir));
-            var dataset = TokenDataset.Load(pr.GetValue(data)!.FullName, w.Config);
+            var i = AnalysisCommands.Load(pr.GetValue(model)!.FullName, pr.GetValue(crosscoder)!.FullName, pr.GetValue(data)!.FullName, allowMismatch: false);
             var r = ctx.WithProgress("clustering", report =>
             {
                 report(0, "measuring interactions");
-                var inter = InteractionAnalysis.Analyse(w, cc, dataset, new InteractionAnalysis.Options(Top: 1));
+                var inter = InteractionAnalysis.Analyse(i.Weights, i.Crosscoder, i.Data, new InteractionAnalysis.Options(Top: 1));
                 report(0.5, "affinity propagation");
-                return FeatureClusters.Run(w, cc, dataset, inter, pr.GetValue(seed));
+                return FeatureClusters.Run(i.Weights, i.Crosscoder, i.Data, inter, pr.GetValue(seed));
             });
-            if (!pr.GetValue(noRecord))
-            {
-                using var store = new VerifierStore(pr.GetValue(db)!.FullName);
-                store.RecordAnalysis("feature-clusters", sha, Hashing.Sha256File(Path.Combine(ccDir, CrosscoderWeights.WeightsFileName)), dataset.ContentHash(),
-                    JsonSerializer.Serialize(new { Clusters = r.ByInteraction.Count, ActivationClusters = r.ByActivation.Count, r.AdjustedRand }, CommandContext.JsonOptions));
-            }
+            AnalysisCommands.Record(pr, db, noRecord, "feature-clusters", i, new { Clusters = r.ByInteraction.Count, ActivationClusters = r.ByActivation.Count, r.AdjustedRand });
             if (ctx.Json) { ctx.WriteJson(r); return ExitCodes.Ok; }
             ctx.Say($"{r.ByInteraction.Count} clusters by interaction, {r.ByActivation.Count} by activation cosine; adjusted Rand index between them {r.AdjustedRand:F3}");
             foreach (var c in r.ByInteraction.Take(10))

@@ -28,7 +28,7 @@ static class DemoCommand
     /// <summary>Names of the points not dominated in (FLOPs, b₀): no other point is at most as costly and at most as
     /// loose with one of the two strictly smaller.</summary>
     public static HashSet<string> Frontier(IReadOnlyList<(string Name, long Flops, double B0)> points) =>
-        points.Where(p => !points.Any(q => q.Flops <= p.Flops && q.B0 <= p.B0 && (q.Flops < p.Flops || q.B0 < p.B0)))
+        points.Where(p => !Verifier.Store.Frontier.Dominated(p.Flops, p.B0, points.Select(q => (q.Flops, q.B0))))
               .Select(p => p.Name).ToHashSet();
 
     public static Command Build()

@@ -20,8 +20,13 @@ public static class Frontier
             double x0 = Math.Log10(tr.Flops), x1 = Math.Log10(bf.Flops), x = Math.Log10(flops);
             return tr.B0 + (bf.B0 - tr.B0) * (x - x0) / (x1 - x0);
         }
+        var costs = accepted.Select(q => (q.Flops, q.B0)).ToList();
         return accepted.Select(p => new FrontierPoint(p.Id, p.Strategy, p.Parameters, p.Flops, p.B0, p.TrueLoss,
-                !accepted.Any(q => q.Flops <= p.Flops && q.B0 <= p.B0 && (q.Flops < p.Flops || q.B0 < p.B0)), Baseline(p.Flops), p.TranscriptPath))
+                !Dominated(p.Flops, p.B0, costs), Baseline(p.Flops), p.TranscriptPath))
             .OrderBy(p => p.Flops).ToList();
     }
+
+    /// <summary>True when some point has FLOPs ≤ and b₀ ≤ with one of them strictly smaller.</summary>
+    public static bool Dominated(long flops, double b0, IEnumerable<(long Flops, double B0)> points) =>
+        points.Any(q => q.Flops <= flops && q.B0 <= b0 && (q.Flops < flops || q.B0 < b0));
 }

@@ -30,6 +30,14 @@ public sealed class CliTests : IDisposable
         return P(name);
     }
 
+    /// <summary>Writes d.jsonl (max-of-k, vocab 10, k 3) and trains a small crosscoder into cc/ on it.</summary>
+    void TrainSmallCrosscoder(string model, int count, int steps, params string[] extra)
+    {
+        Assert.Equal(0, Run("make-data", "--task", "max-of-k", "--vocab", "10", "--k", "3", "--count", count.ToString(), "--out", P("d.jsonl")).Code);
+        Assert.Equal(0, Run(["train-crosscoder", "--model", model, "--data", P("d.jsonl"), "--width", "24", "--k", "3", "--steps", steps.ToString(),
+            "--batch-tokens", "64", .. extra, "--out", P("cc")]).Code);
+    }
+
     [Fact]
     public void Help_lists_every_command()
     {
@@ -313,9 +321,7 @@ public sealed class CliTests : IDisposable
     public void Interactions_suppression_and_the_penalty_sweep_run_from_the_command_line()
     {
         string model = TrainSmall();
-        Assert.Equal(0, Run("make-data", "--task", "max-of-k", "--vocab", "10", "--k", "3", "--count", "200", "--out", P("d.jsonl")).Code);
-        Assert.Equal(0, Run("train-crosscoder", "--model", model, "--data", P("d.jsonl"), "--width", "24", "--k", "3", "--steps", "30",
-            "--batch-tokens", "64", "--interaction-penalty", "0.1", "--out", P("cc")).Code);
+        TrainSmallCrosscoder(model, 200, 30, "--interaction-penalty", "0.1");
         var i = Run("interactions", "--model", model, "--crosscoder", P("cc"), "--data", P("d.jsonl"), "--report", P("rep"), "--db", P("v.db"), "--json");
         Assert.True(i.Code == 0, i.Err);
         using (var j = JsonDocument.Parse(i.Out))
@@ -374,9 +380,7 @@ public sealed class CliTests : IDisposable
     public void Adversarial_search_runs_and_reports_each_pair()
     {
         string model = TrainSmall();
-        Assert.Equal(0, Run("make-data", "--task", "max-of-k", "--vocab", "10", "--k", "3", "--count", "300", "--out", P("d.jsonl")).Code);
-        Assert.Equal(0, Run("train-crosscoder", "--model", model, "--data", P("d.jsonl"), "--width", "24", "--k", "3", "--steps", "30",
-            "--batch-tokens", "64", "--out", P("cc")).Code);
+        TrainSmallCrosscoder(model, 300, 30);
         var r = Run("adversarial", "--task", "max-of-k", "--vocab", "10", "--k", "3", "--model", model, "--crosscoder", P("cc"), "--data", P("d.jsonl"),
             "--pairs", "2", "--budget", "30", "--no-record", "--json");
         Assert.True(r.Code == 0, r.Err);
@@ -391,9 +395,7 @@ public sealed class CliTests : IDisposable
     public void Tables_transcripts_carry_ranked_interactions()
     {
         string model = TrainSmall();
-        Assert.Equal(0, Run("make-data", "--task", "max-of-k", "--vocab", "10", "--k", "3", "--count", "300", "--out", P("d.jsonl")).Code);
-        Assert.Equal(0, Run("train-crosscoder", "--model", model, "--data", P("d.jsonl"), "--width", "24", "--k", "3", "--steps", "40",
-            "--batch-tokens", "64", "--out", P("cc")).Code);
+        TrainSmallCrosscoder(model, 300, 40);
         var r = Run("bound", "--model", model, "--crosscoder", P("cc"), "--data", P("d.jsonl"), "--strategy", "crosscoder-tables", "--out", P("t.json"), "--no-record");
         Assert.True(r.Code == 0, r.Err);
         var i = Run("interactions", P("t.json"), "--json", "--top", "3");

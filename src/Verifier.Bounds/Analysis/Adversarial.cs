@@ -54,13 +54,14 @@ public static class Adversarial
                 double s2 = 0; for (int k = 0; k < m; k++) { double p = a[i][k] * a[j][k]; s2 += p * p; }
                 ranked.Add((i, j, Math.Sqrt(s2), freq));
             }
+        var modelSiteOf = cc.Config.Sites.Select(name => sites.ToList().IndexOf(name)).ToArray();   // crosscoder site → model site
+        var encW = cc["W_enc"].Data; var benc = cc["b_enc"].Data;
         var rng = Rng.Derive(seed, "adversarial");
         var results = new List<AdversarialPair>();
         foreach (var (i, j, screen, freq) in ranked.OrderByDescending(p => p.Screen).Take(pairs))
         {
             ct.ThrowIfCancellationRequested();
             var both = new List<Sequence>(); var alone = new List<Sequence>();
-            var encW = cc["W_enc"].Data; var benc = cc["b_enc"].Data;
             double Objective(int[] toks)
             {
                 var sitesAct = ReferenceForward.Run(w, toks).Sites;
@@ -70,7 +71,7 @@ public static class Adversarial
                     double pi = benc[i], pj = benc[j];
                     for (int s = 0; s < S; s++)
                     {
-                        var h = sitesAct[sites.ToList().IndexOf(cc.Config.Sites[s])];
+                        var h = sitesAct[modelSiteOf[s]];
                         for (int k = 0; k < d; k++) { pi += h[t, k] * encW[(s * d + k) * n + i]; pj += h[t, k] * encW[(s * d + k) * n + j]; }
                     }
                     best = Math.Max(best, Math.Min(pi, pj));
