@@ -52,120 +52,36 @@ public static class CrosscoderStrategy
             foreach (var ft in f) adviceBits += AdviceBits(cc.Config.Width, ft.Length);
             interactions.CountTokens(f);
 
-            // L2: ε at h⁰, with the advice.
-            var nominal = new Iv[siteNames.Count][][];
-            var embed = Enumerable.Range(0, T).Select(t => model.Embed(seq.Tokens[t], t)).ToArray();
-            nominal[0] = ccSite[0] >= 0 ? encoder.Decode(f, ccSite[0]) : embed;
-            var eps = new double[T];
-            if (ccSite[0] >= 0) for (int t = 0; t < T; t++) eps[t] = Claim.Slack(IntervalModel.NormUpper(IntervalModel.Sub(embed[t], nominal[0][t])));
-            long nnz = f.Sum(x => (long)x.Length);
-            long l2Flops = ccSite[0] >= 0 ? nnz * 2 * c.DModel + T * (3L * c.DModel + Flops.Norm(c.DModel)) : 0;
             var data = new JsonObject { ["features"] = new JsonArray(f.Select(ft => (JsonNode)new JsonArray(
                 ft.Select(p => (JsonNode)new JsonArray(p.Index, p.Value)).ToArray())).ToArray()) };
-            int prev = tw.Add(new TranscriptStep("L2", [], BoundProgram.Scope(("sequence", q), ("site", siteNames[0])),
-                new JsonObject { ["eps"] = BoundProgram.Array(eps) }, l2Flops, DatasetDependent: true, data));
-            int advice = prev;
-            var common = tables ? new[] { advice, normStep, tableStep } : new[] { advice, normStep };
-
-            int site = 0;
-            for (int l = 0; l < c.NLayers; l++)
+            int final; double lossSum;
+            if (tables)
             {
-                // Attention: site → site + 1.
-                IntervalModel.AttentionTrace trace;
-                double[] delta = new double[T];
-                long flops;
-                if (tables)
+                var ts = TablesSequence.Prepare(c, model, tab!, encoder, ccSite[0], f, seq);
+                var prop = ts.Propagate(c, norms, tab!, trivial);
+                int prev = tw.Add(new TranscriptStep("L2", [], BoundProgram.Scope(("sequence", q), ("site", siteNames[0])),
+                    new JsonObject { ["eps"] = BoundProgram.Array(ts.Eps0) }, ts.L2Flops, DatasetDependent: true, data));
+                int[] common = [prev, normStep, tableStep];
+                int site = 0;
+                for (int l = 0; l < c.NLayers; l++)
                 {
-                    var at = tab!.Attn[l];
-                    trace = TableAttention(c, at, f);
-                    for (int t = 0; t < T; t++)
-                        delta[t] = IntervalModel.NormUpper(IntervalModel.Add(Tables.Combine(f[t], at.D, at.D0), trace.Output[t]));
-                    flops = TableAttentionFlops(c, f);
-                }
-                else
-                {
-                    trace = model.Attention(l, nominal[site]);
-                    bool decoded = ccSite[site + 1] >= 0;
-                    var next = Enumerable.Range(0, T).Select(t => IntervalModel.Add(nominal[site][t], trace.Output[t])).ToArray();
-                    nominal[site + 1] = decoded ? encoder.Decode(f, ccSite[site + 1]) : next;
-                    if (decoded) for (int t = 0; t < T; t++) delta[t] = IntervalModel.NormUpper(IntervalModel.Sub(next[t], nominal[site + 1][t]));
-                    flops = Flops.Attention(c, T) + T * (long)c.DModel + (decoded ? nnz * 2 * c.DModel + T * (2L * c.DModel + Flops.Norm(c.DModel)) : 0);
-                }
-                var (pert, centres) = AttentionPerturbation(c, norms, l, trace, eps);
-                var epsNext = new double[T];
-                for (int t = 0; t < T; t++) epsNext[t] = Claim.Slack(Up.Add(Up.Add(eps[t], pert[t]), delta[t]));
-                flops += PerturbationFlops(c, T) + 2L * T;
-                prev = tw.Add(new TranscriptStep(tables ? "T1" : "L5", [prev, .. common],
-                    BoundProgram.Scope(("sequence", q), ("layer", l), ("block", "attn"), ("site", siteNames[site + 1])),
-                    new JsonObject { ["eps"] = BoundProgram.Array(epsNext) }, flops, DatasetDependent: true,
-                    new JsonObject { ["centres"] = new JsonArray(centres.Select(hc => (JsonNode)new JsonArray(hc.Select(v => (JsonNode)BoundProgram.Array(v)).ToArray())).ToArray()) }));
-                eps = epsNext; site++;
-                if (c.AttnOnly) continue;
-
-                // MLP: site → site + 1.
-                epsNext = new double[T];
-                if (tables)
-                {
-                    var mt = tab!.Mlp[l]!;
-                    flops = 0;
-                    for (int t = 0; t < T; t++)
-                    {
-                        var s = Tables.Combine(f[t], mt.U, new Iv[c.DMlp].Select(_ => Iv.Zero).ToArray());
-                        var pre = IntervalModel.Add(mt.C, s);
-                        var e = new Iv[c.DMlp];
-                        double eOut = 0;
-                        for (int m = 0; m < c.DMlp; m++)
-                        {
-                            // E_m = ReLU(c_m + s_m) − ReLU(c_m) − g_m s_m (exact identity, T2), enclosed.
-                            e[m] = Iv.Relu(pre[m]) - Iv.Relu(mt.C[m]) - (mt.G[m] ? s[m] : Iv.Zero);
-                            eOut = Up.Add(eOut, Up.Mul(e[m].Mag, mt.WoutRowNorm[m]));
-                        }
-                        interactions.Relu(l, f[t], mt.U, e);
-                        double dT = Up.Add(IntervalModel.NormUpper(Tables.Combine(f[t], mt.E, mt.E0)), eOut);
-                        double k = norms.ActiveLipschitz(l, pre, eps[t]);
-                        epsNext[t] = Claim.Slack(Up.Add(Up.Add(eps[t], Up.Mul(k, eps[t])), dT));
-                        flops += (long)f[t].Length * 2 * (c.DMlp + c.DModel) + 6L * c.DMlp + 2L * c.DModel + Flops.Norm(c.DModel) + 2L * c.DMlp + 3;
-                    }
+                    prev = tw.Add(new TranscriptStep("T1", [prev, .. common],
+                        BoundProgram.Scope(("sequence", q), ("layer", l), ("block", "attn"), ("site", siteNames[site + 1])),
+                        new JsonObject { ["eps"] = BoundProgram.Array(prop.Eps[site + 1]) }, ts.AttnFlops[l] + PerturbationFlops(c, T) + 2L * T, DatasetDependent: true,
+                        new JsonObject { ["centres"] = Centres(prop.Centres[l]) }));
+                    site++;
+                    if (c.AttnOnly) continue;
+                    for (int t = 0; t < T; t++) interactions.Relu(l, f[t], tab!.Mlp[l]!.U, ts.E[l][t]);
                     prev = tw.Add(new TranscriptStep("T2", [prev, .. common],
                         BoundProgram.Scope(("sequence", q), ("layer", l), ("block", "mlp"), ("site", siteNames[site + 1])),
-                        new JsonObject { ["eps"] = BoundProgram.Array(epsNext) }, flops, DatasetDependent: true));
+                        new JsonObject { ["eps"] = BoundProgram.Array(prop.Eps[site + 1]) }, ts.MlpFlops[l], DatasetDependent: true));
+                    site++;
                 }
-                else
-                {
-                    bool decoded = ccSite[site + 1] >= 0;
-                    string mm = $"blocks.{l}.mlp.";
-                    var pres = Enumerable.Range(0, T).Select(t => IntervalModel.Affine(nominal[site][t], w[mm + "W_in"].Data, 0, c.DModel, c.DMlp, w[mm + "b_in"].Data, 0)).ToArray();
-                    var next = Enumerable.Range(0, T).Select(t => IntervalModel.Add(nominal[site][t], model.Mlp(l, nominal[site][t]))).ToArray();
-                    nominal[site + 1] = decoded ? encoder.Decode(f, ccSite[site + 1]) : next;
-                    for (int t = 0; t < T; t++)
-                    {
-                        double dT = decoded ? IntervalModel.NormUpper(IntervalModel.Sub(next[t], nominal[site + 1][t])) : 0;
-                        double k = norms.ActiveLipschitz(l, pres[t], eps[t]);
-                        epsNext[t] = Claim.Slack(Up.Add(Up.Add(eps[t], Up.Mul(k, eps[t])), dT));
-                    }
-                    flops = T * (Flops.Mlp(c) + c.DModel + 2L * c.DMlp + 3) + (decoded ? nnz * 2 * c.DModel + T * (2L * c.DModel + Flops.Norm(c.DModel)) : 0);
-                    prev = tw.Add(new TranscriptStep("L4", [prev, .. common],
-                        BoundProgram.Scope(("sequence", q), ("layer", l), ("block", "mlp"), ("site", siteNames[site + 1])),
-                        new JsonObject { ["eps"] = BoundProgram.Array(epsNext) }, flops, DatasetDependent: true));
-                }
-                eps = epsNext; site++;
+                lossSum = prop.LossSum;
+                final = tw.Add(new TranscriptStep("L1", [prev, .. common, .. ipSteps], BoundProgram.Scope(("sequence", q)),
+                    new JsonObject { ["loss_sum"] = lossSum }, ts.LogitFlops + seq.LabelledCount * (Flops.CrossEntropy(c.DVocabOut) + 4L), DatasetDependent: true));
             }
-
-            // L1, capped by IP: Σ_t min(CE(z'_t, y) + ε_t max_i ‖u_i − u_y‖, trivial[t][y]).
-            double lossSum = 0;
-            for (int t = 0; t < T; t++)
-            {
-                int y = seq.Labels[t];
-                if (y < 0) continue;
-                var z = tables ? Tables.Combine(f[t], tab!.Unembed, tab.Unembed0) : model.Logits(nominal[site][t]);
-                double viaCrosscoder = Up.Add(IntervalModel.CrossEntropy(z, y).Hi, Up.Mul(eps[t], norms.UnembedDiff[y]));
-                lossSum = Up.Add(lossSum, Math.Min(viaCrosscoder, trivial[t][y]));
-            }
-            long zFlops = tables ? f.Where((_, t) => seq.Labels[t] >= 0).Sum(ft => (long)ft.Length * 2 * c.DVocabOut) + seq.LabelledCount * (long)c.DVocabOut
-                                 : seq.LabelledCount * (2L * c.DModel * c.DVocabOut + c.DVocabOut);
-            lossSum = Claim.Slack(lossSum);
-            int final = tw.Add(new TranscriptStep("L1", [prev, .. common, .. ipSteps], BoundProgram.Scope(("sequence", q)),
-                new JsonObject { ["loss_sum"] = lossSum }, zFlops + seq.LabelledCount * (Flops.CrossEntropy(c.DVocabOut) + 4L), DatasetDependent: true));
+            else (final, lossSum) = Exhaustive(tw, c, model, encoder, norms, ccSite, siteNames, f, seq, q, data, normStep, ipSteps, trivial);
             seqSteps.Add(final); sums.Add(lossSum);
             if (q % 16 == 0 || q == inputs.Data.Count - 1) progress?.Report((q + 1, inputs.Data.Count));
         }
@@ -182,6 +98,84 @@ public static class CrosscoderStrategy
         return (b0, cost, tw.StepCount);
     }
 
+    static JsonArray Centres(double[][][] centres) =>
+        new(centres.Select(hc => (JsonNode)new JsonArray(hc.Select(v => (JsonNode)BoundProgram.Array(v)).ToArray())).ToArray());
+
+    /// <summary>crosscoder-exhaustive on one sequence: each sub-block run on a' in d-space (L2, L5, L4, L1 capped by IP).</summary>
+    static (int Final, double LossSum) Exhaustive(TranscriptWriter tw, ModelConfig c, IntervalModel model, PlainCrosscoder encoder, Norms norms,
+        int[] ccSite, IReadOnlyList<string> siteNames, (int Index, double Value)[][] f, Sequence seq, int q, JsonObject data, int normStep, int[] ipSteps, double[][] trivial)
+    {
+        int T = seq.Tokens.Length;
+        // L2: ε at h⁰, with the advice.
+        var nominal = new Iv[siteNames.Count][][];
+        var embed = Enumerable.Range(0, T).Select(t => model.Embed(seq.Tokens[t], t)).ToArray();
+        nominal[0] = ccSite[0] >= 0 ? encoder.Decode(f, ccSite[0]) : embed;
+        var eps = new double[T];
+        if (ccSite[0] >= 0) for (int t = 0; t < T; t++) eps[t] = Claim.Slack(IntervalModel.NormUpper(IntervalModel.Sub(embed[t], nominal[0][t])));
+        long nnz = f.Sum(x => (long)x.Length);
+        long l2Flops = ccSite[0] >= 0 ? nnz * 2 * c.DModel + T * (3L * c.DModel + Flops.Norm(c.DModel)) : 0;
+        int prev = tw.Add(new TranscriptStep("L2", [], BoundProgram.Scope(("sequence", q), ("site", siteNames[0])),
+            new JsonObject { ["eps"] = BoundProgram.Array(eps) }, l2Flops, DatasetDependent: true, data));
+        int[] common = [prev, normStep];
+        int site = 0;
+        for (int l = 0; l < c.NLayers; l++)
+        {
+            // Attention: site → site + 1.
+            var trace = model.Attention(l, nominal[site]);
+            bool decoded = ccSite[site + 1] >= 0;
+            var next = Enumerable.Range(0, T).Select(t => IntervalModel.Add(nominal[site][t], trace.Output[t])).ToArray();
+            nominal[site + 1] = decoded ? encoder.Decode(f, ccSite[site + 1]) : next;
+            var delta = new double[T];
+            if (decoded) for (int t = 0; t < T; t++) delta[t] = IntervalModel.NormUpper(IntervalModel.Sub(next[t], nominal[site + 1][t]));
+            long flops = Flops.Attention(c, T) + T * (long)c.DModel + (decoded ? nnz * 2 * c.DModel + T * (2L * c.DModel + Flops.Norm(c.DModel)) : 0);
+            var (pert, centres) = AttentionPerturbation(c, norms, l, trace, eps);
+            var epsNext = new double[T];
+            for (int t = 0; t < T; t++) epsNext[t] = Claim.Slack(Up.Add(Up.Add(eps[t], pert[t]), delta[t]));
+            flops += PerturbationFlops(c, T) + 2L * T;
+            prev = tw.Add(new TranscriptStep("L5", [prev, .. common],
+                BoundProgram.Scope(("sequence", q), ("layer", l), ("block", "attn"), ("site", siteNames[site + 1])),
+                new JsonObject { ["eps"] = BoundProgram.Array(epsNext) }, flops, DatasetDependent: true,
+                new JsonObject { ["centres"] = Centres(centres) }));
+            eps = epsNext; site++;
+            if (c.AttnOnly) continue;
+
+            // MLP: site → site + 1.
+            epsNext = new double[T];
+            decoded = ccSite[site + 1] >= 0;
+            string mm = $"blocks.{l}.mlp.";
+            var w = model.Weights;
+            var pres = Enumerable.Range(0, T).Select(t => IntervalModel.Affine(nominal[site][t], w[mm + "W_in"].Data, 0, c.DModel, c.DMlp, w[mm + "b_in"].Data, 0)).ToArray();
+            var mlpNext = Enumerable.Range(0, T).Select(t => IntervalModel.Add(nominal[site][t], model.Mlp(l, nominal[site][t]))).ToArray();
+            nominal[site + 1] = decoded ? encoder.Decode(f, ccSite[site + 1]) : mlpNext;
+            for (int t = 0; t < T; t++)
+            {
+                double dT = decoded ? IntervalModel.NormUpper(IntervalModel.Sub(mlpNext[t], nominal[site + 1][t])) : 0;
+                double k = norms.ActiveLipschitz(l, pres[t], eps[t]);
+                epsNext[t] = Claim.Slack(Up.Add(Up.Add(eps[t], Up.Mul(k, eps[t])), dT));
+            }
+            flops = T * (Flops.Mlp(c) + c.DModel + 2L * c.DMlp + 3) + (decoded ? nnz * 2 * c.DModel + T * (2L * c.DModel + Flops.Norm(c.DModel)) : 0);
+            prev = tw.Add(new TranscriptStep("L4", [prev, .. common],
+                BoundProgram.Scope(("sequence", q), ("layer", l), ("block", "mlp"), ("site", siteNames[site + 1])),
+                new JsonObject { ["eps"] = BoundProgram.Array(epsNext) }, flops, DatasetDependent: true));
+            eps = epsNext; site++;
+        }
+
+        // L1, capped by IP: Σ_t min(CE(z'_t, y) + ε_t max_i ‖u_i − u_y‖, trivial[t][y]).
+        double lossSum = 0;
+        for (int t = 0; t < T; t++)
+        {
+            int y = seq.Labels[t];
+            if (y < 0) continue;
+            double viaCrosscoder = Up.Add(IntervalModel.CrossEntropy(model.Logits(nominal[site][t]), y).Hi, Up.Mul(eps[t], norms.UnembedDiff[y]));
+            lossSum = Up.Add(lossSum, Math.Min(viaCrosscoder, trivial[t][y]));
+        }
+        long zFlops = seq.LabelledCount * (2L * c.DModel * c.DVocabOut + c.DVocabOut);
+        lossSum = Claim.Slack(lossSum);
+        int final = tw.Add(new TranscriptStep("L1", [prev, .. common, .. ipSteps], BoundProgram.Scope(("sequence", q)),
+            new JsonObject { ["loss_sum"] = lossSum }, zFlops + seq.LabelledCount * (Flops.CrossEntropy(c.DVocabOut) + 4L), DatasetDependent: true));
+        return (final, lossSum);
+    }
+
     /// <summary>Bits to name nnz of n features and give their float64 values: log₂ C(n, nnz) + 64·nnz.</summary>
     public static double AdviceBits(int n, int nnz)
     {
@@ -192,7 +186,7 @@ public static class CrosscoderStrategy
 
     /// <summary>Nominal attention from the tables: q', k', v' = Σ_i f_i Q_i + Q₀ (etc.), interval softmax, and
     /// attn'_t − (the skip and decoder difference are added by the caller) = Σ_h Σ_{s≤t} p'_ts (Σ_j f_sj OV_j + OV₀).</summary>
-    static IntervalModel.AttentionTrace TableAttention(ModelConfig c, Tables.AttentionTables at, (int Index, double Value)[][] f)
+    internal static IntervalModel.AttentionTrace TableAttention(ModelConfig c, Tables.AttentionTables at, (int Index, double Value)[][] f)
     {
         int T = f.Length, H = c.NHeads, d = c.DModel;
         var Q = new Iv[H][][]; var K = new Iv[H][][]; var V = new Iv[H][][]; var P = new Iv[H][][];
@@ -218,7 +212,7 @@ public static class CrosscoderStrategy
         return new IntervalModel.AttentionTrace(Q, K, V, P, outp);
     }
 
-    static long TableAttentionFlops(ModelConfig c, (int Index, double Value)[][] f)
+    internal static long TableAttentionFlops(ModelConfig c, (int Index, double Value)[][] f)
     {
         long d = c.DModel, H = c.NHeads, dh = c.DHead, T = f.Length, pairs = T * (T + 1) / 2;
         long nnz = f.Sum(x => (long)x.Length);
@@ -228,7 +222,7 @@ public static class CrosscoderStrategy
 
     /// <summary>L5 per position t: Σ_heads ‖W_O‖ (min(2, e^{2η_t} − 1) · max_{s≤t} ‖v'_s − c‖ + ‖W_V‖ max_{s≤t} ε_s),
     /// η_t = max_{s≤t} (‖W_Q‖ε_t‖k'_s‖ + ‖q'_t‖‖W_K‖ε_s + ‖W_Q‖‖W_K‖ε_tε_s)/√d_head, c = the mean of the v'_s midpoints.</summary>
-    static (double[] Pert, double[][][] Centres) AttentionPerturbation(ModelConfig c, Norms n, int l, IntervalModel.AttentionTrace tr, double[] eps)
+    internal static (double[] Pert, double[][][] Centres) AttentionPerturbation(ModelConfig c, Norms n, int l, IntervalModel.AttentionTrace tr, double[] eps)
     {
         int T = eps.Length, dh = c.DHead;
         double invSqrt = Up.Div(1, Math.BitDecrement(Math.Sqrt(dh)));
