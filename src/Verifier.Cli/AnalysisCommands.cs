@@ -31,17 +31,28 @@ static class AnalysisCommands
 
     /// <summary>The analysis half of `verifier interactions` (the transcript half lives in InteractionsCommand).</summary>
     public static int Interactions(CommandContext ctx, ParseResult pr, string modelDir, string ccDir, string dataPath, int top, int screenTop,
-        string? reportDir, bool allowMismatch, Option<FileInfo> db, Option<bool> noRecord)
+        string? reportDir, bool boundRemoval, bool allowMismatch, Option<FileInfo> db, Option<bool> noRecord)
     {
         var inputs = Load(modelDir, ccDir, dataPath, allowMismatch);
-        var r = ctx.WithProgress("measuring interactions", report => { report(0, ""); return InteractionAnalysis.Analyse(inputs.Weights, inputs.Crosscoder, inputs.Data, new InteractionAnalysis.Options(top, screenTop)); });
+        var sites = inputs.Weights.Config.SiteNames();
+        if (boundRemoval && (inputs.Weights.Config.AttnOnly || sites.Any(s => !inputs.Crosscoder.Config.Sites.Contains(s))))
+        {
+            ctx.Say("b₀-removal validation skipped: it needs MLP layers and a crosscoder over every residual site (crosscoder-tables)");
+            boundRemoval = false;
+        }
+        var r = ctx.WithProgress("measuring interactions", report =>
+        {
+            report(0, "");
+            return InteractionAnalysis.Analyse(inputs.Weights, inputs.Crosscoder, inputs.Data, new InteractionAnalysis.Options(top, screenTop, BoundRemoval: boundRemoval),
+                new SyncProgress<(int Done, int Total)>(p => report((double)p.Done / p.Total, $"tables bound without each pair: {p.Done}/{p.Total} sequences")));
+        });
         var summary = new
         {
-            r.Tokens, r.Pairs, r.DominantShare, r.AttentionDominance, r.Validation,
+            r.Tokens, r.Pairs, r.DominantShare, r.AttentionDominance, r.Validation, r.BoundRemoval,
             Neurons = r.Neurons, Ranked = r.Ranked, HeatmapFeatures = r.HeatmapFeatures, Report = reportDir,
         };
         if (reportDir is not null) WriteReport(reportDir, r, modelDir, ccDir, dataPath);
-        Record(pr, db, noRecord, "interactions", inputs, new { r.Tokens, r.Pairs, r.DominantShare, r.AttentionDominance, r.Validation });
+        Record(pr, db, noRecord, "interactions", inputs, new { r.Tokens, r.Pairs, r.DominantShare, r.AttentionDominance, r.Validation, r.BoundRemoval });
         if (ctx.Json) { ctx.WriteJson(summary); return ExitCodes.Ok; }
         ctx.Say($"{r.Tokens} tokens, {r.Pairs} co-occurring feature pairs; dominant share {r.DominantShare:P1}; one query feature dominates {r.AttentionDominance:P1} of (query, key, head) scores");
         foreach (var g in r.Ranked.GroupBy(x => x.Metric))
@@ -50,14 +61,27 @@ static class AnalysisCommands
             ctx.Say($"  {"i",5} {"j",5} {"layer",5} {"unit",5} {"value",12} {"frequency",10}");
             foreach (var x in g.Take(Math.Min(top, 10))) ctx.Say($"  {x.I,5} {x.J,5} {x.Layer,5} {x.Unit,5} {x.Value,12:G5} {x.Frequency,10:P2}");
         }
-        if (r.Validation.Count > 0)
+        foreach (var g in r.Validation.GroupBy(v => v.Target))
         {
-            ctx.Say("validation: Spearman ρ of each metric against the measured pairwise linearisation error (I_ij = E({i,j}) − E({i}) − E({j})):");
-            foreach (var v in r.Validation.OrderByDescending(v => v.Spearman)) ctx.Say($"  {v.Metric,-26} ρ = {v.Spearman,7:F3}  ({v.Pairs} pairs)");
+            ctx.Say($"validation: Spearman ρ of each metric against {TargetText(g.Key)}:");
+            foreach (var v in g.OrderByDescending(v => v.Spearman)) ctx.Say($"  {v.Metric,-26} ρ = {v.Spearman,7:F3}  ({v.Pairs} pairs)");
         }
+        if (r.BoundRemoval is { } br) ctx.Say(RemovalText(br));
         if (reportDir is not null) ctx.Say($"report: {Path.Combine(reportDir, "report.md")}");
         return ExitCodes.Ok;
     }
+
+    static string TargetText(string target) => target switch
+    {
+        "E-measured" => "the measured pairwise linearisation error (I_ij = E({i,j}) − E({i}) − E({j}), |I_ij| summed over tokens and neurons)",
+        "b0-removal" => "the drop in the crosscoder-tables b₀ (before the trivial cap) when the pair's interaction I_ij is removed from E",
+        "b0-removal-moving" => "the same drop in b₀, over only the pairs whose removal moves it",
+        _ => target,
+    };
+
+    static string RemovalText(BoundRemovalSummary br) =>
+        $"crosscoder-tables b₀ {br.B0:G6} (uncapped {br.UncappedB0:G6}); removing one pair moves the uncapped b₀ for {br.PairsMovingUncapped} pairs " +
+        $"(largest drop {br.LargestUncapped:G4}) and the capped, certified b₀ for {br.PairsMovingCapped} (largest drop {br.LargestCapped:G4})";
 
     static void WriteReport(string dir, InteractionReport r, string modelDir, string ccDir, string dataPath)
     {
@@ -88,10 +112,14 @@ static class AnalysisCommands
             if (r.Validation.Count > 0)
             {
                 md.AppendLine("## Validation: which metric predicts the bound's looseness?").AppendLine();
-                md.AppendLine("Spearman ρ between each metric and the measured pairwise linearisation error I_ij summed over tokens and neurons.").AppendLine();
-                md.AppendLine("| metric | ρ | pairs |").AppendLine("| --- | ---: | ---: |");
-                foreach (var v in r.Validation.OrderByDescending(v => v.Spearman)) md.AppendLine($"| {v.Metric} | {v.Spearman:F3} | {v.Pairs} |");
-                md.AppendLine();
+                foreach (var g in r.Validation.GroupBy(v => v.Target))
+                {
+                    md.AppendLine($"Spearman ρ between each metric and {TargetText(g.Key)}.").AppendLine();
+                    md.AppendLine("| metric | ρ | pairs |").AppendLine("| --- | ---: | ---: |");
+                    foreach (var v in g.OrderByDescending(v => v.Spearman)) md.AppendLine($"| {v.Metric} | {v.Spearman:F3} | {v.Pairs} |");
+                    md.AppendLine();
+                }
+                if (r.BoundRemoval is { } br) md.AppendLine(RemovalText(br)).AppendLine();
             }
             md.AppendLine("## Neurons by linearisation-error mass").AppendLine().AppendLine("| layer | neuron | Σ|E| | non-zero |").AppendLine("| ---: | ---: | ---: | ---: |");
             foreach (var n in r.Neurons.Take(15)) md.AppendLine($"| {n.Layer} | {n.Neuron} | {n.EMass:G5} | {n.NonzeroFraction:P2} |");

@@ -20,6 +20,7 @@ static class InteractionsCommand
         var data = new Option<FileInfo?>("--data") { Description = "Dataset" };
         var screenTop = new Option<int>("--screen-top") { Description = "Keep only the pairs with the largest Hadamard screen before the exact metric (0: all)", DefaultValueFactory = _ => 0 };
         var report = new Option<DirectoryInfo?>("--report") { Description = "Write report.md, heatmap.png/.svg and interactions.json into this directory" };
+        var noRemoval = new Option<bool>("--no-bound-removal") { Description = "Skip re-running the crosscoder-tables bound with each pair's interaction removed (the b₀-based validation)" };
         var allow = new Option<bool>("--allow-model-mismatch") { Description = "Use a crosscoder trained on different model weights" };
         var db = StoreOptions.Db();
         var noRecord = new Option<bool>("--no-record") { Description = "Do not record the analysis in the store" };
@@ -29,7 +30,7 @@ static class InteractionsCommand
         var json = Options.Json();
         var cmd = new Command("interactions", "Rank the nonlinear feature interactions of a transcript: ReLU neurons by linearisation-error mass, feature pairs at a neuron by ReLU strength, attention feature pairs by departure of B_ij from its row average");
         cmd.Arguments.Add(transcript);
-        foreach (var o in new Option[] { model, crosscoder, data, screenTop, report, allow, db, noRecord, top, kind, json }) cmd.Options.Add(o);
+        foreach (var o in new Option[] { model, crosscoder, data, screenTop, report, noRemoval, allow, db, noRecord, top, kind, json }) cmd.Options.Add(o);
         cmd.SetAction((pr, ct) => Task.FromResult(CommandRunner.Run(pr, json, ct, ctx =>
         {
             if (pr.GetValue(transcript) is null)
@@ -37,7 +38,7 @@ static class InteractionsCommand
                 if (pr.GetValue(model) is null || pr.GetValue(crosscoder) is null || pr.GetValue(data) is null)
                     throw new UsageException("give a transcript, or --model, --crosscoder and --data to measure the interactions");
                 return AnalysisCommands.Interactions(ctx, pr, pr.GetValue(model)!.FullName, pr.GetValue(crosscoder)!.FullName, pr.GetValue(data)!.FullName,
-                    pr.GetValue(top), pr.GetValue(screenTop), pr.GetValue(report)?.FullName, pr.GetValue(allow), db, noRecord);
+                    pr.GetValue(top), pr.GetValue(screenTop), pr.GetValue(report)?.FullName, !pr.GetValue(noRemoval), pr.GetValue(allow), db, noRecord);
             }
             string path = pr.GetValue(transcript)!.FullName;
             var terms = Read(path);

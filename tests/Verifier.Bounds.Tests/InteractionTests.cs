@@ -9,7 +9,7 @@ public class InteractionTests
     /// <summary>d_model 2, one layer, attention silent (all zero), so h^{mid} = h⁰ = W_E[x]. Token 0 → (1, 0), 1 → (0, 1),
     /// 2 → (1, 1), 3 → (−1, −1). Neuron 0 has W_in = (1, 1), b_in = −1.5: it fires only when both coordinates are on
     /// together (token 2). Neuron 1 has W_in = 0, b_in = 1: always on, so switching the MLP off changes the loss.</summary>
-    static ModelWeights Model()
+    internal static ModelWeights Model()
     {
         var c = ModelConfig.Create(2, 1, 1, 2, 1, 1, 4, 3, attnOnly: false);
         var r = new Rng(5);
@@ -24,7 +24,7 @@ public class InteractionTests
 
     /// <summary>W_enc = [I, −I], W_dec = [I; −I] at every site (relu-l1): features are the positive and negative parts
     /// of each coordinate, and a' = h exactly.</summary>
-    static CrosscoderWeights Identity(ModelConfig c)
+    internal static CrosscoderWeights Identity(ModelConfig c)
     {
         var sites = c.SiteNames(); int S = sites.Count, d = c.DModel, n = 2 * S * d;
         var enc = new double[S * d * n]; var dec = new double[n * S * d];
@@ -37,11 +37,11 @@ public class InteractionTests
         });
     }
 
-    static TokenDataset Data(params int[] tokens) =>
+    internal static TokenDataset Data(params int[] tokens) =>
         new(Enumerable.Range(0, 40).Select(k => new Sequence([tokens[k % tokens.Length]], [k % 3])).ToList());
 
     // Mid-site (site 1) features: coordinate x+ is 1·2 + 0 = 2, y+ is 3; x− is S·d + 2 = 8, y− is 9.
-    const int XPlus = 2, YPlus = 3, XMinus = 8, YMinus = 9;
+    internal const int XPlus = 2, YPlus = 3, XMinus = 8, YMinus = 9;
 
     [Fact]
     public void The_planted_pair_ranks_first_and_a_pair_that_never_crosses_a_threshold_together_has_no_interaction()

@@ -7,13 +7,21 @@ public sealed record PairMetric(string Metric, int I, int J, int Layer, int Unit
 
 public sealed record NeuronError(int Layer, int Neuron, double EMass, double NonzeroFraction);
 
-public sealed record Validation(string Metric, double Spearman, int Pairs);
+/// <summary>Spearman ρ of a metric against a target over co-occurring pairs. Targets: "E-measured" (the pair's
+/// measured linearisation error) and "b0-removal" (the change in the tables bound's uncapped b₀ when the pair's
+/// interaction is removed, <see cref="BoundSensitivity"/>), and "b0-removal-moving" (the same over the pairs whose
+/// removal moves b₀ at all).</summary>
+public sealed record Validation(string Metric, string Target, double Spearman, int Pairs);
+
+/// <summary>The tables bound with each pair's interaction removed: b₀ (certified form), the uncapped b₀, and how
+/// many pairs move each.</summary>
+public sealed record BoundRemovalSummary(double B0, double UncappedB0, int PairsMovingUncapped, int PairsMovingCapped, double LargestUncapped, double LargestCapped);
 
 /// <summary>Everything `verifier interactions` measures over a model, a crosscoder and a dataset.</summary>
 public sealed record InteractionReport(
     long Tokens, int Pairs, IReadOnlyList<NeuronError> Neurons, IReadOnlyList<PairMetric> Ranked,
     IReadOnlyList<Validation> Validation, double AttentionDominance, double DominantShare,
-    int[] HeatmapFeatures, double[,] Heatmap)
+    int[] HeatmapFeatures, double[,] Heatmap, BoundRemovalSummary? BoundRemoval = null)
 {
     /// <summary>The measured pairwise linearisation error of every co-occurring pair (i &lt; j), per token.</summary>
     [System.Text.Json.Serialization.JsonIgnore]
@@ -26,11 +34,12 @@ public sealed record InteractionReport(
 /// set S. A pair's measured contribution to E is its second-order part I_ij = E({i,j}) − E({i}) − E({j}).</summary>
 public static class InteractionAnalysis
 {
-    public sealed record Options(int Top = 30, int ScreenTop = 0, int Bins = 4, int HeatmapSize = 24);
+    /// <param name="BoundRemoval">Also re-run the tables bound with each pair's interaction removed (needs a crosscoder over every site).</param>
+    public sealed record Options(int Top = 30, int ScreenTop = 0, int Bins = 4, int HeatmapSize = 24, bool BoundRemoval = false);
 
     sealed class PairAcc { public double Measured, Screen, SeedAll; public long Cooccur; public int BestLayer, BestNeuron; public double BestSeed; }
 
-    public static InteractionReport Analyse(ModelWeights w, CrosscoderWeights cc, TokenDataset data, Options o)
+    public static InteractionReport Analyse(ModelWeights w, CrosscoderWeights cc, TokenDataset data, Options o, IProgress<(int Done, int Total)>? progress = null)
     {
         var c = w.Config; var sites = c.SiteNames();
         int n = cc.Config.Width, d = c.DModel, m = c.DMlp, S = cc.Config.Sites.Count;
@@ -186,17 +195,40 @@ public static class InteractionAnalysis
         foreach (var ((i, j), v) in cov.OrderByDescending(p => Math.Abs(p.Value)).Take(o.Top)) ranked.Add(new PairMetric("covariance", i, j, -1, -1, v, pairs[(i, j)].Cooccur / (double)T));
         foreach (var ((i, j), v) in kl.OrderByDescending(p => p.Value).Take(o.Top)) ranked.Add(new PairMetric("kl-joint-vs-product", i, j, -1, -1, v, pairs[(i, j)].Cooccur / (double)T));
 
-        // Validation: each metric's Spearman correlation with the measured E contribution, over co-occurring pairs.
+        // Validation: each metric's Spearman correlation with the measured E contribution, and with the change in the
+        // tables bound's b₀ when the pair's interaction is removed, over co-occurring pairs.
         var keys = pairs.Keys.ToList();
-        var measured = keys.Select(k => pairs[k].Measured).ToArray();
         var validation = new List<Validation>();
+        BoundRemovalSummary? removal = null;
         if (keys.Count > 2 && !c.AttnOnly)
         {
-            validation.Add(new Validation("relu-seed", Spearman(keys.Select(k => pairs[k].SeedAll).ToArray(), measured), keys.Count));
-            validation.Add(new Validation("hadamard-screen", Spearman(keys.Select(k => pairs[k].Screen).ToArray(), measured), keys.Count));
-            validation.Add(new Validation("|covariance|", Spearman(keys.Select(k => Math.Abs(cov[k])).ToArray(), measured), keys.Count));
-            validation.Add(new Validation("kl-joint-vs-product", Spearman(keys.Select(k => kl[k]).ToArray(), measured), keys.Count));
-            validation.Add(new Validation("co-occurrence frequency", Spearman(keys.Select(k => (double)pairs[k].Cooccur).ToArray(), measured), keys.Count));
+            var metrics = new List<(string Name, double[] Values)>
+            {
+                ("relu-seed", keys.Select(k => pairs[k].SeedAll).ToArray()),
+                ("hadamard-screen", keys.Select(k => pairs[k].Screen).ToArray()),
+                ("|covariance|", keys.Select(k => Math.Abs(cov[k])).ToArray()),
+                ("kl-joint-vs-product", keys.Select(k => kl[k]).ToArray()),
+                ("co-occurrence frequency", keys.Select(k => (double)pairs[k].Cooccur).ToArray()),
+            };
+            var measured = keys.Select(k => pairs[k].Measured).ToArray();
+            foreach (var (name, values) in metrics) validation.Add(new Validation(name, "E-measured", Spearman(values, measured), keys.Count));
+            if (o.BoundRemoval)
+            {
+                var sens = BoundSensitivity.Run(w, cc, data, progress);
+                var drop = keys.Select(k => sens.Pairs.TryGetValue(k, out var e) ? e.Uncapped : 0).ToArray();
+                var dropCapped = keys.Select(k => sens.Pairs.TryGetValue(k, out var e) ? e.Capped : 0).ToArray();
+                metrics.Add(("relu-e-measured", measured));
+                foreach (var (name, values) in metrics) validation.Add(new Validation(name, "b0-removal", Spearman(values, drop), keys.Count));
+                // Among the pairs that move b₀ at all (in a one-layer model: those active together where a label is scored).
+                var moving = Enumerable.Range(0, keys.Count).Where(x => drop[x] != 0).ToArray();
+                if (moving.Length > 2)
+                    foreach (var (name, values) in metrics)
+                        validation.Add(new Validation(name, "b0-removal-moving", Spearman(moving.Select(x => values[x]).ToArray(), moving.Select(x => drop[x]).ToArray()), moving.Length));
+                removal = new BoundRemovalSummary(sens.B0, sens.UncappedB0, drop.Count(x => x != 0), dropCapped.Count(x => x != 0),
+                    drop.Length == 0 ? 0 : drop.Max(), dropCapped.Length == 0 ? 0 : dropCapped.Max());
+                foreach (var (k, v) in keys.Zip(drop).OrderByDescending(p => p.Second).Take(o.Top))
+                    ranked.Add(new PairMetric("b0-removal", k.Item1, k.Item2, pairs[k].BestLayer, pairs[k].BestNeuron, v, pairs[k].Cooccur / (double)Math.Max(1, T)));
+            }
         }
 
         // Heat map of the measured interaction among the features with the most of it.
@@ -209,7 +241,7 @@ public static class InteractionAnalysis
                 if (x != y && pairs.TryGetValue((Math.Min(top[x], top[y]), Math.Max(top[x], top[y])), out var acc)) heat[x, y] = acc.Measured / T;
 
         return new InteractionReport(T, pairs.Count, neurons.OrderByDescending(x => x.EMass).Take(o.Top).ToList(), ranked, validation,
-            domTotal > 0 ? domHits / domTotal : double.NaN, shareCount > 0 ? shareSum / shareCount : double.NaN, top, heat)
+            domTotal > 0 ? domHits / domTotal : double.NaN, shareCount > 0 ? shareSum / shareCount : double.NaN, top, heat, removal)
         { Measured = pairs.ToDictionary(p => p.Key, p => p.Value.Measured / Math.Max(1, T)) };
     }
 

@@ -1,0 +1,83 @@
+using Verifier.Core;
+
+namespace Verifier.Bounds.Analysis;
+
+/// <summary>How much one feature pair's interaction loosens the crosscoder-tables bound.</summary>
+/// <param name="Uncapped">b₀ − b₀ without the pair, both before IP's per-position cap (the crosscoder's own bound).</param>
+/// <param name="Capped">The same for the certified b₀ (capped position by position by the trivial bound).</param>
+/// <param name="Sequences">Sequences in which the pair is active at one token together.</param>
+public sealed record PairBoundEffect(int I, int J, double Uncapped, double Capped, long Sequences);
+
+public sealed record SensitivityReport(double B0, double UncappedB0, long Positions, IReadOnlyDictionary<(int I, int J), PairBoundEffect> Pairs);
+
+/// <summary>The change in b₀ when one pair's interaction is removed from the crosscoder-tables strategy (issue 6.2).
+/// At MLP layer l, token t and neuron m where features i and j are both active, the strategy's linearisation error
+/// E_m (T2) loses the pair's second-order part I_ij,m = E({i,j}) − E({i}) − E({j}) (E(S) = ReLU(c + Σ_S p) − ReLU(c)
+/// − g Σ_S p, p_im = f_i U_im): Σ_m |E_m − I_ij,m| ‖W_out[m]‖ replaces Σ_m |E_m| ‖W_out[m]‖, and the ε recursion and
+/// L1 run again (<see cref="TablesSequence.Propagate"/>). The result is a counterfactual — what b₀ would be if the pair
+/// combined linearly — never a proof. Only sequences where the pair co-occurs are re-run.</summary>
+public static class BoundSensitivity
+{
+    public static SensitivityReport Run(ModelWeights w, CrosscoderWeights cc, TokenDataset data, IProgress<(int Done, int Total)>? progress = null, CancellationToken ct = default)
+    {
+        var c = w.Config; var names = c.SiteNames();
+        if (c.AttnOnly) throw new UsageException("the bound's ReLU interactions need MLP layers; this model is attention-only");
+        int[] ccSite = names.Select(s => cc.Config.Sites.ToList().IndexOf(s)).ToArray();
+        if (ccSite.Any(i => i < 0))
+            throw new UsageException($"removing a pair from the crosscoder-tables bound needs a crosscoder over every residual site ({string.Join(", ", names)}); this one has {string.Join(", ", cc.Config.Sites)}");
+        var model = new IntervalModel(w);
+        var norms = Norms.Compute(w);
+        var tab = Tables.Build(w, cc, ccSite);
+        var trivial = TrivialStrategy.Table(w, ct);
+        var encoder = new PlainCrosscoder(cc, names);
+        // Float64 midpoints for the pair terms (a counterfactual, not a claim).
+        var U = tab.Mlp.Select(mt => mt!.U.Select(r => r.Select(x => 0.5 * (x.Lo + x.Hi)).ToArray()).ToArray()).ToArray();
+        var C = tab.Mlp.Select(mt => mt!.C.Select(x => 0.5 * (x.Lo + x.Hi)).ToArray()).ToArray();
+        static double E(double cm, bool g, double s) => Math.Max(0, cm + s) - Math.Max(0, cm) - (g ? s : 0);
+
+        var acc = new Dictionary<(int, int), (double Uncapped, double Capped, long Seqs)>();
+        double sum = 0, uncappedSum = 0;
+        for (int q = 0; q < data.Count; q++)
+        {
+            ct.ThrowIfCancellationRequested();
+            var seq = data.Sequences[q];
+            var f = encoder.Encode(w, seq.Tokens);
+            var ts = TablesSequence.Prepare(c, model, tab, encoder, ccSite[0], f, seq);
+            var baseline = ts.Propagate(c, norms, tab, trivial);
+            sum = Up.Add(sum, baseline.LossSum); uncappedSum += baseline.UncappedLossSum;
+            var pairs = new SortedSet<(int, int)>();
+            foreach (var ft in f)
+                for (int a = 0; a < ft.Length; a++)
+                    for (int b = a + 1; b < ft.Length; b++) pairs.Add((Math.Min(ft[a].Index, ft[b].Index), Math.Max(ft[a].Index, ft[b].Index)));
+            foreach (var (i, j) in pairs)
+            {
+                var outs = new Dictionary<(int, int), double>();
+                for (int l = 0; l < c.NLayers; l++)
+                {
+                    var mt = tab.Mlp[l]!;
+                    for (int t = 0; t < f.Length; t++)
+                    {
+                        double fi = 0, fj = 0; bool hi = false, hj = false;
+                        foreach (var (k, v) in f[t]) { if (k == i) { fi = v; hi = true; } else if (k == j) { fj = v; hj = true; } }
+                        if (!hi || !hj) continue;
+                        var e = (Iv[])ts.E[l][t].Clone();
+                        for (int m = 0; m < e.Length; m++)
+                        {
+                            double pi = fi * U[l][i][m], pj = fj * U[l][j][m];
+                            double inter = E(C[l][m], mt.G[m], pi + pj) - E(C[l][m], mt.G[m], pi) - E(C[l][m], mt.G[m], pj);
+                            if (inter != 0) e[m] = e[m] - Iv.Point(inter);
+                        }
+                        outs[(l, t)] = TablesSequence.ErrorOut(e, mt.WoutRowNorm);
+                    }
+                }
+                var without = ts.Propagate(c, norms, tab, trivial, (l, t) => outs.TryGetValue((l, t), out var v) ? v : null);
+                var prev = acc.GetValueOrDefault((i, j));
+                acc[(i, j)] = (prev.Uncapped + (baseline.UncappedLossSum - without.UncappedLossSum), prev.Capped + (baseline.LossSum - without.LossSum), prev.Seqs + 1);
+            }
+            if (q % 16 == 0 || q == data.Count - 1) progress?.Report((q + 1, data.Count));
+        }
+        long P = data.LabelledPositions;
+        return new SensitivityReport(Claim.Slack(Up.Div(sum, P)), uncappedSum / P, P,
+            acc.ToDictionary(p => p.Key, p => new PairBoundEffect(p.Key.Item1, p.Key.Item2, p.Value.Uncapped / P, p.Value.Capped / P, p.Value.Seqs)));
+    }
+}
