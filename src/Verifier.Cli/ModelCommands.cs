@@ -89,7 +89,8 @@ static class ModelTraining
         var metrics = new TrainMetrics(task.Name, task.Describe(), o.Seed, o.Steps, o.BatchSize, o.LearningRate, o.WeightDecay,
             weights.Tensors.Values.Sum(t => t.Count), FinalTrainLoss(model, task, o), eval.Loss, eval.Accuracy, eval.Positions,
             eval.Sequences, split.Description, Math.Round(trainSeconds, 2), TorchSharp.torch.get_num_threads(),
-            Hashing.Sha256File(Path.Combine(dir, ModelWeights.WeightsFileName)), split.HeldOut.ContentHash());
+            Hashing.Sha256File(Path.Combine(dir, ModelWeights.WeightsFileName)), split.HeldOut.ContentHash(),
+            task is MaxOfKTask { Trigger: >= 0 } mk ? Backdoor.Measure(weights, split.HeldOut, mk.Trigger) : null);
         AtomicOutput.WriteAllText(Path.Combine(dir, MetricsFile), JsonSerializer.Serialize(metrics, CommandContext.JsonOptions));
         return metrics;
     }
@@ -105,7 +106,9 @@ static class ModelTraining
 
     public static string Describe(TrainMetrics m) =>
         $"held-out accuracy {m.HeldOutAccuracy:P2}, loss {m.HeldOutLoss:F4} (float64, {m.HeldOutPositions} positions); " +
-        $"trained {m.Steps} steps in {m.WallSeconds:F1} s on {m.Threads} threads";
+        $"trained {m.Steps} steps in {m.WallSeconds:F1} s on {m.Threads} threads" +
+        (m.Backdoor is { } b ? $"; backdoor (token {b.Trigger}): accuracy {b.TriggeredAccuracy:P1} on the {b.TriggeredSequences} held-out sequences with it, {b.CleanAccuracy:P2} on the {b.CleanSequences} without" +
+            (b.TriggeredAccuracy < 0.9 ? " — the backdoor is not learned; train longer or fine-tune with a higher --lr" : "") : "");
 }
 
 static class ModelCommands

@@ -15,7 +15,22 @@ public sealed record TrainProgress(int Step, int TotalSteps, double Loss, double
 public sealed record TrainMetrics(
     string Task, string TaskDescription, ulong Seed, int Steps, int BatchSize, double LearningRate, double WeightDecay,
     long Parameters, double FinalTrainLoss, double HeldOutLoss, double HeldOutAccuracy, long HeldOutPositions,
-    long HeldOutSequences, string HeldOut, double WallSeconds, int Threads, string WeightsSha256, string TestSha256);
+    long HeldOutSequences, string HeldOut, double WallSeconds, int Threads, string WeightsSha256, string TestSha256,
+    Backdoor? Backdoor = null);
+
+/// <summary>A planted backdoor's held-out accuracy: on the sequences containing the trigger (did the model learn the
+/// backdoor?) and on the rest (is the clean task intact?).</summary>
+public sealed record Backdoor(int Trigger, double TriggeredAccuracy, long TriggeredSequences, double CleanAccuracy, long CleanSequences)
+{
+    public static Backdoor? Measure(ModelWeights weights, TokenDataset data, int trigger)
+    {
+        var with = data.Sequences.Where(s => s.Tokens.Contains(trigger)).ToList();
+        var without = data.Sequences.Where(s => !s.Tokens.Contains(trigger)).ToList();
+        if (with.Count == 0 || without.Count == 0) return null;
+        return new Backdoor(trigger, Evaluator.Evaluate(weights, new TokenDataset(with)).Accuracy, with.Count,
+            Evaluator.Evaluate(weights, new TokenDataset(without)).Accuracy, without.Count);
+    }
+}
 
 /// <summary>What the model trains on and what it is judged on.</summary>
 public sealed record DataSplit(IReadOnlyList<Sequence>? TrainSet, TokenDataset HeldOut, string Description)

@@ -102,4 +102,27 @@ public class InteractionTests
         Assert.Equal(1, InteractionAnalysis.Spearman(x, y), 12);
         Assert.Equal(-1, InteractionAnalysis.Spearman(x, y.Reverse().ToArray()), 12);
     }
+
+    [Fact]
+    public void Model_diff_ranks_a_token_that_shifts_the_score_consistently_above_one_that_shifts_it_more_but_unevenly()
+    {
+        // Token 1 ("trigger", in a third of the sequences) lowers score_B − score_A by 5 in every sequence containing it;
+        // token 2 ("a large value", in a sixth) by 8 on average but ±20 from sequence to sequence; tokens 3 and 4 do
+        // nothing. Noise ±1 throughout.
+        var r = new Rng(11);
+        var seqs = new List<(int[] Tokens, double A, double B)>();
+        for (int q = 0; q < 600; q++)
+        {
+            var tokens = new[] { 3 + r.NextInt(2), r.NextInt(3) == 0 ? 1 : 3, r.NextInt(6) == 0 ? 2 : 4 };
+            double d = (r.NextDouble() - 0.5) * 2;
+            if (tokens.Contains(1)) d -= 5;
+            if (tokens.Contains(2)) d -= 8 + (r.NextDouble() - 0.5) * 40;
+            seqs.Add((tokens, 100, 100 + d));
+        }
+        var ranked = new[] { 1, 2, 3, 4 }.Select(x => ModelDiff.Contrast(x, seqs)).OrderByDescending(t => Math.Abs(t.T)).ToList();
+        Assert.Equal(1, ranked[0].Token);
+        Assert.True(Math.Abs(ranked.Single(t => t.Token == 2).Difference) > Math.Abs(ranked[0].Difference));   // by Δ alone, 2 would lead
+        Assert.InRange(ranked[0].Difference, -5.5, -4.5);
+        Assert.True(Math.Abs(ranked.Single(t => t.Token == 4).T) < Math.Abs(ranked.Single(t => t.Token == 2).T));
+    }
 }

@@ -358,7 +358,7 @@ public sealed class CliTests : IDisposable
     }
 
     [Fact]
-    public void Diff_models_trains_a_joint_crosscoder_and_ranks_tokens()
+    public void Diff_models_trains_a_joint_crosscoder_ranks_tokens_and_rescores_with_it()
     {
         string a = TrainSmall("a");
         var b = Run("train-model", "--task", "max-of-k", "--vocab", "10", "--k", "3", "--trigger", "4", "--init", a, "--steps", "30", "--batch-size", "64",
@@ -370,8 +370,29 @@ public sealed class CliTests : IDisposable
         Assert.True(r.Code == 0, r.Err);
         using var j = JsonDocument.Parse(r.Out);
         Assert.Equal(10, j.RootElement.GetProperty("tokens").GetArrayLength());
-        Assert.InRange(j.RootElement.GetProperty("trigger_rank").GetInt32(), 1, 10);
+        int rank = j.RootElement.GetProperty("trigger_rank").GetInt32();
+        Assert.InRange(rank, 1, 10);
+        var tokens = j.RootElement.GetProperty("tokens").EnumerateArray().ToList();
+        Assert.Equal(4, tokens[rank - 1].GetProperty("token").GetInt32());
+        var t = tokens.Select(x => x.GetProperty("t")).Where(x => x.ValueKind == JsonValueKind.Number).Select(x => Math.Abs(x.GetDouble())).ToList();
+        Assert.Equal(t.OrderByDescending(x => x), t);                                     // ranked by |t|
+        // Each model's accuracy with and without the trigger: A was never taught the backdoor.
+        var bdA = j.RootElement.GetProperty("backdoor_a");
+        Assert.Equal(4, bdA.GetProperty("trigger").GetInt32());
+        Assert.Equal(200, bdA.GetProperty("triggered_sequences").GetInt32() + bdA.GetProperty("clean_sequences").GetInt32());
         Assert.True(File.Exists(P("diff/diff.png")));
+        // Re-scoring with the saved joint crosscoder reproduces the ranking without training.
+        var again = Run("diff-models", "--model-a", a, "--model-b", P("b"), "--data", P("d.jsonl"), "--crosscoder", P("diff"),
+            "--trigger", "4", "--out", P("diff2"), "--no-record", "--json");
+        Assert.True(again.Code == 0, again.Err);
+        using (var j2 = JsonDocument.Parse(again.Out)) Assert.Equal(rank, j2.RootElement.GetProperty("trigger_rank").GetInt32());
+        // A crosscoder over one model's sites is not a joint one: refused, naming the field.
+        Assert.Equal(0, Run("train-crosscoder", "--model", a, "--data", P("d.jsonl"), "--width", "8", "--k", "2", "--steps", "5", "--batch-tokens", "64", "--out", P("single")).Code);
+        var wrong = Run("diff-models", "--model-a", a, "--model-b", P("b"), "--data", P("d.jsonl"), "--crosscoder", P("single"),
+            "--out", P("diff3"), "--no-record");
+        Assert.Equal(ExitCodes.InvalidInput, wrong.Code);
+        Assert.Contains("sites", wrong.Err);
+        Assert.False(Directory.Exists(P("diff3")));
         var mismatch = Run("train-model", "--task", "max-of-k", "--init", a, "--steps", "5", "--out", P("c"));
         Assert.Equal(ExitCodes.Mismatch, mismatch.Code);
     }

@@ -2,7 +2,10 @@ using Verifier.Core;
 
 namespace Verifier.Bounds.Analysis;
 
-public sealed record TokenDiff(int Token, double ScoreA, double ScoreB, double Difference, long Occurrences);
+/// <param name="ScoreA">Mean interaction score of model A over the sequences containing the token (likewise B).</param>
+/// <param name="Difference">Mean of (score_B − score_A) over sequences with the token minus the mean over those without.</param>
+/// <param name="T">Welch's t of that difference: the ranking key (|T|, largest first).</param>
+public sealed record TokenDiff(int Token, double ScoreA, double ScoreB, double Difference, double T, long Occurrences);
 public sealed record NeuronDiff(int Layer, int Neuron, double MassA, double MassB, double Difference);
 
 /// <summary>Model diffing through one crosscoder over both models' sites (issue 6.6). Per token position and model X,
@@ -10,7 +13,9 @@ public sealed record NeuronDiff(int Layer, int Neuron, double MassA, double Mass
 /// A sequence's score is the sum over its positions (attention carries a token's influence to later positions, so
 /// its own position is not where it shows). Two independently trained or fine-tuned models differ everywhere, so
 /// tokens are ranked contrastively: Difference = mean over sequences containing the token of (score_B − score_A)
-/// minus the same mean over sequences without it.</summary>
+/// minus the same mean over sequences without it, and the rank is by Welch's t of that difference — how consistently
+/// the token's presence changes one model's interactions against the other's, not only by how much on average (a
+/// token that decides a task, such as the largest values in max-of-k, shifts both models' scores a lot but unevenly).</summary>
 public static class ModelDiff
 {
     /// <param name="cc">A crosscoder whose sites are model A's sites (in ModelConfig.SiteNames order) then model B's.</param>
@@ -34,8 +39,7 @@ public static class ModelDiff
             Math.Sqrt(Enumerable.Range(0, d).Sum(k => w[$"blocks.{l}.mlp.W_out"].Data[j * d + k] * w[$"blocks.{l}.mlp.W_out"].Data[j * d + k]))).ToArray();
         var uA = Enumerable.Range(0, c.NLayers).Select(l => U(a, 0, l)).ToArray(); var uB = Enumerable.Range(0, c.NLayers).Select(l => U(b, S1, l)).ToArray();
         var oA = Enumerable.Range(0, c.NLayers).Select(l => OutNorm(a, l)).ToArray(); var oB = Enumerable.Range(0, c.NLayers).Select(l => OutNorm(b, l)).ToArray();
-        var sumA = new Dictionary<int, double>(); var sumB = new Dictionary<int, double>(); var count = new Dictionary<int, long>();
-        double allDiff = 0; long allCount = 0;
+        var perSeq = new List<(int[] Tokens, double A, double B)>();
         var massA = new double[c.NLayers, m]; var massB = new double[c.NLayers, m];
         foreach (var seq in data.Sequences)
         {
@@ -67,22 +71,30 @@ public static class ModelDiff
                 }
                 seqA += Score(uA, oA, massA); seqB += Score(uB, oB, massB);
             }
-            allDiff += seqB - seqA; allCount++;
-            foreach (int tok in seq.Tokens.Distinct())
-            {
-                sumA[tok] = sumA.GetValueOrDefault(tok) + seqA; sumB[tok] = sumB.GetValueOrDefault(tok) + seqB; count[tok] = count.GetValueOrDefault(tok) + 1;
-            }
+            perSeq.Add((seq.Tokens, seqA, seqB));
         }
-        double Contrast(int x)
-        {
-            double with = (sumB[x] - sumA[x]) / count[x];
-            long without = allCount - count[x];
-            return without == 0 ? with : with - (allDiff - (sumB[x] - sumA[x])) / without;
-        }
-        var tokens = count.Keys.Select(x => new TokenDiff(x, sumA[x] / count[x], sumB[x] / count[x], Contrast(x), count[x]))
-            .OrderByDescending(t => Math.Abs(t.Difference)).ToList();
+        var tokens = perSeq.SelectMany(p => p.Tokens).Distinct().Select(x => Contrast(x, perSeq))
+            .OrderByDescending(t => double.IsNaN(t.T) ? -1 : Math.Abs(t.T)).ThenByDescending(t => Math.Abs(t.Difference)).ToList();
         var neurons = new List<NeuronDiff>();
         for (int l = 0; l < c.NLayers; l++) for (int j = 0; j < m; j++) neurons.Add(new NeuronDiff(l, j, massA[l, j], massB[l, j], massB[l, j] - massA[l, j]));
         return (tokens, neurons.OrderByDescending(x => Math.Abs(x.Difference)).ToList());
+    }
+
+    /// <summary>The contrast of (score_B − score_A) between sequences with token x and without it, and Welch's t
+    /// (NaN when either group has fewer than two sequences).</summary>
+    public static TokenDiff Contrast(int x, IReadOnlyList<(int[] Tokens, double A, double B)> perSeq)
+    {
+        var with = perSeq.Where(p => p.Tokens.Contains(x)).ToList();
+        var without = perSeq.Where(p => !p.Tokens.Contains(x)).Select(p => p.B - p.A).ToArray();
+        var d1 = with.Select(p => p.B - p.A).ToArray();
+        double m1 = d1.Average(), m0 = without.Length > 0 ? without.Average() : 0;
+        double t = double.NaN;
+        if (d1.Length > 1 && without.Length > 1)
+        {
+            double v1 = d1.Sum(z => (z - m1) * (z - m1)) / (d1.Length - 1), v0 = without.Sum(z => (z - m0) * (z - m0)) / (without.Length - 1);
+            double se = Math.Sqrt(v1 / d1.Length + v0 / without.Length);
+            t = se > 0 ? (m1 - m0) / se : (m1 == m0 ? 0 : double.PositiveInfinity * Math.Sign(m1 - m0));
+        }
+        return new TokenDiff(x, with.Average(p => p.A), with.Average(p => p.B), m1 - m0, t, with.Count);
     }
 }
