@@ -75,13 +75,14 @@ static class AnalysisCommands
     {
         "E-measured" => "the measured pairwise linearisation error (I_ij = E({i,j}) − E({i}) − E({j}), |I_ij| summed over tokens and neurons)",
         "b0-removal" => "the drop in the crosscoder-tables b₀ (before the trivial cap) when the pair's interaction I_ij is removed from E",
+        "b0-removal-abs" => "the size of that change in b₀, either sign (how much the pair matters to the bound)",
         "b0-removal-moving" => "the same drop in b₀, over only the pairs whose removal moves it",
         _ => target,
     };
 
     static string RemovalText(BoundRemovalSummary br) =>
         $"crosscoder-tables b₀ {br.B0:G6} (uncapped {br.UncappedB0:G6}); removing one pair moves the uncapped b₀ for {br.PairsMovingUncapped} pairs " +
-        $"(largest drop {br.LargestUncapped:G4}) and the capped, certified b₀ for {br.PairsMovingCapped} (largest drop {br.LargestCapped:G4})";
+        $"({br.PairsTightening} down, {br.PairsLoosening} up; largest drop {br.LargestUncapped:G4}) and the capped, certified b₀ for {br.PairsMovingCapped} (largest drop {br.LargestCapped:G4})";
 
     static void WriteReport(string dir, InteractionReport r, string modelDir, string ccDir, string dataPath)
     {

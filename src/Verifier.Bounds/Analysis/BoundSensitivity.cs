@@ -11,9 +11,10 @@ public sealed record PairBoundEffect(int I, int J, double Uncapped, double Cappe
 public sealed record SensitivityReport(double B0, double UncappedB0, long Positions, IReadOnlyDictionary<(int I, int J), PairBoundEffect> Pairs);
 
 /// <summary>The change in b₀ when one pair's interaction is removed from the crosscoder-tables strategy (issue 6.2).
-/// At MLP layer l, token t and neuron m where features i and j are both active, the strategy's linearisation error
-/// E_m (T2) loses the pair's second-order part I_ij,m = E({i,j}) − E({i}) − E({j}) (E(S) = ReLU(c + Σ_S p) − ReLU(c)
-/// − g Σ_S p, p_im = f_i U_im): Σ_m |E_m − I_ij,m| ‖W_out[m]‖ replaces Σ_m |E_m| ‖W_out[m]‖, and the ε recursion and
+/// At MLP layer l, token t and neuron m where features i and j are both active (S the token's active set), the
+/// strategy's linearisation error E_m (T2) loses the pair's second-order part in context, the mixed difference
+/// I_ij,m = E(S) − E(S∖i) − E(S∖j) + E(S∖{i,j}) (E(S) = ReLU(c + Σ_S p) − ReLU(c) − g Σ_S p, p_im = f_i U_im; for
+/// S = {i, j} it is E({i,j}) − E({i}) − E({j})): Σ_m |E_m − I_ij,m| ‖W_out[m]‖ replaces Σ_m |E_m| ‖W_out[m]‖, and the ε recursion and
 /// L1 run again (<see cref="TablesSequence.Propagate"/>). The result is a counterfactual — what b₀ would be if the pair
 /// combined linearly — never a proof. Only sequences where the pair co-occurs are re-run.</summary>
 public static class BoundSensitivity
@@ -63,8 +64,10 @@ public static class BoundSensitivity
                         var e = (Iv[])ts.E[l][t].Clone();
                         for (int m = 0; m < e.Length; m++)
                         {
-                            double pi = fi * U[l][i][m], pj = fj * U[l][j][m];
-                            double inter = E(C[l][m], mt.G[m], pi + pj) - E(C[l][m], mt.G[m], pi) - E(C[l][m], mt.G[m], pj);
+                            double pi = fi * U[l][i][m], pj = fj * U[l][j][m], all = 0;
+                            foreach (var (k, v) in f[t]) all += v * U[l][k][m];
+                            // The pair's mixed difference in context: E(S) − E(S∖i) − E(S∖j) + E(S∖{i,j}).
+                            double inter = E(C[l][m], mt.G[m], all) - E(C[l][m], mt.G[m], all - pi) - E(C[l][m], mt.G[m], all - pj) + E(C[l][m], mt.G[m], all - pi - pj);
                             if (inter != 0) e[m] = e[m] - Iv.Point(inter);
                         }
                         outs[(l, t)] = TablesSequence.ErrorOut(e, mt.WoutRowNorm);

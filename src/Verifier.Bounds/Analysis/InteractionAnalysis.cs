@@ -9,13 +9,14 @@ public sealed record NeuronError(int Layer, int Neuron, double EMass, double Non
 
 /// <summary>Spearman ρ of a metric against a target over co-occurring pairs. Targets: "E-measured" (the pair's
 /// measured linearisation error) and "b0-removal" (the change in the tables bound's uncapped b₀ when the pair's
-/// interaction is removed, <see cref="BoundSensitivity"/>), and "b0-removal-moving" (the same over the pairs whose
+/// interaction is removed, <see cref="BoundSensitivity"/>), "b0-removal-abs" (its size, either sign), and "b0-removal-moving" (the same over the pairs whose
 /// removal moves b₀ at all).</summary>
 public sealed record Validation(string Metric, string Target, double Spearman, int Pairs);
 
 /// <summary>The tables bound with each pair's interaction removed: b₀ (certified form), the uncapped b₀, and how
 /// many pairs move each.</summary>
-public sealed record BoundRemovalSummary(double B0, double UncappedB0, int PairsMovingUncapped, int PairsMovingCapped, double LargestUncapped, double LargestCapped);
+public sealed record BoundRemovalSummary(double B0, double UncappedB0, int PairsMovingUncapped, int PairsTightening, int PairsLoosening,
+    int PairsMovingCapped, double LargestUncapped, double LargestCapped);
 
 /// <summary>Everything `verifier interactions` measures over a model, a crosscoder and a dataset.</summary>
 public sealed record InteractionReport(
@@ -219,12 +220,14 @@ public static class InteractionAnalysis
                 var dropCapped = keys.Select(k => sens.Pairs.TryGetValue(k, out var e) ? e.Capped : 0).ToArray();
                 metrics.Add(("relu-e-measured", measured));
                 foreach (var (name, values) in metrics) validation.Add(new Validation(name, "b0-removal", Spearman(values, drop), keys.Count));
+                var dropAbs = drop.Select(Math.Abs).ToArray();
+                foreach (var (name, values) in metrics) validation.Add(new Validation(name, "b0-removal-abs", Spearman(values, dropAbs), keys.Count));
                 // Among the pairs that move b₀ at all (in a one-layer model: those active together where a label is scored).
                 var moving = Enumerable.Range(0, keys.Count).Where(x => drop[x] != 0).ToArray();
                 if (moving.Length > 2)
                     foreach (var (name, values) in metrics)
                         validation.Add(new Validation(name, "b0-removal-moving", Spearman(moving.Select(x => values[x]).ToArray(), moving.Select(x => drop[x]).ToArray()), moving.Length));
-                removal = new BoundRemovalSummary(sens.B0, sens.UncappedB0, drop.Count(x => x != 0), dropCapped.Count(x => x != 0),
+                removal = new BoundRemovalSummary(sens.B0, sens.UncappedB0, drop.Count(x => x != 0), drop.Count(x => x > 0), drop.Count(x => x < 0), dropCapped.Count(x => x != 0),
                     drop.Length == 0 ? 0 : drop.Max(), dropCapped.Length == 0 ? 0 : dropCapped.Max());
                 foreach (var (k, v) in keys.Zip(drop).OrderByDescending(p => p.Second).Take(o.Top))
                     ranked.Add(new PairMetric("b0-removal", k.Item1, k.Item2, pairs[k].BestLayer, pairs[k].BestNeuron, v, pairs[k].Cooccur / (double)Math.Max(1, T)));
