@@ -10,6 +10,12 @@ namespace Verifier.Bounds;
 /// exhaustive: each sub-block is run on a' in d-space. tables: nominal q', k', v', the attention output, the MLP
 /// pre-activations and the logits come from per-feature tables (T1), and the MLP's δ from the linearisation at
 /// the bias point with its exact error E (T2), whose pattern over the data gives the ReLU interaction terms.</summary>
+/// <summary>One sequence's crosscoder bound, before it is written: ε after L2 and after each sub-block in order
+/// (attention, then MLP, per layer) with each block's FLOPs and, for attention, L5's centres (null for an MLP); the
+/// L1 loss sum (capped by IP, with slack), the same sum without the cap, and the FLOPs of the logits.</summary>
+public sealed record SequenceBound(double[] Eps0, long L2Flops, IReadOnlyList<(double[] Eps, long Flops, double[][][]? Centres)> Blocks,
+    double LossSum, double UncappedLossSum, long LogitFlops);
+
 public static class CrosscoderStrategy
 {
     public static (double B0, TranscriptCost Cost, int Steps) Run(BoundInputs inputs, string path, bool tables,
@@ -52,36 +58,19 @@ public static class CrosscoderStrategy
             foreach (var ft in f) adviceBits += AdviceBits(cc.Config.Width, ft.Length);
             interactions.CountTokens(f);
 
-            var data = new JsonObject { ["features"] = new JsonArray(f.Select(ft => (JsonNode)new JsonArray(
-                ft.Select(p => (JsonNode)new JsonArray(p.Index, p.Value)).ToArray())).ToArray()) };
-            int final; double lossSum;
+            SequenceBound bound;
             if (tables)
             {
                 var ts = TablesSequence.Prepare(c, model, tab!, encoder, ccSite[0], f, seq);
-                var prop = ts.Propagate(c, norms, tab!, trivial);
-                int prev = tw.Add(new TranscriptStep("L2", [], BoundProgram.Scope(("sequence", q), ("site", siteNames[0])),
-                    new JsonObject { ["eps"] = BoundProgram.Array(ts.Eps0) }, ts.L2Flops, DatasetDependent: true, data));
-                int[] common = [prev, normStep, tableStep];
-                int site = 0;
-                for (int l = 0; l < c.NLayers; l++)
-                {
-                    prev = tw.Add(new TranscriptStep("T1", [prev, .. common],
-                        BoundProgram.Scope(("sequence", q), ("layer", l), ("block", "attn"), ("site", siteNames[site + 1])),
-                        new JsonObject { ["eps"] = BoundProgram.Array(prop.Eps[site + 1]) }, ts.AttnFlops[l] + PerturbationFlops(c, T) + 2L * T, DatasetDependent: true,
-                        new JsonObject { ["centres"] = Centres(prop.Centres[l]) }));
-                    site++;
-                    if (c.AttnOnly) continue;
+                for (int l = 0; l < c.NLayers && !c.AttnOnly; l++)
                     for (int t = 0; t < T; t++) interactions.Relu(l, f[t], tab!.Mlp[l]!.U, ts.E[l][t]);
-                    prev = tw.Add(new TranscriptStep("T2", [prev, .. common],
-                        BoundProgram.Scope(("sequence", q), ("layer", l), ("block", "mlp"), ("site", siteNames[site + 1])),
-                        new JsonObject { ["eps"] = BoundProgram.Array(prop.Eps[site + 1]) }, ts.MlpFlops[l], DatasetDependent: true));
-                    site++;
-                }
-                lossSum = prop.LossSum;
-                final = tw.Add(new TranscriptStep("L1", [prev, .. common, .. ipSteps], BoundProgram.Scope(("sequence", q)),
-                    new JsonObject { ["loss_sum"] = lossSum }, ts.LogitFlops + seq.LabelledCount * (Flops.CrossEntropy(c.DVocabOut) + 4L), DatasetDependent: true));
+                bound = ts.Propagate(c, norms, trivial);
             }
-            else (final, lossSum) = Exhaustive(tw, c, model, encoder, norms, ccSite, siteNames, f, seq, q, data, normStep, ipSteps, trivial);
+            else bound = Exhaustive(c, model, encoder, norms, ccSite, f, seq, trivial);
+            var data = new JsonObject { ["features"] = new JsonArray(f.Select(ft => (JsonNode)new JsonArray(
+                ft.Select(p => (JsonNode)new JsonArray(p.Index, p.Value)).ToArray())).ToArray()) };
+            int final = Write(tw, c, siteNames, q, seq, data, bound, tables, normStep, tableStep, ipSteps);
+            double lossSum = bound.LossSum;
             seqSteps.Add(final); sums.Add(lossSum);
             if (q % 16 == 0 || q == inputs.Data.Count - 1) progress?.Report((q + 1, inputs.Data.Count));
         }
@@ -98,25 +87,67 @@ public static class CrosscoderStrategy
         return (b0, cost, tw.StepCount);
     }
 
-    static JsonArray Centres(double[][][] centres) =>
-        new(centres.Select(hc => (JsonNode)new JsonArray(hc.Select(v => (JsonNode)BoundProgram.Array(v)).ToArray())).ToArray());
+    /// <summary>One sequence's steps: L2 (with the features as advice), then per layer T1/L5 (attention, with its
+    /// centres) and T2/L4 (MLP), then L1 capped by IP. Returns the L1 step.</summary>
+    static int Write(TranscriptWriter tw, ModelConfig c, IReadOnlyList<string> siteNames, int q, Sequence seq, JsonObject data,
+        SequenceBound b, bool tables, int normStep, int tableStep, int[] ipSteps)
+    {
+        int prev = tw.Add(new TranscriptStep("L2", [], BoundProgram.Scope(("sequence", q), ("site", siteNames[0])),
+            new JsonObject { ["eps"] = BoundProgram.Array(b.Eps0) }, b.L2Flops, DatasetDependent: true, data));
+        int[] common = tables ? [prev, normStep, tableStep] : [prev, normStep];
+        for (int k = 0; k < b.Blocks.Count; k++)
+        {
+            var (eps, flops, centres) = b.Blocks[k];
+            bool attn = centres is not null;
+            int l = c.AttnOnly ? k : k / 2;
+            prev = tw.Add(new TranscriptStep(attn ? (tables ? "T1" : "L5") : (tables ? "T2" : "L4"), [prev, .. common],
+                BoundProgram.Scope(("sequence", q), ("layer", l), ("block", attn ? "attn" : "mlp"), ("site", siteNames[k + 1])),
+                new JsonObject { ["eps"] = BoundProgram.Array(eps) }, flops, DatasetDependent: true,
+                attn ? new JsonObject { ["centres"] = new JsonArray(centres!.Select(hc => (JsonNode)new JsonArray(hc.Select(v => (JsonNode)BoundProgram.Array(v)).ToArray())).ToArray()) } : null));
+        }
+        return tw.Add(new TranscriptStep("L1", [prev, .. common, .. ipSteps], BoundProgram.Scope(("sequence", q)),
+            new JsonObject { ["loss_sum"] = b.LossSum }, b.LogitFlops + seq.LabelledCount * (Flops.CrossEntropy(c.DVocabOut) + 4L), DatasetDependent: true));
+    }
+
+    /// <summary>L2: ε⁰_t = ‖h⁰_t − a'⁰_t‖, rounded up, with slack; and its FLOPs (decode nnz rows, subtract, norm).</summary>
+    internal static double L2Eps(Iv[] h0, Iv[] nominal) => Claim.Slack(IntervalModel.NormUpper(IntervalModel.Sub(h0, nominal)));
+    internal static long L2Flops(ModelConfig c, long nnz, int T) => nnz * 2 * c.DModel + T * (3L * c.DModel + Flops.Norm(c.DModel));
+
+    /// <summary>L3 through attention (L5's perturbation plus the decoder difference δ) and through the MLP (L4's
+    /// active-set Lipschitz constant k plus δ), rounded up, with slack.</summary>
+    internal static double AfterAttention(double eps, double pert, double delta) => Claim.Slack(Up.Add(Up.Add(eps, pert), delta));
+    internal static double AfterMlp(double eps, double k, double delta) => Claim.Slack(Up.Add(Up.Add(eps, Up.Mul(k, eps)), delta));
+
+    /// <summary>L1 capped by IP: Σ_t min(CE(z'_t, y) + ε_t max_i ‖u_i − u_y‖, trivial[t][y]) over labelled positions
+    /// (with slack), and the same sum without the cap.</summary>
+    internal static (double Capped, double Uncapped) L1(int[] labels, Func<int, double> ceUpper, double[] eps, Norms norms, double[][] trivial)
+    {
+        double capped = 0, uncapped = 0;
+        for (int t = 0; t < labels.Length; t++)
+        {
+            int y = labels[t];
+            if (y < 0) continue;
+            double via = Up.Add(ceUpper(t), Up.Mul(eps[t], norms.UnembedDiff[y]));
+            capped = Up.Add(capped, Math.Min(via, trivial[t][y]));
+            uncapped = Up.Add(uncapped, via);
+        }
+        return (Claim.Slack(capped), uncapped);
+    }
 
     /// <summary>crosscoder-exhaustive on one sequence: each sub-block run on a' in d-space (L2, L5, L4, L1 capped by IP).</summary>
-    static (int Final, double LossSum) Exhaustive(TranscriptWriter tw, ModelConfig c, IntervalModel model, PlainCrosscoder encoder, Norms norms,
-        int[] ccSite, IReadOnlyList<string> siteNames, (int Index, double Value)[][] f, Sequence seq, int q, JsonObject data, int normStep, int[] ipSteps, double[][] trivial)
+    static SequenceBound Exhaustive(ModelConfig c, IntervalModel model, PlainCrosscoder encoder, Norms norms, int[] ccSite,
+        (int Index, double Value)[][] f, Sequence seq, double[][] trivial)
     {
-        int T = seq.Tokens.Length;
-        // L2: ε at h⁰, with the advice.
-        var nominal = new Iv[siteNames.Count][][];
+        int T = seq.Tokens.Length, sites = ccSite.Length;
+        var nominal = new Iv[sites][][];
         var embed = Enumerable.Range(0, T).Select(t => model.Embed(seq.Tokens[t], t)).ToArray();
         nominal[0] = ccSite[0] >= 0 ? encoder.Decode(f, ccSite[0]) : embed;
         var eps = new double[T];
-        if (ccSite[0] >= 0) for (int t = 0; t < T; t++) eps[t] = Claim.Slack(IntervalModel.NormUpper(IntervalModel.Sub(embed[t], nominal[0][t])));
+        if (ccSite[0] >= 0) for (int t = 0; t < T; t++) eps[t] = L2Eps(embed[t], nominal[0][t]);
         long nnz = f.Sum(x => (long)x.Length);
-        long l2Flops = ccSite[0] >= 0 ? nnz * 2 * c.DModel + T * (3L * c.DModel + Flops.Norm(c.DModel)) : 0;
-        int prev = tw.Add(new TranscriptStep("L2", [], BoundProgram.Scope(("sequence", q), ("site", siteNames[0])),
-            new JsonObject { ["eps"] = BoundProgram.Array(eps) }, l2Flops, DatasetDependent: true, data));
-        int[] common = [prev, normStep];
+        var eps0 = eps;
+        var blocks = new List<(double[], long, double[][][]?)>();
+        long DecodeFlops(bool decoded) => decoded ? nnz * 2 * c.DModel + T * (2L * c.DModel + Flops.Norm(c.DModel)) : 0;
         int site = 0;
         for (int l = 0; l < c.NLayers; l++)
         {
@@ -125,55 +156,30 @@ public static class CrosscoderStrategy
             bool decoded = ccSite[site + 1] >= 0;
             var next = Enumerable.Range(0, T).Select(t => IntervalModel.Add(nominal[site][t], trace.Output[t])).ToArray();
             nominal[site + 1] = decoded ? encoder.Decode(f, ccSite[site + 1]) : next;
-            var delta = new double[T];
-            if (decoded) for (int t = 0; t < T; t++) delta[t] = IntervalModel.NormUpper(IntervalModel.Sub(next[t], nominal[site + 1][t]));
-            long flops = Flops.Attention(c, T) + T * (long)c.DModel + (decoded ? nnz * 2 * c.DModel + T * (2L * c.DModel + Flops.Norm(c.DModel)) : 0);
             var (pert, centres) = AttentionPerturbation(c, norms, l, trace, eps);
             var epsNext = new double[T];
-            for (int t = 0; t < T; t++) epsNext[t] = Claim.Slack(Up.Add(Up.Add(eps[t], pert[t]), delta[t]));
-            flops += PerturbationFlops(c, T) + 2L * T;
-            prev = tw.Add(new TranscriptStep("L5", [prev, .. common],
-                BoundProgram.Scope(("sequence", q), ("layer", l), ("block", "attn"), ("site", siteNames[site + 1])),
-                new JsonObject { ["eps"] = BoundProgram.Array(epsNext) }, flops, DatasetDependent: true,
-                new JsonObject { ["centres"] = Centres(centres) }));
+            for (int t = 0; t < T; t++)
+                epsNext[t] = AfterAttention(eps[t], pert[t], decoded ? IntervalModel.NormUpper(IntervalModel.Sub(next[t], nominal[site + 1][t])) : 0);
+            blocks.Add((epsNext, Flops.Attention(c, T) + T * (long)c.DModel + DecodeFlops(decoded) + PerturbationFlops(c, T) + 2L * T, centres));
             eps = epsNext; site++;
             if (c.AttnOnly) continue;
 
             // MLP: site → site + 1.
-            epsNext = new double[T];
             decoded = ccSite[site + 1] >= 0;
             string mm = $"blocks.{l}.mlp.";
             var w = model.Weights;
             var pres = Enumerable.Range(0, T).Select(t => IntervalModel.Affine(nominal[site][t], w[mm + "W_in"].Data, 0, c.DModel, c.DMlp, w[mm + "b_in"].Data, 0)).ToArray();
             var mlpNext = Enumerable.Range(0, T).Select(t => IntervalModel.Add(nominal[site][t], model.Mlp(l, nominal[site][t]))).ToArray();
             nominal[site + 1] = decoded ? encoder.Decode(f, ccSite[site + 1]) : mlpNext;
+            epsNext = new double[T];
             for (int t = 0; t < T; t++)
-            {
-                double dT = decoded ? IntervalModel.NormUpper(IntervalModel.Sub(mlpNext[t], nominal[site + 1][t])) : 0;
-                double k = norms.ActiveLipschitz(l, pres[t], eps[t]);
-                epsNext[t] = Claim.Slack(Up.Add(Up.Add(eps[t], Up.Mul(k, eps[t])), dT));
-            }
-            flops = T * (Flops.Mlp(c) + c.DModel + 2L * c.DMlp + 3) + (decoded ? nnz * 2 * c.DModel + T * (2L * c.DModel + Flops.Norm(c.DModel)) : 0);
-            prev = tw.Add(new TranscriptStep("L4", [prev, .. common],
-                BoundProgram.Scope(("sequence", q), ("layer", l), ("block", "mlp"), ("site", siteNames[site + 1])),
-                new JsonObject { ["eps"] = BoundProgram.Array(epsNext) }, flops, DatasetDependent: true));
+                epsNext[t] = AfterMlp(eps[t], norms.ActiveLipschitz(l, pres[t], eps[t]), decoded ? IntervalModel.NormUpper(IntervalModel.Sub(mlpNext[t], nominal[site + 1][t])) : 0);
+            blocks.Add((epsNext, T * (Flops.Mlp(c) + c.DModel + 2L * c.DMlp + 3) + DecodeFlops(decoded), null));
             eps = epsNext; site++;
         }
-
-        // L1, capped by IP: Σ_t min(CE(z'_t, y) + ε_t max_i ‖u_i − u_y‖, trivial[t][y]).
-        double lossSum = 0;
-        for (int t = 0; t < T; t++)
-        {
-            int y = seq.Labels[t];
-            if (y < 0) continue;
-            double viaCrosscoder = Up.Add(IntervalModel.CrossEntropy(model.Logits(nominal[site][t]), y).Hi, Up.Mul(eps[t], norms.UnembedDiff[y]));
-            lossSum = Up.Add(lossSum, Math.Min(viaCrosscoder, trivial[t][y]));
-        }
-        long zFlops = seq.LabelledCount * (2L * c.DModel * c.DVocabOut + c.DVocabOut);
-        lossSum = Claim.Slack(lossSum);
-        int final = tw.Add(new TranscriptStep("L1", [prev, .. common, .. ipSteps], BoundProgram.Scope(("sequence", q)),
-            new JsonObject { ["loss_sum"] = lossSum }, zFlops + seq.LabelledCount * (Flops.CrossEntropy(c.DVocabOut) + 4L), DatasetDependent: true));
-        return (final, lossSum);
+        var (capped, uncapped) = L1(seq.Labels, t => IntervalModel.CrossEntropy(model.Logits(nominal[site][t]), seq.Labels[t]).Hi, eps, norms, trivial);
+        return new SequenceBound(eps0, ccSite[0] >= 0 ? L2Flops(c, nnz, T) : 0, blocks, capped, uncapped,
+            seq.LabelledCount * (2L * c.DModel * c.DVocabOut + c.DVocabOut));
     }
 
     /// <summary>Bits to name nnz of n features and give their float64 values: log₂ C(n, nnz) + 64·nnz.</summary>
@@ -260,7 +266,7 @@ public static class CrosscoderStrategy
 
     /// <summary>L5's extra work: ‖q'‖, ‖k'‖ per head and position, 9 per causal pair for η and its max, 4 per
     /// position for the pattern bound, the centre (2·d_head per pair), ‖v'_s − c‖ per pair, 4 per position for Δz and ‖W_O‖·.</summary>
-    static long PerturbationFlops(ModelConfig c, int T)
+    internal static long PerturbationFlops(ModelConfig c, int T)
     {
         long H = c.NHeads, dh = c.DHead, pairs = (long)T * (T + 1) / 2;
         return H * (2 * T * Flops.Norm(dh) + pairs * 9 + T * 4 + pairs * 2 * dh + pairs * (dh + Flops.Norm(dh)) + T * 4);

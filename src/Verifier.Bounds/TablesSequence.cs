@@ -3,14 +3,13 @@ using Verifier.Core;
 namespace Verifier.Bounds;
 
 /// <summary>The crosscoder-tables strategy on one sequence, split in two. <see cref="Prepare"/> computes everything
-/// that does not depend on ε: the features (advice), ε at h⁰ (L2), each layer's table attention trace and decoder
+/// that does not depend on ε: ε at h⁰ (L2), each layer's table attention trace and decoder
 /// difference, each MLP's nominal pre-activations, exact-identity linearisation errors E (T2) and transition error,
 /// and the nominal cross-entropies. <see cref="Propagate"/> runs the ε recursion (L5 in T1, L4's active-set form in
-/// T2, L1 capped by IP). The strategy writes its transcript from the two; the bound-sensitivity analysis re-runs
+/// T2, L1 capped by IP) into a <see cref="SequenceBound"/>. The strategy writes its transcript from it; the bound-sensitivity analysis re-runs
 /// <see cref="Propagate"/> with one feature pair's interaction taken out of E, which is a counterfactual, not a proof.</summary>
 public sealed class TablesSequence
 {
-    public required (int Index, double Value)[][] F { get; init; }
     public required int[] Labels { get; init; }
     public required double[] Eps0 { get; init; }
     public required long L2Flops { get; init; }
@@ -29,17 +28,13 @@ public sealed class TablesSequence
     public required double[] Ce { get; init; }
     public required long LogitFlops { get; init; }
 
-    /// <summary>ε after L2 and after every sub-block, in order; each attention layer's centres (L5's advice); the
-    /// L1 loss-sum claim (capped by IP per position, with slack) and the same sum without the cap.</summary>
-    public sealed record Propagation(IReadOnlyList<double[]> Eps, IReadOnlyList<double[][][]> Centres, double LossSum, double UncappedLossSum);
-
     public static TablesSequence Prepare(ModelConfig c, IntervalModel model, Tables tab, PlainCrosscoder encoder, int embedSite,
         (int Index, double Value)[][] f, Sequence seq)
     {
         int T = f.Length, L = c.NLayers;
         var nominal = encoder.Decode(f, embedSite);
         var eps0 = new double[T];
-        for (int t = 0; t < T; t++) eps0[t] = Claim.Slack(IntervalModel.NormUpper(IntervalModel.Sub(model.Embed(seq.Tokens[t], t), nominal[t])));
+        for (int t = 0; t < T; t++) eps0[t] = CrosscoderStrategy.L2Eps(model.Embed(seq.Tokens[t], t), nominal[t]);
         long nnz = f.Sum(x => (long)x.Length);
         var attn = new IntervalModel.AttentionTrace[L]; var delta = new double[L][]; var attnFlops = new long[L];
         var pre = new Iv[L][][]; var e = new Iv[L][][]; var transition = new double[L][]; var eOut = new double[L][]; var mlpFlops = new long[L];
@@ -72,7 +67,7 @@ public sealed class TablesSequence
         long zFlops = f.Where((_, t) => seq.Labels[t] >= 0).Sum(ft => (long)ft.Length * 2 * c.DVocabOut) + seq.LabelledCount * (long)c.DVocabOut;
         return new TablesSequence
         {
-            F = f, Labels = seq.Labels, Eps0 = eps0, L2Flops = nnz * 2 * c.DModel + T * (3L * c.DModel + Flops.Norm(c.DModel)),
+            Labels = seq.Labels, Eps0 = eps0, L2Flops = CrosscoderStrategy.L2Flops(c, nnz, T),
             Attn = attn, Delta = delta, AttnFlops = attnFlops, Pre = pre, E = e, Transition = transition, EOut = eOut, MlpFlops = mlpFlops,
             Ce = ce, LogitFlops = zFlops,
         };
@@ -87,38 +82,26 @@ public sealed class TablesSequence
     }
 
     /// <param name="errorOut">Optional replacement of Σ_m |E_m| ‖W_out[m]‖ at (layer, position); null keeps the prepared value.</param>
-    public Propagation Propagate(ModelConfig c, Norms norms, Tables tab, double[][] trivial, Func<int, int, double?>? errorOut = null)
+    public SequenceBound Propagate(ModelConfig c, Norms norms, double[][] trivial, Func<int, int, double?>? errorOut = null)
     {
-        int T = F.Length;
-        var all = new List<double[]> { Eps0 };
-        var centres = new List<double[][][]>();
+        int T = Eps0.Length;
+        var blocks = new List<(double[], long, double[][][]?)>();
         var eps = Eps0;
         for (int l = 0; l < c.NLayers; l++)
         {
-            var (pert, cs) = CrosscoderStrategy.AttentionPerturbation(c, norms, l, Attn[l], eps);
+            var (pert, centres) = CrosscoderStrategy.AttentionPerturbation(c, norms, l, Attn[l], eps);
             var next = new double[T];
-            for (int t = 0; t < T; t++) next[t] = Claim.Slack(Up.Add(Up.Add(eps[t], pert[t]), Delta[l][t]));
-            all.Add(next); centres.Add(cs); eps = next;
+            for (int t = 0; t < T; t++) next[t] = CrosscoderStrategy.AfterAttention(eps[t], pert[t], Delta[l][t]);
+            blocks.Add((next, AttnFlops[l] + CrosscoderStrategy.PerturbationFlops(c, T) + 2L * T, centres));
+            eps = next;
             if (c.AttnOnly) continue;
             next = new double[T];
             for (int t = 0; t < T; t++)
-            {
-                double dT = Up.Add(Transition[l][t], errorOut?.Invoke(l, t) ?? EOut[l][t]);
-                double k = norms.ActiveLipschitz(l, Pre[l][t], eps[t]);
-                next[t] = Claim.Slack(Up.Add(Up.Add(eps[t], Up.Mul(k, eps[t])), dT));
-            }
-            all.Add(next); eps = next;
+                next[t] = CrosscoderStrategy.AfterMlp(eps[t], norms.ActiveLipschitz(l, Pre[l][t], eps[t]), Up.Add(Transition[l][t], errorOut?.Invoke(l, t) ?? EOut[l][t]));
+            blocks.Add((next, MlpFlops[l], null));
+            eps = next;
         }
-        // L1, capped by IP: Σ_t min(CE(z'_t, y) + ε_t max_i ‖u_i − u_y‖, trivial[t][y]).
-        double capped = 0, uncapped = 0;
-        for (int t = 0; t < T; t++)
-        {
-            int y = Labels[t];
-            if (y < 0) continue;
-            double via = Up.Add(Ce[t], Up.Mul(eps[t], norms.UnembedDiff[y]));
-            capped = Up.Add(capped, Math.Min(via, trivial[t][y]));
-            uncapped = Up.Add(uncapped, via);
-        }
-        return new Propagation(all, centres, Claim.Slack(capped), uncapped);
+        var (capped, uncapped) = CrosscoderStrategy.L1(Labels, t => Ce[t], eps, norms, trivial);
+        return new SequenceBound(Eps0, L2Flops, blocks, capped, uncapped, LogitFlops);
     }
 }

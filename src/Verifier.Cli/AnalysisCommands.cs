@@ -34,10 +34,9 @@ static class AnalysisCommands
         string? reportDir, bool boundRemoval, bool allowMismatch, Option<FileInfo> db, Option<bool> noRecord)
     {
         var inputs = Load(modelDir, ccDir, dataPath, allowMismatch);
-        var sites = inputs.Weights.Config.SiteNames();
-        if (boundRemoval && (inputs.Weights.Config.AttnOnly || sites.Any(s => !inputs.Crosscoder.Config.Sites.Contains(s))))
+        if (boundRemoval && BoundSensitivity.Unavailable(inputs.Weights.Config, inputs.Crosscoder.Config) is string why)
         {
-            ctx.Say("b₀-removal validation skipped: it needs MLP layers and a crosscoder over every residual site (crosscoder-tables)");
+            ctx.Say($"b₀-removal validation skipped: {why}");
             boundRemoval = false;
         }
         var r = ctx.WithProgress("measuring interactions", report =>

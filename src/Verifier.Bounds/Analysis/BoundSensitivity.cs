@@ -19,13 +19,22 @@ public sealed record SensitivityReport(double B0, double UncappedB0, long Positi
 /// combined linearly — never a proof. Only sequences where the pair co-occurs are re-run.</summary>
 public static class BoundSensitivity
 {
-    public static SensitivityReport Run(ModelWeights w, CrosscoderWeights cc, TokenDataset data, IProgress<(int Done, int Total)>? progress = null, CancellationToken ct = default)
+    /// <summary>Why the analysis cannot run on this model and crosscoder, or null when it can.</summary>
+    public static string? Unavailable(ModelConfig c, CrosscoderConfig cc)
+    {
+        if (c.AttnOnly) return "the bound's ReLU interactions need MLP layers; this model is attention-only";
+        var names = c.SiteNames();
+        return names.All(cc.Sites.Contains) ? null
+            : $"removing a pair from the crosscoder-tables bound needs a crosscoder over every residual site ({string.Join(", ", names)}); this one has {string.Join(", ", cc.Sites)}";
+    }
+
+    /// <param name="features">The crosscoder's features per sequence and position, when the caller has them already.</param>
+    public static SensitivityReport Run(ModelWeights w, CrosscoderWeights cc, TokenDataset data, (int Index, double Value)[][][]? features = null,
+        IProgress<(int Done, int Total)>? progress = null, CancellationToken ct = default)
     {
         var c = w.Config; var names = c.SiteNames();
-        if (c.AttnOnly) throw new UsageException("the bound's ReLU interactions need MLP layers; this model is attention-only");
+        if (Unavailable(c, cc.Config) is string why) throw new UsageException(why);
         int[] ccSite = names.Select(s => cc.Config.Sites.ToList().IndexOf(s)).ToArray();
-        if (ccSite.Any(i => i < 0))
-            throw new UsageException($"removing a pair from the crosscoder-tables bound needs a crosscoder over every residual site ({string.Join(", ", names)}); this one has {string.Join(", ", cc.Config.Sites)}");
         var model = new IntervalModel(w);
         var norms = Norms.Compute(w);
         var tab = Tables.Build(w, cc, ccSite);
@@ -34,7 +43,7 @@ public static class BoundSensitivity
         // Float64 midpoints for the pair terms (a counterfactual, not a claim).
         var U = tab.Mlp.Select(mt => mt!.U.Select(r => r.Select(x => 0.5 * (x.Lo + x.Hi)).ToArray()).ToArray()).ToArray();
         var C = tab.Mlp.Select(mt => mt!.C.Select(x => 0.5 * (x.Lo + x.Hi)).ToArray()).ToArray();
-        static double E(double cm, bool g, double s) => Math.Max(0, cm + s) - Math.Max(0, cm) - (g ? s : 0);
+        var E = InteractionAnalysis.E;
 
         var acc = new Dictionary<(int, int), (double Uncapped, double Capped, long Seqs)>();
         double sum = 0, uncappedSum = 0;
@@ -42,9 +51,16 @@ public static class BoundSensitivity
         {
             ct.ThrowIfCancellationRequested();
             var seq = data.Sequences[q];
-            var f = encoder.Encode(w, seq.Tokens);
+            var f = features?[q] ?? encoder.Encode(w, seq.Tokens);
             var ts = TablesSequence.Prepare(c, model, tab, encoder, ccSite[0], f, seq);
-            var baseline = ts.Propagate(c, norms, tab, trivial);
+            var baseline = ts.Propagate(c, norms, trivial);
+            // Σ_S p_km per layer, position and neuron (the token's whole shift from c), once per sequence.
+            var shift = Enumerable.Range(0, c.NLayers).Select(l => f.Select(ft =>
+            {
+                var sm = new double[c.DMlp];
+                foreach (var (k, v) in ft) for (int m = 0; m < c.DMlp; m++) sm[m] += v * U[l][k][m];
+                return sm;
+            }).ToArray()).ToArray();
             sum = Up.Add(sum, baseline.LossSum); uncappedSum += baseline.UncappedLossSum;
             var pairs = new SortedSet<(int, int)>();
             foreach (var ft in f)
@@ -64,8 +80,7 @@ public static class BoundSensitivity
                         var e = (Iv[])ts.E[l][t].Clone();
                         for (int m = 0; m < e.Length; m++)
                         {
-                            double pi = fi * U[l][i][m], pj = fj * U[l][j][m], all = 0;
-                            foreach (var (k, v) in f[t]) all += v * U[l][k][m];
+                            double pi = fi * U[l][i][m], pj = fj * U[l][j][m], all = shift[l][t][m];
                             // The pair's mixed difference in context: E(S) − E(S∖i) − E(S∖j) + E(S∖{i,j}).
                             double inter = E(C[l][m], mt.G[m], all) - E(C[l][m], mt.G[m], all - pi) - E(C[l][m], mt.G[m], all - pj) + E(C[l][m], mt.G[m], all - pi - pj);
                             if (inter != 0) e[m] = e[m] - Iv.Point(inter);
@@ -73,7 +88,7 @@ public static class BoundSensitivity
                         outs[(l, t)] = TablesSequence.ErrorOut(e, mt.WoutRowNorm);
                     }
                 }
-                var without = ts.Propagate(c, norms, tab, trivial, (l, t) => outs.TryGetValue((l, t), out var v) ? v : null);
+                var without = ts.Propagate(c, norms, trivial, (l, t) => outs.TryGetValue((l, t), out var v) ? v : null);
                 var prev = acc.GetValueOrDefault((i, j));
                 acc[(i, j)] = (prev.Uncapped + (baseline.UncappedLossSum - without.UncappedLossSum), prev.Capped + (baseline.LossSum - without.LossSum), prev.Seqs + 1);
             }

@@ -38,6 +38,9 @@ public static class InteractionAnalysis
     /// <param name="BoundRemoval">Also re-run the tables bound with each pair's interaction removed (needs a crosscoder over every site).</param>
     public sealed record Options(int Top = 30, int ScreenTop = 0, int Bins = 4, int HeatmapSize = 24, bool BoundRemoval = false);
 
+    /// <summary>The linearisation error at c with gate g of a pre-activation shift s: ReLU(c + s) − ReLU(c) − g s (float64).</summary>
+    public static double E(double c, bool g, double s) => Math.Max(0, c + s) - Math.Max(0, c) - (g ? s : 0);
+
     sealed class PairAcc { public double Measured, Screen, SeedAll; public long Cooccur; public int BestLayer, BestNeuron; public double BestSeed; }
 
     public static InteractionReport Analyse(ModelWeights w, CrosscoderWeights cc, TokenDataset data, Options o, IProgress<(int Done, int Total)>? progress = null)
@@ -94,7 +97,6 @@ public static class InteractionAnalysis
             var screenOf = screen.ToDictionary(p => (p.I, p.J), p => p.V);
 
             var mass = new double[m]; var nonzero = new long[m];
-            double E(double cm, bool g, double s) => Math.Max(0, cm + s) - Math.Max(0, cm) - (g ? s : 0);
             foreach (var t in tokens)
             {
                 var p = t.Select(f => U[f.Index].Select(u => f.Value * u).ToArray()).ToArray();   // p[k][m]
@@ -215,7 +217,7 @@ public static class InteractionAnalysis
             foreach (var (name, values) in metrics) validation.Add(new Validation(name, "E-measured", Spearman(values, measured), keys.Count));
             if (o.BoundRemoval)
             {
-                var sens = BoundSensitivity.Run(w, cc, data, progress);
+                var sens = BoundSensitivity.Run(w, cc, data, features, progress);
                 var drop = keys.Select(k => sens.Pairs.TryGetValue(k, out var e) ? e.Uncapped : 0).ToArray();
                 var dropCapped = keys.Select(k => sens.Pairs.TryGetValue(k, out var e) ? e.Capped : 0).ToArray();
                 metrics.Add(("relu-e-measured", measured));
