@@ -43,7 +43,7 @@ static class DiffCommand
             if (pr.GetValue(reuse) is { } ccDir)
             {
                 reused = CrosscoderWeights.Load(ccDir.FullName);
-                var expected = names.Select(s => "a/" + s).Concat(names.Select(s => "b/" + s)).ToList();
+                var expected = JointSites(a.Config);
                 if (!reused.Config.Sites.SequenceEqual(expected) || reused.Config.DModel != a.Config.DModel)
                     throw new InvalidInputException(Path.Combine(ccDir.FullName, CrosscoderConfig.FileName), "sites",
                         $"a joint crosscoder over {string.Join(", ", expected)} with d_model {a.Config.DModel} (written by diff-models); got {string.Join(", ", reused.Config.Sites)}, d_model {reused.Config.DModel}");
@@ -90,6 +90,9 @@ static class DiffCommand
         return cmd;
     }
 
+    /// <summary>The joint crosscoder's site names: model A's sites as a/…, then model B's as b/….</summary>
+    static List<string> JointSites(ModelConfig c) => c.SiteNames().Select(s => "a/" + s).Concat(c.SiteNames().Select(s => "b/" + s)).ToList();
+
     static CrosscoderWeights TrainJoint(CommandContext ctx, ParseResult pr, ModelWeights a, ModelWeights b, string dirA, TokenDataset dataset,
         Option<int> width, Option<int> k, Option<int> steps, Option<ulong> seed)
     {
@@ -100,7 +103,7 @@ static class DiffCommand
         var (cc, _) = ctx.WithProgress("training the joint crosscoder", report => CrosscoderTrainer.Train([(ma, all), (mb, all)], dataset.Sequences, o,
             new SyncProgress<CrosscoderProgress>(p => report((double)p.Step / p.TotalSteps, $"step {p.Step}/{p.TotalSteps}  mse {p.Mse:F4}")), ctx.Cancel));
         using (cc)
-            return cc.ToWeights(new CrosscoderConfig(o.Width, a.Config.DModel, names.Select(s => "a/" + s).Concat(names.Select(s => "b/" + s)).ToList(),
+            return cc.ToWeights(new CrosscoderConfig(o.Width, a.Config.DModel, JointSites(a.Config),
                 o.Mode, o.K, null, cc.Scales, Hashing.Sha256File(Path.Combine(dirA, ModelWeights.WeightsFileName)), dataset.ContentHash(), o.Seed));
     }
 }

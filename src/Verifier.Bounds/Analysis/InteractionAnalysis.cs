@@ -15,8 +15,11 @@ public sealed record Validation(string Metric, string Target, double Spearman, i
 
 /// <summary>The tables bound with each pair's interaction removed: b₀ (certified form), the uncapped b₀, and how
 /// many pairs move each.</summary>
-public sealed record BoundRemovalSummary(double B0, double UncappedB0, int PairsMovingUncapped, int PairsTightening, int PairsLoosening,
-    int PairsMovingCapped, double LargestUncapped, double LargestCapped);
+public sealed record BoundRemovalSummary(double B0, double UncappedB0, int PairsTightening, int PairsLoosening,
+    int PairsMovingCapped, double LargestUncapped, double LargestCapped)
+{
+    public int PairsMovingUncapped => PairsTightening + PairsLoosening;
+}
 
 /// <summary>Everything `verifier interactions` measures over a model, a crosscoder and a dataset.</summary>
 public sealed record InteractionReport(
@@ -214,22 +217,24 @@ public static class InteractionAnalysis
                 ("co-occurrence frequency", keys.Select(k => (double)pairs[k].Cooccur).ToArray()),
             };
             var measured = keys.Select(k => pairs[k].Measured).ToArray();
-            foreach (var (name, values) in metrics) validation.Add(new Validation(name, "E-measured", Spearman(values, measured), keys.Count));
+            void Validate(string target, double[] y, int[]? subset = null)
+            {
+                var idx = subset ?? Enumerable.Range(0, keys.Count).ToArray();
+                foreach (var (name, values) in metrics) validation.Add(new Validation(name, target, Spearman(idx.Select(x => values[x]).ToArray(), idx.Select(x => y[x]).ToArray()), idx.Length));
+            }
+            Validate("E-measured", measured);
             if (o.BoundRemoval)
             {
                 var sens = BoundSensitivity.Run(w, cc, data, features, progress);
                 var drop = keys.Select(k => sens.Pairs.TryGetValue(k, out var e) ? e.Uncapped : 0).ToArray();
                 var dropCapped = keys.Select(k => sens.Pairs.TryGetValue(k, out var e) ? e.Capped : 0).ToArray();
                 metrics.Add(("relu-e-measured", measured));
-                foreach (var (name, values) in metrics) validation.Add(new Validation(name, "b0-removal", Spearman(values, drop), keys.Count));
-                var dropAbs = drop.Select(Math.Abs).ToArray();
-                foreach (var (name, values) in metrics) validation.Add(new Validation(name, "b0-removal-abs", Spearman(values, dropAbs), keys.Count));
+                Validate("b0-removal", drop);
+                Validate("b0-removal-abs", drop.Select(Math.Abs).ToArray());
                 // Among the pairs that move b₀ at all (in a one-layer model: those active together where a label is scored).
                 var moving = Enumerable.Range(0, keys.Count).Where(x => drop[x] != 0).ToArray();
-                if (moving.Length > 2)
-                    foreach (var (name, values) in metrics)
-                        validation.Add(new Validation(name, "b0-removal-moving", Spearman(moving.Select(x => values[x]).ToArray(), moving.Select(x => drop[x]).ToArray()), moving.Length));
-                removal = new BoundRemovalSummary(sens.B0, sens.UncappedB0, drop.Count(x => x != 0), drop.Count(x => x > 0), drop.Count(x => x < 0), dropCapped.Count(x => x != 0),
+                if (moving.Length > 2) Validate("b0-removal-moving", drop, moving);
+                removal = new BoundRemovalSummary(sens.B0, sens.UncappedB0, drop.Count(x => x > 0), drop.Count(x => x < 0), dropCapped.Count(x => x != 0),
                     drop.Length == 0 ? 0 : drop.Max(), dropCapped.Length == 0 ? 0 : dropCapped.Max());
                 foreach (var (k, v) in keys.Zip(drop).OrderByDescending(p => p.Second).Take(o.Top))
                     ranked.Add(new PairMetric("b0-removal", k.Item1, k.Item2, pairs[k].BestLayer, pairs[k].BestNeuron, v, pairs[k].Cooccur / (double)Math.Max(1, T)));
