@@ -1,6 +1,7 @@
 using FsCheck.Xunit;
 using Verifier.Bounds.Analysis;
 using Verifier.Core;
+using Verifier.TestSupport;
 
 namespace Verifier.Bounds.Tests;
 
@@ -10,7 +11,7 @@ public class BoundSensitivityTests
     [Property(MaxTest = 15)]
     public bool With_nothing_removed_it_is_the_crosscoder_tables_bound(ulong seed, bool twoLayers)
     {
-        using var f = new Fixture(seed, layers: twoLayers ? 2 : 1);
+        using var f = new RandomWorld(seed, layers: twoLayers ? 2 : 1);
         var cc = f.RandomCrosscoder(seed + 1, 6, 3);
         var r = BoundSensitivity.Run(f.Model, cc, f.Data);
         var tables = f.Bound(Strategies.CrosscoderTables, cc);

@@ -4,86 +4,16 @@ using FsCheck.Fluent;
 using FsCheck.Xunit;
 using Verifier.Bounds;
 using Verifier.Core;
+using Verifier.TestSupport;
 
 namespace Verifier.Bounds.Tests;
-
-/// <summary>Random small models, crosscoders and datasets on disk, seeded.</summary>
-sealed class Fixture : IDisposable
-{
-    public string Dir { get; } = Path.Combine(Path.GetTempPath(), $"verifier-bound-{Guid.NewGuid():N}");
-    public ModelWeights Model { get; }
-    public TokenDataset Data { get; }
-    public string DataPath => Path.Combine(Dir, "data.jsonl");
-    public string CcDir => Path.Combine(Dir, "cc");
-
-    public Fixture(ulong seed, bool attnOnly = false, int layers = 1, double std = 0.4)
-    {
-        var r = new Rng(seed);
-        int vocab = 3 + r.NextInt(5), nctx = 2 + r.NextInt(3);
-        var config = ModelConfig.Create(2 + r.NextInt(5), 1 + r.NextInt(2), 1 + r.NextInt(3), 2 + r.NextInt(5), layers, nctx, vocab, vocab, attnOnly);
-        Model = ModelWeights.Random(config, seed, std);
-        Directory.CreateDirectory(Dir);
-        Model.SaveInto(Dir);
-        Model = ModelWeights.Load(Dir);   // stored as F64: exactly what the bound sees
-        var seqs = new List<Sequence>();
-        int count = 1 + r.NextInt(6);
-        for (int i = 0; i < count; i++)
-        {
-            int T = 1 + r.NextInt(nctx);
-            var tokens = Enumerable.Range(0, T).Select(_ => r.NextInt(vocab)).ToArray();
-            var labels = Enumerable.Range(0, T).Select(t => t == T - 1 || r.NextInt(2) == 0 ? r.NextInt(vocab) : -1).ToArray();
-            seqs.Add(new Sequence(tokens, labels));
-        }
-        Data = new TokenDataset(seqs);
-        Data.Save(DataPath);
-    }
-
-    public CrosscoderWeights SaveCrosscoder(CrosscoderWeights cc)
-    {
-        Directory.CreateDirectory(CcDir);
-        cc.SaveInto(CcDir);
-        return CrosscoderWeights.Load(CcDir);
-    }
-
-    public CrosscoderWeights RandomCrosscoder(ulong seed, int width, int k)
-    {
-        var c = Model.Config;
-        var cfg = new CrosscoderConfig(width, c.DModel, c.SiteNames(), CrosscoderModes.TopK, Math.Min(k, width), null,
-            Enumerable.Repeat(1.0, c.SiteNames().Count).ToArray(), Hashing.Sha256File(Path.Combine(Dir, ModelWeights.WeightsFileName)), null, 0);
-        var r = new Rng(seed);
-        var tensors = CrosscoderWeights.Shapes(cfg).ToDictionary(s => s.Name, s =>
-            new NamedTensor(s.Name, s.Shape, Enumerable.Range(0, s.Shape.Aggregate(1, (a, b) => a * b)).Select(_ => (r.NextDouble() - 0.5) * 0.8).ToArray(), "F64"));
-        return SaveCrosscoder(new CrosscoderWeights(cfg, tensors));
-    }
-
-    /// <summary>W_enc = [I, −I], W_dec = [I; −I]: a'^s = ReLU(h) − ReLU(−h) = h at every site, exactly.</summary>
-    public CrosscoderWeights IdentityCrosscoder()
-    {
-        var c = Model.Config; var sites = c.SiteNames(); int S = sites.Count, d = c.DModel, n = 2 * S * d;
-        var enc = new double[S * d * n]; var dec = new double[n * S * d];
-        for (int j = 0; j < S * d; j++) { enc[j * n + j] = 1; enc[j * n + S * d + j] = -1; dec[j * S * d + j] = 1; dec[(S * d + j) * S * d + j] = -1; }
-        var cfg = new CrosscoderConfig(n, d, sites, CrosscoderModes.ReluL1, null, 1.0, Enumerable.Repeat(1.0, S).ToArray(),
-            Hashing.Sha256File(Path.Combine(Dir, ModelWeights.WeightsFileName)), null, 0);
-        return SaveCrosscoder(new CrosscoderWeights(cfg, new Dictionary<string, NamedTensor>
-        {
-            ["W_enc"] = new("W_enc", [S, d, n], enc, "F64"), ["W_dec"] = new("W_dec", [n, S, d], dec, "F64"),
-            ["b_enc"] = new("b_enc", [n], new double[n], "F64"), ["b_dec"] = new("b_dec", [S, d], new double[S * d], "F64"),
-        }));
-    }
-
-    public BoundResult Bound(string strategy, CrosscoderWeights? cc = null, int clusters = 1) =>
-        BoundProgram.Run(strategy, new BoundInputs(Model, Dir, Data, DataPath, cc, cc is null ? null : CcDir), Path.Combine(Dir, strategy + ".json"),
-            clusters: clusters);
-
-    public void Dispose() => Directory.Delete(Dir, true);
-}
 
 public class StrategyTests
 {
     [Property(MaxTest = 25)]
     public bool Every_strategy_bounds_the_float64_loss_from_above_on_random_models(ulong seed, bool attnOnly, bool twoLayers)
     {
-        using var f = new Fixture(seed, attnOnly, twoLayers ? 2 : 1);
+        using var f = new RandomWorld(seed, attnOnly, twoLayers ? 2 : 1);
         double truth = ReferenceForward.Evaluate(f.Model, f.Data).Loss;
         var cc = f.RandomCrosscoder(seed + 1, 6, 2);
         var results = new[]
@@ -98,7 +28,7 @@ public class StrategyTests
     [Property(MaxTest = 25)]
     public bool Brute_force_is_within_1e_minus_6_of_the_true_loss(ulong seed)
     {
-        using var f = new Fixture(seed, layers: 2);
+        using var f = new RandomWorld(seed, layers: 2);
         double truth = ReferenceForward.Evaluate(f.Model, f.Data).Loss;
         var r = f.Bound(Strategies.BruteForce);
         return r.B0 >= truth && r.B0 - truth <= 1e-6 * Math.Max(truth, 1e-3);
@@ -109,7 +39,7 @@ public class StrategyTests
     {
         // Tables linearise the MLP (T2), so they are exact only on a ReLU-free path: attention-only models.
         if (tables) attnOnly = true;
-        using var f = new Fixture(seed, attnOnly);
+        using var f = new RandomWorld(seed, attnOnly);
         double truth = ReferenceForward.Evaluate(f.Model, f.Data).Loss;
         var r = f.Bound(tables ? Strategies.CrosscoderTables : Strategies.CrosscoderExhaustive, f.IdentityCrosscoder());
         return r.B0 >= truth - 1e-12 && r.B0 - truth <= 1e-6 * Math.Max(truth, 1e-3);
@@ -118,7 +48,7 @@ public class StrategyTests
     [Property(MaxTest = 10)]
     public bool One_cluster_per_sequence_is_brute_force_in_boxes(ulong seed)
     {
-        using var f = new Fixture(seed);
+        using var f = new RandomWorld(seed);
         double truth = ReferenceForward.Evaluate(f.Model, f.Data).Loss;
         // Distinct sequences each in their own cluster: point boxes, so the bound is tight up to rounding.
         var distinct = f.Data.Sequences.Select(s => string.Join(",", s.Tokens)).Distinct().Count() == f.Data.Count;
@@ -150,7 +80,7 @@ public class StrategyTests
     [Fact]
     public void Tables_reproduce_the_exhaustive_nominal_values_to_rounding()
     {
-        using var f = new Fixture(21);
+        using var f = new RandomWorld(21);
         var cc = f.RandomCrosscoder(4, 7, 3);
         var c = f.Model.Config;
         var sites = c.SiteNames();
@@ -179,7 +109,7 @@ public class StrategyTests
     [Fact]
     public void Brute_force_FLOPs_equal_an_independent_count_of_one_forward_pass_per_sequence()
     {
-        using var f = new Fixture(17, layers: 2);
+        using var f = new RandomWorld(17, layers: 2);
         var c = f.Model.Config;
         long expected = 0;
         foreach (var s in f.Data.Sequences)
@@ -215,7 +145,7 @@ public class StrategyTests
     [Fact]
     public void The_transcript_is_well_formed()
     {
-        using var f = new Fixture(5);
+        using var f = new RandomWorld(5);
         var cc = f.RandomCrosscoder(3, 5, 2);
         foreach (var s in Strategies.All) CheckTranscript(f.Bound(s, Strategies.NeedsCrosscoder(s) ? cc : null, clusters: 2));
     }
@@ -272,7 +202,7 @@ public class StrategyTests
     [Fact]
     public void The_schema_is_not_vacuous()
     {
-        using var f = new Fixture(6);
+        using var f = new RandomWorld(6);
         var text = File.ReadAllText(f.Bound(Strategies.BruteForce).Transcript);
         bool Valid(string t) { using var d = JsonDocument.Parse(t); return Schema.Evaluate(d.RootElement).IsValid; }
         Assert.True(Valid(text));
@@ -284,7 +214,7 @@ public class StrategyTests
     [Fact]
     public void The_same_inputs_give_the_same_transcript_bytes()
     {
-        using var f = new Fixture(8);
+        using var f = new RandomWorld(8);
         var cc = f.RandomCrosscoder(1, 5, 2);
         var a = File.ReadAllBytes(f.Bound(Strategies.CrosscoderExhaustive, cc).Transcript);
         var b = File.ReadAllBytes(f.Bound(Strategies.CrosscoderExhaustive, cc).Transcript);

@@ -1,4 +1,3 @@
-using System.Numerics;
 using System.Text.Json.Nodes;
 using FsCheck;
 using FsCheck.Fluent;
@@ -6,56 +5,34 @@ using FsCheck.Xunit;
 using Verifier.Bounds;
 using Verifier.Checker;
 using Verifier.Core;
+using Verifier.TestSupport;
 
 namespace Verifier.Checker.Tests;
 
-/// <summary>A random small model, crosscoder and dataset on disk, and a transcript of each strategy.</summary>
+/// <summary>A random small model, crosscoder and dataset on disk (the shared <see cref="RandomWorld"/>), and a
+/// transcript of each strategy.</summary>
 sealed class World : IDisposable
 {
-    public string Dir { get; } = Path.Combine(Path.GetTempPath(), $"verifier-check-{Guid.NewGuid():N}");
-    public ModelWeights Model { get; }
-    public TokenDataset Data { get; }
-    public string DataPath => Path.Combine(Dir, "data.jsonl");
-    public string CcDir => Path.Combine(Dir, "cc");
+    readonly RandomWorld _w;
+    public string Dir => _w.Dir;
+    public ModelWeights Model => _w.Model;
+    public TokenDataset Data => _w.Data;
+    public string DataPath => _w.DataPath;
+    public string CcDir => _w.CcDir;
 
     public World(ulong seed, bool attnOnly = false)
     {
-        var r = new Rng(seed);
-        int vocab = 3 + r.NextInt(4), nctx = 2 + r.NextInt(3);
-        var config = ModelConfig.Create(2 + r.NextInt(4), 1 + r.NextInt(2), 1 + r.NextInt(3), 2 + r.NextInt(4), 1 + r.NextInt(2), nctx, vocab, vocab, attnOnly);
-        Directory.CreateDirectory(Dir);
-        ModelWeights.Random(config, seed, 0.4).SaveInto(Dir);
-        Model = ModelWeights.Load(Dir);
-        var seqs = new List<Sequence>();
-        for (int i = 0, n = 2 + r.NextInt(4); i < n; i++)
-        {
-            int T = 1 + r.NextInt(nctx);
-            var tokens = Enumerable.Range(0, T).Select(_ => r.NextInt(vocab)).ToArray();
-            seqs.Add(new Sequence(tokens, Enumerable.Range(0, T).Select(t => t == T - 1 || r.NextInt(2) == 0 ? r.NextInt(vocab) : -1).ToArray()));
-        }
-        Data = new TokenDataset(seqs);
-        Data.Save(DataPath);
-        var sites = config.SiteNames();
-        var cfg = new CrosscoderConfig(6, config.DModel, sites, CrosscoderModes.TopK, 2, null, Enumerable.Repeat(1.0, sites.Count).ToArray(),
-            Hashing.Sha256File(Path.Combine(Dir, ModelWeights.WeightsFileName)), null, 0);
-        var tensors = CrosscoderWeights.Shapes(cfg).ToDictionary(s => s.Name, s =>
-            new NamedTensor(s.Name, s.Shape, Enumerable.Range(0, s.Shape.Aggregate(1, (a, b) => a * b)).Select(_ => (r.NextDouble() - 0.5) * 0.8).ToArray(), "F64"));
-        Directory.CreateDirectory(CcDir);
-        new CrosscoderWeights(cfg, tensors).SaveInto(CcDir);
+        _w = new RandomWorld(seed, attnOnly, layers: 1 + (int)(seed % 2));
+        _w.RandomCrosscoder(seed + 1, 6, 2);
     }
 
-    public string Transcript(string strategy, int clusters = 2)
-    {
-        string path = Path.Combine(Dir, $"{strategy}.json");
-        var cc = Strategies.NeedsCrosscoder(strategy) ? CrosscoderWeights.Load(CcDir) : null;
-        BoundProgram.Run(strategy, new BoundInputs(Model, Dir, Data, DataPath, cc, cc is null ? null : CcDir), path, computeTrueLoss: false, clusters: clusters);
-        return path;
-    }
+    public string Transcript(string strategy, int clusters = 2) =>
+        _w.Bound(strategy, Strategies.NeedsCrosscoder(strategy) ? CrosscoderWeights.Load(CcDir) : null, clusters, computeTrueLoss: false).Transcript;
 
     public Verdict Check(string transcript, string? dataPath = null) =>
         TranscriptChecker.Check(transcript, Dir, CcDir, dataPath ?? DataPath);
 
-    public void Dispose() => Directory.Delete(Dir, true);
+    public void Dispose() => _w.Dispose();
 }
 
 public class CheckerTests
@@ -247,20 +224,7 @@ public class CheckerTests
 
 public class IntervalTests
 {
-    static BigInteger[] Rat(double x)
-    {
-        long bits = BitConverter.DoubleToInt64Bits(x);
-        bool neg = bits < 0; int exp = (int)((bits >> 52) & 0x7FF); long man = bits & 0xFFFFFFFFFFFFFL;
-        if (exp == 0) exp++; else man |= 1L << 52;
-        exp -= 1075;
-        BigInteger p = man, q = 1;
-        if (exp > 0) p <<= exp; else q <<= -exp;
-        return [neg ? -p : p, q];
-    }
-    static bool Le(BigInteger[] a, BigInteger[] b) => a[0] * b[1] <= b[0] * a[1];
-    static BigInteger[] Add(BigInteger[] a, BigInteger[] b) => [a[0] * b[1] + b[0] * a[1], a[1] * b[1]];
-    static BigInteger[] Mul(BigInteger[] a, BigInteger[] b) => [a[0] * b[0], a[1] * b[1]];
-    static bool In(R r, BigInteger[] x) => Le(Rat(r.Lo), x) && Le(x, Rat(r.Hi));
+    static bool In(R r, Rational x) => Rational.Of(r.Lo) <= x && x <= Rational.Of(r.Hi);
 
     [Property(MaxTest = 500)]
     public bool The_checkers_intervals_enclose_exact_sums_and_products(NormalFloat a, NormalFloat b, NormalFloat c, NormalFloat d)
@@ -269,7 +233,7 @@ public class IntervalTests
         var y = new R(Math.Min(c.Get, d.Get), Math.Max(c.Get, d.Get));
         foreach (var p in new[] { x.Lo, x.Hi })
             foreach (var q in new[] { y.Lo, y.Hi })
-                if (!In(x + y, Add(Rat(p), Rat(q))) || !In(x * y, Mul(Rat(p), Rat(q))) || !In(x - y, Add(Rat(p), Rat(-q)))) return false;
+                if (!In(x + y, Rational.Of(p) + Rational.Of(q)) || !In(x * y, Rational.Of(p) * Rational.Of(q)) || !In(x - y, Rational.Of(p) + Rational.Of(-q))) return false;
         return true;
     }
 
@@ -277,7 +241,7 @@ public class IntervalTests
     public bool Upward_operations_are_never_below_the_exact_result(PositiveInt a, PositiveInt b)
     {
         double x = a.Get / 7.0, y = b.Get / 3.0;
-        return Le(Add(Rat(x), Rat(y)), Rat(U.Add(x, y))) && Le(Mul(Rat(x), Rat(y)), Rat(U.Mul(x, y)))
-               && Le(Rat(x), Mul(Rat(U.Div(x, y)), Rat(y)));
+        return Rational.Of(x) + Rational.Of(y) <= Rational.Of(U.Add(x, y)) && Rational.Of(x) * Rational.Of(y) <= Rational.Of(U.Mul(x, y))
+               && Rational.Of(x) <= Rational.Of(U.Div(x, y)) * Rational.Of(y);
     }
 }
