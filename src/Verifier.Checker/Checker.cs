@@ -8,9 +8,29 @@ namespace Verifier.Checker;
 public sealed record Verdict(bool Accepted, string Reason, int? Step, string? Lemma, double? Claimed, double? Certified,
     int StepsChecked, long CheckerFlops, double Seconds, double? B0, string Strategy)
 {
+    // Reason, lemma and strategy quote the transcript's own text: controls (terminal escapes) and bidirectional
+    // overrides are shown as \uXXXX so that no transcript can paint a false verdict on a terminal.
+    public string Reason { get; } = Untrusted.Show(Reason);
+    public string? Lemma { get; } = Lemma is null ? null : Untrusted.Show(Lemma);
+    public string Strategy { get; } = Untrusted.Show(Strategy);
+
     public string Summary => Accepted
         ? $"accepted: mean cross-entropy ≤ {B0:R} ({Strategy}, {StepsChecked} steps)"
         : $"rejected at step {Step?.ToString() ?? "-"} ({Lemma ?? "-"}): {Reason}";
+}
+
+/// <summary>Untrusted text made safe to print: C0/C1 controls, DEL and bidirectional controls are escaped.</summary>
+public static class Untrusted
+{
+    public static string Show(string s)
+    {
+        if (!s.Any(Bad)) return s;
+        var b = new System.Text.StringBuilder(s.Length + 16);
+        foreach (char c in s) b.Append(Bad(c) ? $"\\u{(int)c:x4}" : c.ToString());
+        return b.ToString();
+    }
+    static bool Bad(char c) => c < 0x20 || c is >= '\u007f' and <= '\u009f' || c is >= '\u202a' and <= '\u202e' || c is >= '\u2066' and <= '\u2069'
+        || c is '\u200e' or '\u200f' or '\u061c';
 }
 
 /// <summary>Replays a transcript (spec/transcript.md) against the artefacts it names: every claim is recomputed
@@ -39,6 +59,8 @@ public sealed partial class TranscriptChecker
     long _flopsDep, _flopsIndep, _ownFlops;
     double _adviceBits;
     readonly HashSet<int> _featuresSeen = [];
+    readonly Dictionary<int, int> _chainRoot = new();   // sequence → its one L2 step
+    readonly Dictionary<string, int> _singletons = new(); // N1, T1-table, IP@t, CL…: steps a transcript holds once
 
     /// <summary>What later steps may use of an earlier one.</summary>
     sealed class Info
@@ -46,6 +68,7 @@ public sealed partial class TranscriptChecker
         public required string Lemma;
         public int Sequence = -1;
         public int Site = -1;
+        public int Root = -1;                  // crosscoder chains: the L2 step (the advice) the chain started from
         public double Scalar;
         public double[]? Vector;
         public (int Index, double Value)[][]? Features;
@@ -76,6 +99,7 @@ public sealed partial class TranscriptChecker
         Step? current = null;
         try
         {
+            checker.CheckDimensions();
             using var js = new JsonStream(File.OpenRead(transcriptPath));
             b0 = checker.Run(js, modelDir, crosscoderDir, dataPath, s => { current = s; stepsChecked = s.Id + 1; if (s.Id % 256 == 0) progress?.Report(js.BytesRead); });
             return new Verdict(true, "every claim certified", null, null, null, null, stepsChecked, checker._ownFlops, sw.Elapsed.TotalSeconds, b0, checker._strategy);
@@ -108,6 +132,12 @@ public sealed partial class TranscriptChecker
 
     static void Fail(Step s, string message) => throw new Rejection(s.Id, s.Lemma, message);
 
+    /// <summary>Steps whose result every later step shares (N1, the T1 table, one IP row per position) appear once.</summary>
+    void Once(Step s, string what)
+    {
+        if (!_singletons.TryAdd(what, s.Id)) Fail(s, $"a transcript holds one {what} step; step {_singletons[what]} is already one");
+    }
+
     /// <summary>A claim is accepted only if it is at least the certified upper end.</summary>
     void Certify(Step s, string what, double claimed, double certified)
     {
@@ -117,7 +147,7 @@ public sealed partial class TranscriptChecker
 
     void Cost(Step s, long own, bool datasetDependent)
     {
-        if (s.Flops != own) throw new Rejection(s.Id, s.Lemma, $"cost: the step claims {s.Flops} FLOPs, the checker counts {own} (spec/costs.md)");
+        if (s.Flops != own) throw new Rejection(s.Id, s.Lemma, $"cost: the step claims {s.Flops} FLOPs, the checker counts {own} (spec/costs.md)", s.Flops, own);
         if (s.DatasetDependent != datasetDependent) throw new Rejection(s.Id, s.Lemma, $"cost: dataset_dependent must be {datasetDependent.ToString().ToLowerInvariant()}");
         if (datasetDependent) _flopsDep += own; else _flopsIndep += own;
     }
@@ -146,6 +176,7 @@ public sealed partial class TranscriptChecker
                 while (js.Element() is { } doc)
                     using (doc)
                     {
+                        JsonStream.RefuseDuplicateKeys(doc.RootElement, $"step {stepCount}");
                         var step = Step.Parse(doc.RootElement, stepCount++);
                         onStep(step);
                         CheckStep(step);
@@ -154,6 +185,7 @@ public sealed partial class TranscriptChecker
             }
             using var value = js.Value();
             var e = value.RootElement;
+            JsonStream.RefuseDuplicateKeys(e, $"'{expected}'");
             switch (expected)
             {
                 case "schema":
@@ -176,7 +208,24 @@ public sealed partial class TranscriptChecker
             }
         }
         if (js.PropertyName() != "") throw new CheckFailure("format", "fields after 'cost' (the schema is closed)");
+        js.End();
         return b0;
+    }
+
+    /// <summary>Every dimension of every artefact against every other, before any arithmetic (spec/checker.md §1).
+    /// The model's tensors were checked against its config, the crosscoder's against its config, and the
+    /// dataset's tokens, labels and lengths against the model's vocabulary and n_ctx when they were loaded.</summary>
+    void CheckDimensions()
+    {
+        if (_cc is null) return;
+        var cfg = _cc.Config;
+        if (cfg.DModel != C.DModel) throw new CheckFailure("artefacts", $"the crosscoder's d_model {cfg.DModel} differs from the model's d_model {C.DModel}");
+        foreach (var site in cfg.Sites)
+            if (!Sites.Contains(site)) throw new CheckFailure("artefacts", $"the crosscoder's site '{site}' is not a residual site of the model ({string.Join(", ", Sites)})");
+        foreach (var (name, shape) in CrosscoderWeights.Shapes(cfg))
+            if (!_cc[name].Shape.SequenceEqual(shape)) throw new CheckFailure("artefacts", $"crosscoder tensor {name} has shape [{string.Join(", ", _cc[name].Shape)}], expected [{string.Join(", ", shape)}]");
+        foreach (var (name, shape) in C.ParameterShapes())
+            if (!_w[name].Shape.SequenceEqual(shape)) throw new CheckFailure("artefacts", $"model tensor {name} has shape [{string.Join(", ", _w[name].Shape)}], expected [{string.Join(", ", shape)}]");
     }
 
     void CheckArtefacts(JsonElement e, string modelDir, string? ccDir)

@@ -77,5 +77,38 @@ public sealed class JsonStream(Stream stream) : IDisposable
         return JsonDocument.TryParseValue(ref r, out doc);
     });
 
+    /// <summary>After the document: nothing but whitespace may follow (a second value, or any text, is refused).</summary>
+    public void End()
+    {
+        while (true)
+        {
+            var r = new Utf8JsonReader(_buf.AsSpan(_start, _end - _start), _final, _state);
+            bool more;
+            try { more = r.Read(); }
+            catch (JsonException) { more = true; }
+            if (more) throw new CheckFailure("format", "content after the end of the transcript's JSON object");
+            if (_final) return;
+            _start += (int)r.BytesConsumed;
+            _state = r.CurrentState;
+            Refill();
+        }
+    }
+
+    /// <summary>A key given twice in one object is refused at any depth: readers disagree on which one wins.</summary>
+    public static void RefuseDuplicateKeys(JsonElement e, string where)
+    {
+        if (e.ValueKind == JsonValueKind.Array)
+            foreach (var x in e.EnumerateArray()) RefuseDuplicateKeys(x, where);
+        else if (e.ValueKind == JsonValueKind.Object)
+        {
+            var seen = new HashSet<string>(StringComparer.Ordinal);
+            foreach (var p in e.EnumerateObject())
+            {
+                if (!seen.Add(p.Name)) throw new CheckFailure("format", $"{where}: the key '{p.Name}' appears twice in one object");
+                RefuseDuplicateKeys(p.Value, where);
+            }
+        }
+    }
+
     public void Dispose() => stream.Dispose();
 }

@@ -80,6 +80,7 @@ public sealed partial class TranscriptChecker
         if (s.Inputs.Length != 0) Fail(s, "inputs: IP uses none");
         int t = s.ScopeInt("position");
         if (t < 0 || t >= C.NCtx) Fail(s, $"scope.position {t} is outside [0, n_ctx = {C.NCtx})");
+        Once(s, $"IP position {t}");
         var we = _w["embed.W_E"].Data; var wp = _w["pos_embed.W_pos"].Data; int d = C.DModel;
         var box = new R[t + 1][];
         for (int u = 0; u <= t; u++)
@@ -146,6 +147,7 @@ public sealed partial class TranscriptChecker
     Info NormsStep(Step s)
     {
         if (s.Inputs.Length != 0) Fail(s, "inputs: N1 uses none");
+        Once(s, "N1");
         int L = C.NLayers, H = C.NHeads, d = C.DModel, dh = C.DHead, m = C.DMlp, V = C.DVocabOut;
         var where = $"step {s.Id} (N1) claim";
         double[][] Heads(string name, int rows, int cols)
@@ -240,6 +242,8 @@ public sealed partial class TranscriptChecker
     {
         if (s.Inputs.Length != 0) Fail(s, "inputs: L2 uses none");
         var seq = Seq(s);
+        int q0 = s.ScopeInt("sequence");
+        if (!_chainRoot.TryAdd(q0, s.Id)) Fail(s, $"sequence {q0} already has its L2 step (step {_chainRoot[q0]}): one ε chain, with one advice, per sequence");
         int T = seq.Tokens.Length;
         if (s.ScopeStr("site") != Sites[0]) Fail(s, $"scope.site must be {Sites[0]}");
         var f = Features(s, T);
@@ -253,7 +257,7 @@ public sealed partial class TranscriptChecker
         long nnz = f.Sum(x => (long)x.Length);
         long own = cs >= 0 ? nnz * 2 * C.DModel + T * (3L * C.DModel + Costs.Norm(C.DModel)) : 0;
         Cost(s, own, true); _ownFlops += own;
-        return new Info { Lemma = s.Lemma, Sequence = s.ScopeInt("sequence"), Site = 0, Vector = eps, Features = f, Nominal = _strategy == "crosscoder-exhaustive" ? nominal : null };
+        return new Info { Lemma = s.Lemma, Sequence = q0, Site = 0, Root = s.Id, Vector = eps, Features = f, Nominal = _strategy == "crosscoder-exhaustive" ? nominal : null };
     }
 
     /// <summary>The previous ε step of the same sequence, at the site before this one.</summary>
@@ -267,6 +271,7 @@ public sealed partial class TranscriptChecker
         if (tables) Input(s, 3, "T1-table");
         int q = s.ScopeInt("sequence");
         if (prev.Sequence != q || advice.Sequence != q) Fail(s, "inputs: the previous ε and the advice must be of this step's sequence");
+        if (s.Inputs[1] != prev.Root) Fail(s, $"inputs: the advice must be step {prev.Root}, the L2 step that started this ε chain, not step {s.Inputs[1]}");
         if (advice.Features is null) Fail(s, $"inputs: the advice of step {s.Inputs[1]} was already closed by its sequence's L1 step");
         if (prev.Consumed) Fail(s, $"inputs: step {s.Inputs[0]}'s ε was already carried forward by another step");
         prev.Consumed = true;
@@ -317,7 +322,7 @@ public sealed partial class TranscriptChecker
         for (int t = 0; t < T; t++) Certify(s, $"ε at {Sites[site]}, position {t}", claim[t], U.Add(U.Add(eps[t], pert[t]), delta[t]));
         own += Costs.Perturbation(C, T) + 2L * T;
         Cost(s, own, true); _ownFlops += own;
-        return new Info { Lemma = s.Lemma, Sequence = prev.Sequence, Site = site, Vector = claim, Nominal = nominal };
+        return new Info { Lemma = s.Lemma, Sequence = prev.Sequence, Site = site, Root = prev.Root, Vector = claim, Nominal = nominal };
     }
 
     /// <summary>L5 with the centres the step records.</summary>
@@ -408,7 +413,7 @@ public sealed partial class TranscriptChecker
         }
         prev.Nominal = null; prev.Vector = null;
         Cost(s, own, true); _ownFlops += own;
-        return new Info { Lemma = s.Lemma, Sequence = prev.Sequence, Site = site, Vector = claim, Nominal = nominal };
+        return new Info { Lemma = s.Lemma, Sequence = prev.Sequence, Site = site, Root = prev.Root, Vector = claim, Nominal = nominal };
     }
 
     // ---- L1 -------------------------------------------------------------------------------------------------------------
@@ -425,6 +430,7 @@ public sealed partial class TranscriptChecker
         var seq = Seq(s);
         int q = s.ScopeInt("sequence");
         if (prev.Sequence != q || advice.Sequence != q) Fail(s, "inputs: the last ε and the advice must be of this step's sequence");
+        if (s.Inputs[1] != prev.Root) Fail(s, $"inputs: the advice must be step {prev.Root}, the L2 step that started this ε chain, not step {s.Inputs[1]}");
         if (prev.Site != Sites.Count - 1) Fail(s, $"inputs: the ε must be at the last site {Sites[^1]}");
         if (prev.Consumed) Fail(s, $"inputs: step {s.Inputs[0]}'s ε was already used");
         prev.Consumed = true;

@@ -23,6 +23,7 @@ public sealed partial class TranscriptChecker
     {
         if (_strategy != "crosscoder-tables") Fail(s, "a T1 table step belongs to crosscoder-tables");
         if (s.Claim.EnumerateObject().Any()) Fail(s, "the table step claims nothing");
+        Once(s, "T1 table");
         for (int k = 0; k < Sites.Count; k++)
             if (CcSite(k) < 0) Fail(s, $"crosscoder-tables needs a crosscoder site for {Sites[k]}");
         var gatesJson = s.DataField("gates");
