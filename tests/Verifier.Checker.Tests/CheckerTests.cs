@@ -194,6 +194,11 @@ public class CheckerTests
     [InlineData("schema", "schema")]
     [InlineData("order", "expected")]
     [InlineData("empty", "format")]
+    [InlineData("duplicate-key", "the key 'b0' appears twice")]
+    [InlineData("duplicate-step-key", "the key 'loss_sum' appears twice")]
+    [InlineData("trailing", "content after the end")]
+    [InlineData("trailing-text", "content after the end")]
+    [InlineData("escape", "\\u001b[32m")]
     public void Malformed_transcripts_are_rejected_with_a_message_never_a_crash(string fault, string expected)
     {
         using var w = new World(7);
@@ -211,6 +216,11 @@ public class CheckerTests
             "schema" => text.Replace("verifier-transcript/1", "verifier-transcript/9"),
             "order" => text.Replace("\"schema\":\"verifier-transcript/1\",", "").Replace("\"cost\":{\"flops\"", "\"schema\":\"verifier-transcript/1\",\"cost\":{\"flops\""),
             "empty" => "",
+            "duplicate-key" => System.Text.RegularExpressions.Regex.Replace(text, "\"result\":\\{\"b0\":", "\"result\":{\"b0\":1e-12,\"b0\":"),
+            "duplicate-step-key" => System.Text.RegularExpressions.Regex.Replace(text, "\"loss_sum\":", "\"loss_sum\":1e-12,\"loss_sum\":"),
+            "trailing" => text + "{\"schema\":1}",
+            "trailing-text" => text + "\naccepted",
+            "escape" => text.Replace("\"lemma\":\"BF\"", "\"lemma\":\"\\u001b[32mBF\""),
             _ => throw new ArgumentException(fault),
         };
         Assert.NotEqual(text, bad);
@@ -219,6 +229,7 @@ public class CheckerTests
         var v = w.Check(p);
         Assert.False(v.Accepted);
         Assert.Contains(expected, v.Reason);
+        Assert.DoesNotContain('\u001b', v.Summary);
     }
 }
 
