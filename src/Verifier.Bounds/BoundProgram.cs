@@ -8,11 +8,19 @@ namespace Verifier.Bounds;
 public sealed record BoundInputs(ModelWeights Model, string ModelDir, TokenDataset Data, string DataPath,
     CrosscoderWeights? Crosscoder = null, string? CrosscoderDir = null)
 {
+    /// <summary>Set by <see cref="Sharded"/>: the bound is about this shard of the whole dataset.</summary>
+    public (ShardSpec Spec, TokenDataset Whole)? Shard { get; private init; }
+
+    /// <summary>The same inputs restricted to shard <paramref name="spec"/> of the dataset (spec/shards.md).</summary>
+    public BoundInputs Sharded(ShardSpec spec) => this with { Data = spec.Of(Data, DataPath), Shard = (spec, Data) };
+
     public IEnumerable<TranscriptArtefact> Artefacts()
     {
         yield return new("model_weights", Hashing.Sha256File(Path.Combine(ModelDir, ModelWeights.WeightsFileName)), Path.Combine(ModelDir, ModelWeights.WeightsFileName));
         yield return new("model_config", Hashing.Sha256File(Path.Combine(ModelDir, ModelConfig.FileName)), Path.Combine(ModelDir, ModelConfig.FileName));
-        yield return new("dataset", Data.ContentHash(), DataPath);
+        yield return Shard is { } sh
+            ? new("dataset", sh.Whole.ContentHash(), DataPath, sh.Spec.ToJson(sh.Whole.Count))
+            : new("dataset", Data.ContentHash(), DataPath);
         if (Crosscoder is not null && CrosscoderDir is not null)
         {
             yield return new("crosscoder_weights", Hashing.Sha256File(Path.Combine(CrosscoderDir, CrosscoderWeights.WeightsFileName)), Path.Combine(CrosscoderDir, CrosscoderWeights.WeightsFileName));

@@ -14,8 +14,20 @@ public sealed record Verdict(bool Accepted, string Reason, int? Step, string? Le
     public string? Lemma { get; } = Lemma is null ? null : Untrusted.Show(Lemma);
     public string Strategy { get; } = Untrusted.Show(Strategy);
 
+    /// <summary>For an accepted transcript: the certified Σ of the loss sums behind b₀, the labelled positions, the
+    /// transcript's total FLOPs and advice bits, the artefact hashes it was checked against, and its part of the dataset
+    /// ("i/n" for a shard, null for the whole; spec/shards.md).</summary>
+    public double? LossSum { get; init; }
+    public long? Positions { get; init; }
+    public long? Flops { get; init; }
+    public double? AdviceBits { get; init; }
+    public IReadOnlyDictionary<string, string>? Artefacts { get; init; }
+    public string? Part { get; init; }
+    /// <summary>For a merged transcript: how many shards were taken from recorded verdicts instead of re-checked.</summary>
+    public int ShardsFromRecordedVerdicts { get; init; }
+
     public string Summary => Accepted
-        ? $"accepted: mean cross-entropy ≤ {B0:R} ({Strategy}, {StepsChecked} steps)"
+        ? $"accepted: mean cross-entropy{(Part is null ? "" : $" over shard {Part}")} ≤ {B0:R} ({Strategy}, {StepsChecked} steps{(ShardsFromRecordedVerdicts > 0 ? $", {ShardsFromRecordedVerdicts} shards from recorded verdicts" : "")})"
         : $"rejected at step {Step?.ToString() ?? "-"} ({Lemma ?? "-"}): {Reason}";
 }
 
@@ -48,12 +60,15 @@ public sealed partial class TranscriptChecker
         ["crosscoder-exhaustive"] = ["N1", "IP", "L2", "L5", "L4", "L1", "MEAN"],
         ["crosscoder-tables"] = ["N1", "IP", "T1", "L2", "T2", "L1", "INFO", "MEAN"],
         ["clustered"] = ["CL", "CLMEMBERS", "MEAN"],
+        ["merge"] = ["SHARD", "MEAN"],
     };
 
     readonly ModelWeights _w;
     readonly Forward _f;
     readonly CrosscoderWeights? _cc;
-    readonly TokenDataset _data;
+    TokenDataset _data;                 // the whole dataset, or the transcript's part of it (spec/shards.md)
+    ShardSpec? _part;
+    readonly HashSet<string> _named = [];
     readonly Dictionary<int, Info> _steps = new();
     string _strategy = "";
     long _flopsDep, _flopsIndep, _ownFlops;
@@ -87,14 +102,19 @@ public sealed partial class TranscriptChecker
 
     /// <summary>Checks <paramref name="transcriptPath"/>. Bad artefacts (unreadable files) throw VerifierException; a
     /// transcript that cannot be certified gives a rejected verdict, never an exception.</summary>
-    public static Verdict Check(string transcriptPath, string modelDir, string? crosscoderDir, string dataPath, IProgress<long>? progress = null)
+    public static Verdict Check(string transcriptPath, string modelDir, string? crosscoderDir, string dataPath, IProgress<long>? progress = null,
+        IReadOnlyDictionary<string, RecordedVerdict>? recorded = null)
     {
         var sw = Stopwatch.StartNew();
         var w = ModelWeights.Load(modelDir);
         var data = TokenDataset.Load(dataPath, w.Config);
         var cc = crosscoderDir is null ? null : CrosscoderWeights.Load(crosscoderDir);
         if (!File.Exists(transcriptPath)) throw new InvalidInputException(transcriptPath, "file", "does not exist");
-        var checker = new TranscriptChecker(w, cc, data);
+        var checker = new TranscriptChecker(w, cc, data)
+        {
+            _recorded = recorded, _modelDir = modelDir, _ccDir = crosscoderDir, _dataPath = dataPath,
+            _transcriptDir = Path.GetDirectoryName(Path.GetFullPath(transcriptPath))!,
+        };
         int stepsChecked = 0; double? b0 = null;
         Step? current = null;
         try
@@ -102,7 +122,11 @@ public sealed partial class TranscriptChecker
             checker.CheckDimensions();
             using var js = new JsonStream(File.OpenRead(transcriptPath));
             b0 = checker.Run(js, modelDir, crosscoderDir, dataPath, s => { current = s; stepsChecked = s.Id + 1; if (s.Id % 256 == 0) progress?.Report(js.BytesRead); });
-            return new Verdict(true, "every claim certified", null, null, null, null, stepsChecked, checker._ownFlops, sw.Elapsed.TotalSeconds, b0, checker._strategy);
+            return new Verdict(true, "every claim certified", null, null, null, null, stepsChecked, checker._ownFlops, sw.Elapsed.TotalSeconds, b0, checker._strategy)
+            {
+                LossSum = checker._finalSum, Positions = checker._data.LabelledPositions, Flops = checker._flopsDep + checker._flopsIndep,
+                AdviceBits = checker._adviceBits, Artefacts = checker._hashes, Part = checker._part?.ToString(), ShardsFromRecordedVerdicts = checker._fromRecorded,
+            };
         }
         catch (Rejection r)
         {
@@ -198,7 +222,10 @@ public sealed partial class TranscriptChecker
                         throw new CheckFailure("format", "strategy.name must be a string");
                     _strategy = sn.GetString()!;
                     if (!LemmasByStrategy.ContainsKey(_strategy)) throw new CheckFailure("strategy", $"unknown strategy '{_strategy}'");
-                    if (_strategy is not ("brute-force" or "trivial") && _cc is null) throw new CheckFailure("artefacts", $"the strategy '{_strategy}' needs the crosscoder (--crosscoder)");
+                    if (_strategy is not ("brute-force" or "trivial" or "merge") && _cc is null) throw new CheckFailure("artefacts", $"the strategy '{_strategy}' needs the crosscoder (--crosscoder)");
+                    if (_strategy is not ("brute-force" or "trivial" or "merge") && !(_named.Contains("crosscoder_weights") && _named.Contains("crosscoder_config")))
+                        throw new CheckFailure("artefacts", $"the strategy '{_strategy}' uses a crosscoder: the transcript must name crosscoder_weights and crosscoder_config");
+                    if (_strategy == "merge" && _part is not null) throw new CheckFailure("artefacts", "a merged transcript is about the whole dataset: its dataset names no part");
                     break;
                 case "interactions":
                     if (e.ValueKind != JsonValueKind.Array) throw new CheckFailure("format", "'interactions' must be an array");
@@ -242,25 +269,51 @@ public sealed partial class TranscriptChecker
             expected["crosscoder_config"] = () => Hashing.Sha256File(Path.Combine(ccDir, CrosscoderConfig.FileName));
         }
         if (e.ValueKind != JsonValueKind.Object) throw new CheckFailure("format", "'artefacts' must be an object");
-        var named = new HashSet<string>();
+        var named = _named;
+        JsonElement? part = null;
         foreach (var p in e.EnumerateObject())
         {
             if (p.Name is not ("model_weights" or "model_config" or "dataset" or "crosscoder_weights" or "crosscoder_config"))
                 throw new CheckFailure("artefacts", $"unknown artefact '{p.Name}'");
             if (p.Value.ValueKind != JsonValueKind.Object || !p.Value.TryGetProperty("sha256", out var h) || h.ValueKind != JsonValueKind.String)
                 throw new CheckFailure("artefacts", $"{p.Name}.sha256 must be a string");
+            foreach (var f in p.Value.EnumerateObject())
+                if (!(f.Name is "sha256" or "path" || (f.Name == "part" && p.Name == "dataset")))
+                    throw new CheckFailure("artefacts", $"{p.Name}: unknown field '{f.Name}'");
+            if (p.Value.TryGetProperty("part", out var pt)) part = pt;
             named.Add(p.Name);
             if (!expected.TryGetValue(p.Name, out var actual)) throw new CheckFailure("artefacts", $"the transcript names {p.Name} but no such file was given (--crosscoder?)");
             string have = actual();
+            _hashes[p.Name] = have;
             if (!string.Equals(h.GetString(), have, StringComparison.Ordinal))
                 throw new CheckFailure("artefacts", $"{p.Name}: the transcript names SHA-256 {h.GetString()}, the file given has {have}");
         }
         foreach (var role in new[] { "model_weights", "model_config", "dataset" })
             if (!named.Contains(role)) throw new CheckFailure("artefacts", $"missing artefact '{role}'");
+        if (part is { } ps) TakePart(ps);
+    }
+
+    /// <summary>A shard's transcript is about sequences [first, end) of the dataset whose hash it names: the part must be
+    /// exactly shard index/count of the whole (spec/shards.md); from here on the checker sees only that part.</summary>
+    void TakePart(JsonElement p)
+    {
+        int Get(string n) => p.ValueKind == JsonValueKind.Object && p.TryGetProperty(n, out var v) && v.TryGetInt32(out int x) ? x
+            : throw new CheckFailure("artefacts", $"dataset.part.{n} must be an integer");
+        foreach (var f in p.EnumerateObject())
+            if (f.Name is not ("index" or "count" or "first" or "end" or "of")) throw new CheckFailure("artefacts", $"dataset.part: unknown field '{f.Name}'");
+        int index = Get("index"), count = Get("count"), first = Get("first"), end = Get("end"), of = Get("of");
+        if (of != _data.Count) throw new CheckFailure("artefacts", $"dataset.part.of {of} ≠ the dataset's {_data.Count} sequences");
+        if (count < 1 || count > of || index < 0 || index >= count) throw new CheckFailure("artefacts", $"dataset.part: shard {index}/{count} is not a shard of {of} sequences");
+        var spec = new ShardSpec(index, count);
+        if (spec.Range(of) != (first, end)) throw new CheckFailure("artefacts", $"dataset.part: shard {spec} of {of} sequences is [{spec.Range(of).First}, {spec.Range(of).End}), not [{first}, {end})");
+        _data = _data.Slice(first, end);
+        if (_data.LabelledPositions == 0) throw new CheckFailure("artefacts", $"dataset.part: shard {spec} has no labelled position");
+        _part = spec;
     }
 
     int _finalMeanStep = -1;
-    double _finalB0;
+    double _finalB0, _finalSum;
+    readonly Dictionary<string, string> _hashes = new();
 
     double CheckResult(JsonElement e, int stepCount)
     {
@@ -311,6 +364,7 @@ public sealed partial class TranscriptChecker
             "INFO" => InfoStep(s),
             "CL" => ClusterTable(s),
             "CLMEMBERS" => ClusterMembers(s),
+            "SHARD" => ShardStep(s),
             _ => throw new Rejection(s.Id, s.Lemma, $"unknown lemma '{s.Lemma}'"),
         };
         _steps[s.Id] = info;

@@ -53,8 +53,8 @@ public sealed partial class TranscriptChecker
             int[] seqs = info.Lemma switch
             {
                 "BF" or "L1" => [info.Sequence],
-                "CLMEMBERS" => info.Members!,
-                _ => throw new Rejection(s.Id, s.Lemma, $"inputs: step {i} is {info.Lemma}; MEAN sums BF, L1 or CLMEMBERS steps"),
+                "CLMEMBERS" or "SHARD" => info.Members!,
+                _ => throw new Rejection(s.Id, s.Lemma, $"inputs: step {i} is {info.Lemma}; MEAN sums BF, L1, CLMEMBERS or SHARD steps"),
             };
             foreach (int q in seqs)
             {
@@ -70,7 +70,7 @@ public sealed partial class TranscriptChecker
         double b0 = s.Number("b0");
         Certify(s, "b0", b0, U.Div(sum, positions));
         Cost(s, s.Inputs.Length + 1, true);
-        _finalMeanStep = s.Id; _finalB0 = b0;
+        _finalMeanStep = s.Id; _finalB0 = b0; _finalSum = sum;
         return new Info { Lemma = s.Lemma, Scalar = b0 };
     }
 
@@ -122,7 +122,7 @@ public sealed partial class TranscriptChecker
         double b0 = s.Number("b0");
         Certify(s, "b0", b0, U.Div(sum, positions));
         Cost(s, positions + 1, true);
-        _finalMeanStep = s.Id; _finalB0 = b0;
+        _finalMeanStep = s.Id; _finalB0 = b0; _finalSum = sum;
         return new Info { Lemma = s.Lemma, Scalar = b0 };
     }
 

@@ -18,20 +18,23 @@ static class BoundCommand
         var clusters = Options.Positive<int>("--clusters", "Number of clusters c (strategy clustered)", 1);
         var seed = Options.Seed("the clustering");
         var noTrue = new Option<bool>("--no-true-loss") { Description = "Do not compute the true loss for comparison" };
+        var shard = new Option<string?>("--shard") { Description = "Bound only shard i/n of the dataset (sequences ⌊iN/n⌋ … ⌊(i+1)N/n⌋−1; spec/shards.md): the transcript is about that part; `merge` combines the n shards. A shard is never recorded in the store (the merge is)" };
         var db = StoreOptions.Db();
         var noRecord = new Option<bool>("--no-record") { Description = "Do not record the run in the store" };
         var force = Options.Force();
         var json = Options.Json();
         var cmd = new Command("bound", "Prove an upper bound b₀ on the model's mean cross-entropy over a dataset, writing a transcript for the checker");
-        foreach (var o in new Option[] { model, crosscoder, data, strategy, clusters, seed, output, allow, noTrue, db, noRecord, force, json }) cmd.Options.Add(o);
+        foreach (var o in new Option[] { model, crosscoder, data, strategy, clusters, seed, shard, output, allow, noTrue, db, noRecord, force, json }) cmd.Options.Add(o);
         cmd.SetAction((pr, ct) => Task.FromResult(CommandRunner.Run(pr, json, ct, ctx =>
         {
             string s = pr.GetValue(strategy)!;
             string path = pr.GetValue(output)!.FullName;
             if (File.Exists(path) && !pr.GetValue(force)) throw new OutputExistsException(path);
             var inputs = Load(pr.GetValue(model)!.FullName, pr.GetValue(crosscoder)?.FullName, pr.GetValue(data)!.FullName, s, pr.GetValue(allow));
+            if (pr.GetValue(shard) is { } sh) inputs = inputs.Sharded(ShardSpec.Parse(sh));
             var r = Run(ctx, s, inputs, path, !pr.GetValue(noTrue), pr.GetValue(clusters), pr.GetValue(seed));
-            if (!pr.GetValue(noRecord))
+            if (inputs.Shard is { } part) ctx.Say($"  shard {part.Spec} of {part.Whole.Count} sequences: not recorded in the store (merge the shards with `verifier merge`)");
+            else if (!pr.GetValue(noRecord))
             {
                 using var store = new Verifier.Store.VerifierStore(pr.GetValue(db)!.FullName);
                 Record(store, inputs, r, s == Strategies.Clustered ? pr.GetValue(clusters) : null);

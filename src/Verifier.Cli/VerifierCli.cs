@@ -25,6 +25,7 @@ public static class VerifierCli
         root.Subcommands.Add(DiffCommand.Build());
         root.Subcommands.Add(AdversarialCommand.Build());
         root.Subcommands.Add(ClusterCommand.Build());
+        root.Subcommands.Add(MergeCommand.Build());
         root.Subcommands.Add(CheckCommand.Build());
         root.Subcommands.Add(StoreCommands.Runs());
         root.Subcommands.Add(StoreCommands.FrontierCommand());

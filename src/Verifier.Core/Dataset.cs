@@ -17,6 +17,9 @@ public sealed class TokenDataset(IReadOnlyList<Sequence> sequences)
     public int Count => Sequences.Count;
     public long LabelledPositions => Sequences.Sum(s => (long)s.LabelledCount);
 
+    /// <summary>The sequences [first, end), in order.</summary>
+    public TokenDataset Slice(int first, int end) => new(Sequences.Skip(first).Take(end - first).ToArray());
+
     /// <summary>Reads a dataset; with <paramref name="config"/>, also checks every token, label and length
     /// against that model, naming the line that is wrong.</summary>
     public static TokenDataset Load(string path, ModelConfig? config = null)

@@ -3,8 +3,9 @@ using System.Text.Json.Nodes;
 
 namespace Verifier.Core;
 
-/// <summary>An artefact a transcript is about, named by SHA-256 so a replay against other files is refused.</summary>
-public sealed record TranscriptArtefact(string Role, string Sha256, string? Path);
+/// <summary>An artefact a transcript is about, named by SHA-256 so a replay against other files is refused. A sharded
+/// bound names the whole dataset and, in <paramref name="Part"/>, its shard (spec/shards.md).</summary>
+public sealed record TranscriptArtefact(string Role, string Sha256, string? Path, JsonObject? Part = null);
 
 /// <summary>One step of a proof (spec/transcript.md): the lemma it applies (proofs/&lt;lemma&gt;), the earlier steps
 /// it uses, where it applies (scope), what it claims (upper bounds on named real quantities), advice data it
@@ -51,6 +52,7 @@ public sealed class TranscriptWriter : IDisposable
             _w.WriteStartObject(a.Role);
             _w.WriteString("sha256", a.Sha256);
             if (a.Path is not null) _w.WriteString("path", a.Path);
+            if (a.Part is not null) { _w.WritePropertyName("part"); a.Part.WriteTo(_w); }
             _w.WriteEndObject();
         }
         _w.WriteEndObject();
