@@ -31,12 +31,14 @@ static class BoundCommand
             if (File.Exists(path) && !pr.GetValue(force)) throw new OutputExistsException(path);
             var inputs = Load(pr.GetValue(model)!.FullName, pr.GetValue(crosscoder)?.FullName, pr.GetValue(data)!.FullName, s, pr.GetValue(allow));
             var r = Run(ctx, s, inputs, path, !pr.GetValue(noTrue), pr.GetValue(clusters), pr.GetValue(seed));
+            Verifier.Store.AuditHead? head = null;
             if (!pr.GetValue(noRecord))
             {
                 using var store = new Verifier.Store.VerifierStore(pr.GetValue(db)!.FullName);
                 Record(store, inputs, r, s == Strategies.Clustered ? pr.GetValue(clusters) : null);
+                head = StoreOptions.ReportHead(ctx, store);
             }
-            if (ctx.Json) ctx.WriteJson(Summary(r));
+            if (ctx.Json) ctx.WriteJson(StoreOptions.WithHead(Summary(r), head));
             else Print(ctx, r);
             return ExitCodes.Ok;
         })));
