@@ -22,11 +22,12 @@ static class AnalysisCommands
         return new Inputs(w, cc, data, sha, Hashing.Sha256File(Path.Combine(ccDir, CrosscoderWeights.WeightsFileName)), data.ContentHash());
     }
 
-    internal static void Record(ParseResult pr, Option<FileInfo> db, Option<bool> noRecord, string kind, Inputs i, object summary)
+    internal static void Record(CommandContext ctx, ParseResult pr, Option<FileInfo> db, Option<bool> noRecord, string kind, Inputs i, object summary)
     {
         if (pr.GetValue(noRecord)) return;
         using var store = new VerifierStore(pr.GetValue(db)!.FullName);
         store.RecordAnalysis(kind, i.ModelSha, i.CcSha, i.DataSha, JsonSerializer.Serialize(summary, CommandContext.JsonOptions));
+        StoreOptions.ReportHead(ctx, store);
     }
 
     /// <summary>The analysis half of `verifier interactions` (the transcript half lives in InteractionsCommand).</summary>
@@ -51,7 +52,7 @@ static class AnalysisCommands
             Neurons = r.Neurons, Ranked = r.Ranked, HeatmapFeatures = r.HeatmapFeatures, Report = reportDir,
         };
         if (reportDir is not null) WriteReport(reportDir, r, modelDir, ccDir, dataPath);
-        Record(pr, db, noRecord, "interactions", inputs, new { r.Tokens, r.Pairs, r.DominantShare, r.AttentionDominance, r.Validation, r.BoundRemoval });
+        Record(ctx, pr, db, noRecord, "interactions", inputs, new { r.Tokens, r.Pairs, r.DominantShare, r.AttentionDominance, r.Validation, r.BoundRemoval });
         if (ctx.Json) { ctx.WriteJson(summary); return ExitCodes.Ok; }
         ctx.Say($"{r.Tokens} tokens, {r.Pairs} co-occurring feature pairs; dominant share {r.DominantShare:P1}; one query feature dominates {r.AttentionDominance:P1} of (query, key, head) scores");
         foreach (var g in r.Ranked.GroupBy(x => x.Metric))
@@ -150,7 +151,7 @@ static class AnalysisCommands
             var inputs = Load(pr.GetValue(model)!.FullName, pr.GetValue(crosscoder)!.FullName, pr.GetValue(data)!.FullName, pr.GetValue(allow));
             var (lm, lz, results) = ctx.WithProgress("suppressing", report => { report(0, ""); return Suppression.Run(inputs.Weights, inputs.Crosscoder, inputs.Data, pr.GetValue(seed)); });
             var summary = new { ModelLoss = lm, ZeroLoss = lz, Schemes = results };
-            Record(pr, db, noRecord, "suppression", inputs, summary);
+            Record(ctx, pr, db, noRecord, "suppression", inputs, summary);
             if (ctx.Json) { ctx.WriteJson(summary); return ExitCodes.Ok; }
             ctx.Say($"L_model {lm:G6}, L_zero (all neurons off) {lz:G6}; Φ = 1 − (L − L_model)/(L_zero − L_model)");
             foreach (var s in results) ctx.Say($"  {s.Scheme,-20} loss {s.Loss,12:G6}   Φ {s.Fidelity,8:F4}");
@@ -185,7 +186,7 @@ static class AdversarialCommand
             var results = ctx.WithProgress("searching", report => { report(0, ""); return Adversarial.Run(i.Weights, i.Crosscoder, t, i.Data, pr.GetValue(pairs), pr.GetValue(budget), pr.GetValue(seed), ctx.Cancel); });
             var found = results.Where(r => r.BothFound > 0 && r.AloneFound > 0).ToList();
             double mean = found.Count > 0 ? found.Average(r => r.Increase) : double.NaN;
-            AnalysisCommands.Record(pr, db, noRecord, "adversarial", i, new { Pairs = results, MeanIncrease = mean });
+            AnalysisCommands.Record(ctx, pr, db, noRecord, "adversarial", i, new { Pairs = results, MeanIncrease = mean });
             if (ctx.Json) { ctx.WriteJson(new { Pairs = results, MeanIncrease = mean }); return ExitCodes.Ok; }
             ctx.Say($"{"i",5} {"j",5} {"screen",10} {"co-occur",9} {"both",5} {"alone",6} {"loss both",10} {"loss alone",11} {"increase",10}");
             foreach (var r in results)
@@ -221,7 +222,7 @@ static class ClusterCommand
                 report(0.5, "affinity propagation");
                 return FeatureClusters.Run(i.Weights, i.Crosscoder, i.Data, inter, pr.GetValue(seed));
             });
-            AnalysisCommands.Record(pr, db, noRecord, "feature-clusters", i, new { Clusters = r.ByInteraction.Count, ActivationClusters = r.ByActivation.Count, r.AdjustedRand });
+            AnalysisCommands.Record(ctx, pr, db, noRecord, "feature-clusters", i, new { Clusters = r.ByInteraction.Count, ActivationClusters = r.ByActivation.Count, r.AdjustedRand });
             if (ctx.Json) { ctx.WriteJson(r); return ExitCodes.Ok; }
             ctx.Say($"{r.ByInteraction.Count} clusters by interaction, {r.ByActivation.Count} by activation cosine; adjusted Rand index between them {r.AdjustedRand:F3}");
             foreach (var c in r.ByInteraction.Take(10))

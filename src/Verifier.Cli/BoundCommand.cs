@@ -33,13 +33,15 @@ static class BoundCommand
             var inputs = Load(pr.GetValue(model)!.FullName, pr.GetValue(crosscoder)?.FullName, pr.GetValue(data)!.FullName, s, pr.GetValue(allow));
             if (pr.GetValue(shard) is { } sh) inputs = inputs.Sharded(ShardSpec.Parse(sh));
             var r = Run(ctx, s, inputs, path, !pr.GetValue(noTrue), pr.GetValue(clusters), pr.GetValue(seed));
+            Verifier.Store.AuditHead? head = null;
             if (inputs.Shard is { } part) ctx.Say($"  shard {part.Spec} of {part.Whole.Count} sequences: not recorded in the store (merge the shards with `verifier merge`)");
             else if (!pr.GetValue(noRecord))
             {
                 using var store = new Verifier.Store.VerifierStore(pr.GetValue(db)!.FullName);
                 Record(store, inputs, r, s == Strategies.Clustered ? pr.GetValue(clusters) : null);
+                head = StoreOptions.ReportHead(ctx, store);
             }
-            if (ctx.Json) ctx.WriteJson(Summary(r));
+            if (ctx.Json) ctx.WriteJson(StoreOptions.WithHead(Summary(r), head));
             else Print(ctx, r);
             return ExitCodes.Ok;
         })));

@@ -35,12 +35,14 @@ static class CheckCommand
                 if (File.Exists(vo.FullName)) throw new OutputExistsException(vo.FullName);
                 AtomicOutput.WriteAllText(vo.FullName, RecordedVerdict.Of(v, Hashing.Sha256File(path)).ToJson());
             }
+            Verifier.Store.AuditHead? head = null;
             if (!pr.GetValue(noRecord) && !oneShard && v.Part is null)
             {
                 using var store = new Verifier.Store.VerifierStore(pr.GetValue(db)!.FullName);
                 Record(store, v, path);
+                head = StoreOptions.ReportHead(ctx, store);
             }
-            Print(ctx, v, path);
+            Print(ctx, v, path, head);
             return v.Accepted ? ExitCodes.Ok : ExitCodes.Rejected;
         })));
         return cmd;
@@ -80,15 +82,15 @@ static class CheckCommand
         store.RecordCheck(new Verifier.Store.CheckRecord(Hashing.Sha256File(path), v.Accepted, v.Reason, v.Step, v.Lemma, v.Claimed, v.Certified,
             TranscriptChecker.Version, v.Seconds));
 
-    public static void Print(CommandContext ctx, Verdict v, string path)
+    public static void Print(CommandContext ctx, Verdict v, string path, Verifier.Store.AuditHead? head = null)
     {
         if (ctx.Json)
         {
-            ctx.WriteJson(new
+            ctx.WriteJson(StoreOptions.WithHead(new
             {
                 Verdict = v.Accepted ? "accepted" : "rejected", v.Reason, v.Step, v.Lemma, v.Claimed, v.Certified, v.B0, v.Strategy,
                 v.StepsChecked, v.CheckerFlops, v.Seconds, Transcript = path, CheckerVersion = TranscriptChecker.Version,
-            });
+            }, head));
             return;
         }
         ctx.Say(v.Summary);

@@ -58,6 +58,7 @@ static class DemoCommand
             var bounds = new List<(string Name, BoundResult Result)>();
             var verdicts = new Dictionary<string, Verdict>();
             bool auditIntact = false;
+            string? storeHead = null;
             double refLoss = double.NaN, refAcc = double.NaN;
             var cco = new CrosscoderOptions(Width: pr.GetValue(width), Mode: CrosscoderModes.TopK, K: pr.GetValue(k),
                 Steps: pr.GetValue(ccSteps), Seed: pr.GetValue(train.Seed));
@@ -107,7 +108,8 @@ static class DemoCommand
                     var points = Verifier.Store.Frontier.Compute(store.Runs(modelSha, TokenDataset.Load(boundPath).ContentHash()));
                     FrontierPlot.Write(points, Path.Combine(tmp, "frontier.png"));
                     FrontierPlot.Write(points, Path.Combine(tmp, "frontier.svg"));
-                    auditIntact = store.VerifyAudit() is null;
+                    auditIntact = store.VerifyAudit().Intact;
+                    storeHead = store.LastWrite?.ToString();
                 }
             });
             var frontier = Frontier(bounds.Select(b => (b.Name, b.Result.Cost.Flops, b.Result.B0)).ToList());
@@ -131,7 +133,7 @@ static class DemoCommand
                     Verdict = verdicts[b.Name].Accepted ? "accepted" : "rejected", CheckerSeconds = verdicts[b.Name].Seconds,
                     CheckerOverGenerator = verdicts[b.Name].Seconds / Math.Max(1e-9, b.Result.WallSeconds),
                 }),
-                Plot = Path.Combine(dir, "frontier.png"), Store = Path.Combine(dir, VerifierStore.DefaultFileName), AuditIntact = auditIntact,
+                Plot = Path.Combine(dir, "frontier.png"), Store = Path.Combine(dir, VerifierStore.DefaultFileName), AuditIntact = auditIntact, StoreHead = storeHead,
             };
             if (ctx.Json) ctx.WriteJson(summary);
             else
@@ -149,7 +151,7 @@ static class DemoCommand
                 ctx.Say($"            {"strategy",-24} {"b₀",14} {"FLOPs",14} {"bound s",8} {"check",9} {"check s",8}");
                 foreach (var (name, r) in bounds)
                     ctx.Say($"          {(frontier.Contains(name) ? "*" : " ")} {name,-24} {r.B0,14:G6} {r.Cost.Flops,14:N0} {r.WallSeconds,8:F2} {(verdicts[name].Accepted ? "accepted" : "REJECTED"),9} {verdicts[name].Seconds,8:F2}");
-                ctx.Say($"  store     {Path.Combine(dir, VerifierStore.DefaultFileName)} (audit chain {(auditIntact ? "intact" : "BROKEN")}); plot {Path.Combine(dir, "frontier.png")}");
+                ctx.Say($"  store     {Path.Combine(dir, VerifierStore.DefaultFileName)} (audit chain {(auditIntact ? "intact" : "BROKEN")}, head {storeHead}); plot {Path.Combine(dir, "frontier.png")}");
                 ctx.Say($"  total     {sw.Elapsed.TotalSeconds:F1} s");
             }
             return verdicts.Values.All(v => v.Accepted) && auditIntact ? ExitCodes.Ok : ExitCodes.Rejected;

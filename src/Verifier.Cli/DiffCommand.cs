@@ -73,6 +73,7 @@ static class DiffCommand
                 store.RecordAnalysis("model-diff", Hashing.Sha256File(Path.Combine(dirA, ModelWeights.WeightsFileName)),
                     Hashing.Sha256File(Path.Combine(dir, CrosscoderWeights.WeightsFileName)), dataset.ContentHash(),
                     JsonSerializer.Serialize(new { ModelB = Hashing.Sha256File(Path.Combine(dirB, ModelWeights.WeightsFileName)), Top = result.Tokens.Take(10), TriggerRank = rank, BackdoorA = backdoorA, BackdoorB = backdoorB }, CommandContext.JsonOptions));
+                StoreOptions.ReportHead(ctx, store);
             }
             if (ctx.Json) { ctx.WriteJson(new { Out = dir, Tokens = result.Tokens, Neurons = result.Neurons.Take(20), TriggerRank = rank, BackdoorA = backdoorA, BackdoorB = backdoorB }); return ExitCodes.Ok; }
             ctx.Say("tokens by Welch t of (score_B − score_A) with the token against without it; Δ is that difference of means");

@@ -25,14 +25,16 @@ static class MergeCommand
             var read = pr.GetValue(shards)!.Select(f => Merge.Read(f.FullName)).ToList();
             var (b0, cost, steps, strategy, n) = Merge.Run(read, path);
             var arts = read[0].Artefacts;
+            Verifier.Store.AuditHead? head = null;
             if (!pr.GetValue(noRecord))
             {
                 using var store = new Verifier.Store.VerifierStore(pr.GetValue(db)!.FullName);
                 store.RecordRun(new Verifier.Store.RunRecord(0, strategy, $"{{\"shards\":{n}}}", arts["model_weights"].Sha256, arts["dataset"].Sha256,
                     arts.TryGetValue("crosscoder_weights", out var c) ? c.Sha256 : null, b0, null, cost.Flops, cost.Bits, 0,
                     Hashing.Sha256File(path), path, ""), arts.Values);
+                head = StoreOptions.ReportHead(ctx, store);
             }
-            if (ctx.Json) ctx.WriteJson(new { B0 = b0, cost.Flops, cost.Bits, Strategy = strategy, Shards = n, Steps = steps, Transcript = path });
+            if (ctx.Json) ctx.WriteJson(StoreOptions.WithHead(new { B0 = b0, cost.Flops, cost.Bits, Strategy = strategy, Shards = n, Steps = steps, Transcript = path }, head));
             else
             {
                 ctx.Say($"merged {n} shards of {strategy}: mean cross-entropy ≤ b₀ = {b0:R}");

@@ -13,6 +13,22 @@ static class StoreOptions
         Description = "SQLite store that records runs, checks and the audit chain (spec/store.md)",
         DefaultValueFactory = _ => new FileInfo(VerifierStore.DefaultFileName),
     };
+
+    /// <summary>After a write: the new audit head on stderr, for the user to keep (spec/store.md, "The head anchor").</summary>
+    public static AuditHead? ReportHead(CommandContext ctx, VerifierStore store)
+    {
+        if (store.LastWrite is { } head)
+            ctx.Err.WriteLine($"store: audit head {head} ({store.Path}); keep it: 'verifier audit verify --head {head}' detects later removal or rewriting");
+        return store.LastWrite;
+    }
+
+    /// <summary>A command's JSON summary with the store's new head added as "store_head" (SEQ:HASH), when it recorded.</summary>
+    public static System.Text.Json.Nodes.JsonNode WithHead(object summary, AuditHead? head)
+    {
+        var node = JsonSerializer.SerializeToNode(summary, CommandContext.JsonOptions)!;
+        if (head is not null) node["store_head"] = head.ToString();
+        return node;
+    }
 }
 
 static class StoreCommands
@@ -25,8 +41,8 @@ static class StoreCommands
         cmd.Options.Add(db); cmd.Options.Add(json);
         cmd.SetAction((pr, ct) => Task.FromResult(CommandRunner.Run(pr, json, ct, ctx =>
         {
-            using var store = new VerifierStore(pr.GetValue(db)!.FullName);
-            var runs = store.Runs();
+            using var store = VerifierStore.OpenExisting(pr.GetValue(db)!.FullName);
+            var runs = store.Runs();   // verifies the chain and every row first (exit 8 when tampered)
             if (ctx.Json) { ctx.WriteJson(runs); return ExitCodes.Ok; }
             ctx.Say($"{"id",4} {"strategy",-22} {"b₀",14} {"FLOPs",15} {"check",9}  transcript");
             foreach (var r in runs)
@@ -47,21 +63,58 @@ static class StoreCommands
     {
         var db = StoreOptions.Db();
         var json = Options.Json();
-        var verify = new Command("verify", "Recompute the audit hash chain; name the first entry that was edited, removed or inserted behind the tool's back (exit 8)");
-        verify.Options.Add(db); verify.Options.Add(json);
+        var headOpt = new Option<string?>("--head")
+        {
+            Description = "SEQ:HASH that 'verifier audit head' (or a command that wrote the store) printed earlier: fail unless the chain holds exactly that entry at that sequence number",
+        };
+        var verify = new Command("verify", "Recompute the audit hash chain and compare every runs, checks, analyses and artefacts row with the entry that recorded it; " +
+            "name the first entry or row that was edited, removed or inserted behind the tool's back (exit 8)");
+        verify.Options.Add(db); verify.Options.Add(headOpt); verify.Options.Add(json);
         verify.SetAction((pr, ct) => Task.FromResult(CommandRunner.Run(pr, json, ct, ctx =>
         {
-            using var store = new VerifierStore(pr.GetValue(db)!.FullName);
-            var bad = store.VerifyAudit();
-            int n = store.Audit().Count;
-            if (ctx.Json) ctx.WriteJson(new { Intact = bad is null, Entries = n, FirstBadEntry = bad?.Seq, Problem = bad?.Problem, Db = store.Path });
-            else if (bad is null) ctx.Say($"audit chain intact: {n} entries in {store.Path}");
-            else ctx.Say($"audit chain broken at entry {bad.Value.Seq}: {bad.Value.Problem}");
-            if (bad is not null) ctx.Err.WriteLine($"error: {store.Path}: audit entry {bad.Value.Seq} does not follow the chain");
-            return bad is null ? ExitCodes.Ok : ExitCodes.AuditBroken;
+            var noted = pr.GetValue(headOpt) is { } h ? AuditHead.Parse(h) : null;
+            using var store = VerifierStore.OpenExisting(pr.GetValue(db)!.FullName);
+            var rep = store.VerifyAudit(noted);
+            var first = rep.Problems.FirstOrDefault();
+            if (ctx.Json)
+                ctx.WriteJson(new
+                {
+                    rep.Intact, rep.Entries, Head = rep.Head.ToString(), NotedHead = noted?.ToString(), FirstBadEntry = first?.Seq, Problem = first?.Message,
+                    Problems = rep.Problems, rep.RowsCovered, rep.LegacyEntries, rep.MigrationEntry, Db = store.Path,
+                });
+            else if (rep.Intact)
+            {
+                ctx.Say($"audit chain intact: {rep.Entries} entries, {rep.RowsCovered} rows covered, head {rep.Head} in {store.Path}");
+                if (noted is not null)
+                    ctx.Say(noted.Seq == rep.Head.Seq ? $"the noted head {noted.Seq} is the latest entry"
+                        : $"the noted head {noted.Seq} is in the chain; {rep.Head.Seq - noted.Seq} entries were written after it ({noted.Seq + 1}–{rep.Head.Seq}): check they are yours");
+                if (rep.LegacyEntries > 0)
+                    ctx.Say($"note: entries 1–{rep.LegacyEntries} predate schema {VerifierStore.CoveringVersion} and record only some columns (b₀, FLOPs, strategy, hashes; verdict, reason); " +
+                        $"entry {rep.MigrationEntry} recorded every row in full at the upgrade, so columns changed before then are not detected");
+            }
+            else
+            {
+                ctx.Say($"audit chain broken{(first!.Seq is { } s ? $" at entry {s}" : "")}: {first.Message}");
+                foreach (var p in rep.Problems.Skip(1)) ctx.Say($"  also: {p.Message}");
+            }
+            if (!rep.Intact) ctx.Err.WriteLine($"error: {store.Path}: {first!.Message}");
+            return rep.Intact ? ExitCodes.Ok : ExitCodes.AuditBroken;
+        })));
+        var headDb = StoreOptions.Db();
+        var headJson = Options.Json();
+        var head = new Command("head", "Print the verified head of the audit chain (SEQ:HASH); keep it outside the store and pass it to 'audit verify --head' later");
+        head.Options.Add(headDb); head.Options.Add(headJson);
+        head.SetAction((pr, ct) => Task.FromResult(CommandRunner.Run(pr, headJson, ct, ctx =>
+        {
+            using var store = VerifierStore.OpenExisting(pr.GetValue(headDb)!.FullName);
+            var h = store.Head();   // exit 8 when the store was tampered with: such a head is not worth keeping
+            if (ctx.Json) ctx.WriteJson(new { h.Seq, h.Hash, Head = h.ToString(), Db = store.Path });
+            else ctx.Say($"audit head {h} ({store.Path})");
+            return ExitCodes.Ok;
         })));
         var cmd = new Command("audit", "The store's append-only, hash-chained audit log");
         cmd.Subcommands.Add(verify);
+        cmd.Subcommands.Add(head);
         return cmd;
     }
 
@@ -80,8 +133,8 @@ static class StoreCommands
             var weights = ModelWeights.Load(modelDir);
             var dataset = TokenDataset.Load(pr.GetValue(data)!.FullName, weights.Config);
             string modelSha = Hashing.Sha256File(Path.Combine(modelDir, ModelWeights.WeightsFileName));
-            using var store = new VerifierStore(pr.GetValue(db)!.FullName);
-            var points = Frontier.Compute(store.Runs(modelSha, dataset.ContentHash()));
+            using var store = VerifierStore.OpenExisting(pr.GetValue(db)!.FullName);
+            var points = Frontier.Compute(store.Runs(modelSha, dataset.ContentHash()));   // exit 8 when the store was tampered with
             string? plotPath = pr.GetValue(plot)?.FullName;
             if (plotPath is not null) FrontierPlot.Write(points, plotPath);
             if (ctx.Json) { ctx.WriteJson(new { Points = points, Plot = plotPath }); return ExitCodes.Ok; }

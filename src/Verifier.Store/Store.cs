@@ -17,10 +17,38 @@ public sealed record CheckRecord(
 
 public sealed record AuditEntry(long Seq, string At, string Action, string Payload, string PrevHash, string Hash);
 
+/// <summary>An audit entry the user keeps outside the store (spec/store.md, "The head anchor"): written and parsed as SEQ:HASH.</summary>
+public sealed record AuditHead(long Seq, string Hash)
+{
+    public override string ToString() => $"{Seq}:{Hash}";
+
+    /// <summary>Parses SEQ:HASH (a decimal sequence number ≥ 0, a colon, 64 hex digits).</summary>
+    public static AuditHead Parse(string text)
+    {
+        int colon = text.IndexOf(':');
+        if (colon <= 0 || !long.TryParse(text.AsSpan(0, colon), NumberStyles.None, CultureInfo.InvariantCulture, out long seq)
+            || text.Length - colon - 1 != 64 || !text[(colon + 1)..].All(char.IsAsciiHexDigit))
+            throw new UsageException($"--head '{text}': expected SEQ:HASH, the sequence number and the 64-hex-digit hash that 'verifier audit head' prints");
+        return new AuditHead(seq, text[(colon + 1)..].ToLowerInvariant());
+    }
+}
+
 /// <summary>A database that cannot be used: locked beyond the busy timeout, not a Verifier store, or too new.</summary>
 public sealed class StoreException(string message, Exception? inner = null) : VerifierException(message, inner)
 {
     public override int ExitCode => ExitCodes.Failure;
+}
+
+/// <summary>The store was changed behind the tool's back: the chain does not follow, a row differs from, is missing from or is
+/// not covered by the chain, the noted head is not in the chain, or the file was truncated. Exit 8.</summary>
+public sealed class AuditBrokenException(string message) : VerifierException(message)
+{
+    public override int ExitCode => ExitCodes.AuditBroken;
+
+    public static AuditBrokenException From(AuditReport report) => new(
+        $"{report.Path}: {report.Problems[0].Message}" +
+        (report.Problems.Count > 1 ? $" (and {report.Problems.Count - 1} more; 'verifier audit verify --db {report.Path}' lists them)" : "") +
+        "; refusing to show what the audit chain does not vouch for");
 }
 
 /// <summary>One SQLite file (spec/store.md). WAL mode and a busy timeout, so several processes can write at once;
@@ -94,27 +122,65 @@ public sealed class VerifierStore : IDisposable
             created           TEXT NOT NULL
         );
         """,
+        """
+        CREATE TRIGGER runs_no_update BEFORE UPDATE ON runs BEGIN SELECT RAISE(ABORT, 'runs are append-only'); END;
+        CREATE TRIGGER runs_no_delete BEFORE DELETE ON runs BEGIN SELECT RAISE(ABORT, 'runs are append-only'); END;
+        CREATE TRIGGER checks_no_update BEFORE UPDATE ON checks BEGIN SELECT RAISE(ABORT, 'checks are append-only'); END;
+        CREATE TRIGGER checks_no_delete BEFORE DELETE ON checks BEGIN SELECT RAISE(ABORT, 'checks are append-only'); END;
+        CREATE TRIGGER analyses_no_update BEFORE UPDATE ON analyses BEGIN SELECT RAISE(ABORT, 'analyses are append-only'); END;
+        CREATE TRIGGER analyses_no_delete BEFORE DELETE ON analyses BEGIN SELECT RAISE(ABORT, 'analyses are append-only'); END;
+        CREATE TRIGGER artefacts_no_update BEFORE UPDATE ON artefacts BEGIN SELECT RAISE(ABORT, 'artefacts are append-only'); END;
+        CREATE TRIGGER artefacts_no_delete BEFORE DELETE ON artefacts BEGIN SELECT RAISE(ABORT, 'artefacts are append-only'); END;
+        """,
     ];
+
+    /// <summary>The SQL of migration <paramref name="version"/> (1-based), for tests that build a store as an older Verifier left it.</summary>
+    public static string MigrationSql(int version) => Migrations[version - 1];
+
+    /// <summary>The first version whose audit payloads hold complete rows ({"format":3,"rows":[…]}).</summary>
+    public const int CoveringVersion = 3;
 
     public static int LatestVersion => Migrations.Length;
 
-    public VerifierStore(string path, int busyTimeoutSeconds = 30)
+    /// <summary>The head this instance's last write produced (null before its first write).</summary>
+    public AuditHead? LastWrite { get; private set; }
+
+    /// <summary>Opens a store, creating the file when it does not exist (the writing commands).
+    /// With <paramref name="create"/> false (the reading commands) a missing file is an error and nothing is created.</summary>
+    public VerifierStore(string path, int busyTimeoutSeconds = 30, bool create = true)
     {
         Path = System.IO.Path.GetFullPath(path);
-        if (System.IO.Path.GetDirectoryName(Path) is { } dir) Directory.CreateDirectory(dir);
+        if (!create && !File.Exists(Path))
+            throw new InvalidInputException(Path, "store", "does not exist; 'verifier bound' and 'verifier check' create a store when they record a run or a check (or pass --db FILE)");
+        // Verifier never leaves a 0-byte store (creating one writes the schema in the same call), so an empty file was truncated.
+        if (File.Exists(Path) && new FileInfo(Path).Length == 0 && !(File.Exists(Path + "-wal") && new FileInfo(Path + "-wal").Length > 0))
+            throw new AuditBrokenException($"{Path}: the store is empty (0 bytes): it was truncated or replaced, and every run, check and audit entry it held is gone; " +
+                "if you did not expect records in it, delete the file to start a new store");
+        if (create && System.IO.Path.GetDirectoryName(Path) is { } dir) Directory.CreateDirectory(dir);
         _db = new SqliteConnection(new SqliteConnectionStringBuilder
         {
-            DataSource = Path, Mode = SqliteOpenMode.ReadWriteCreate, DefaultTimeout = busyTimeoutSeconds, Pooling = false,
+            DataSource = Path, Mode = create ? SqliteOpenMode.ReadWriteCreate : SqliteOpenMode.ReadWrite, DefaultTimeout = busyTimeoutSeconds, Pooling = false,
         }.ToString());
-        Guard(() =>
+        try
         {
-            _db.Open();
-            Exec($"PRAGMA busy_timeout = {busyTimeoutSeconds * 1000};");
-            Exec("PRAGMA journal_mode = WAL;");
-            Exec("PRAGMA foreign_keys = ON;");
-            Migrate();
-        });
+            Guard(() =>
+            {
+                _db.Open();
+                Exec($"PRAGMA busy_timeout = {busyTimeoutSeconds * 1000};");
+                Exec("PRAGMA journal_mode = WAL;");
+                Exec("PRAGMA foreign_keys = ON;");
+                Migrate(create);
+            });
+        }
+        catch
+        {
+            _db.Dispose();
+            throw;
+        }
     }
+
+    /// <summary>Opens an existing store for reading: a missing file is an error, an empty one is reported as truncated.</summary>
+    public static VerifierStore OpenExisting(string path, int busyTimeoutSeconds = 30) => new(path, busyTimeoutSeconds, create: false);
 
     void Exec(string sql, SqliteTransaction? tx = null)
     {
@@ -134,7 +200,7 @@ public sealed class VerifierStore : IDisposable
 
     void Guard(Action a) => Guard(() => { a(); return 0; });
 
-    void Migrate()
+    void Migrate(bool create)
     {
         // Up to date already: no write lock needed (readers can open a store another process is writing to).
         using (var probe = _db.CreateCommand())
@@ -145,6 +211,8 @@ public sealed class VerifierStore : IDisposable
                 probe.CommandText = "SELECT COALESCE(MAX(version), 0) FROM schema_migrations;";
                 if (Convert.ToInt32(probe.ExecuteScalar(), CultureInfo.InvariantCulture) == Migrations.Length) return;
             }
+            else if (!create)
+                throw new StoreException($"{Path}: not a Verifier database (it has no schema_migrations table)");
         }
         using var tx = _db.BeginTransaction(deferred: false);
         Exec("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied TEXT NOT NULL);", tx);
@@ -164,7 +232,22 @@ public sealed class VerifierStore : IDisposable
             ins.Parameters.AddWithValue("$at", Now());
             ins.ExecuteNonQuery();
         }
+        if (current is > 0 and < CoveringVersion) Adopt(tx);
         tx.Commit();
+        Checkpoint();
+    }
+
+    /// <summary>Upgrading a store written before schema 3: its entries record only some columns of their rows, so one
+    /// 'migrate' entry records every row as it is at the upgrade. From then on every row is covered in full.</summary>
+    void Adopt(SqliteTransaction tx)
+    {
+        using var q = _db.CreateCommand();
+        q.Transaction = tx;
+        q.CommandText = "SELECT COUNT(*) FROM audit;";
+        long legacy = Convert.ToInt64(q.ExecuteScalar(), CultureInfo.InvariantCulture);
+        var rows = Rows.All.SelectMany(t => Rows.Read(_db, tx, t).Select(r => (t, r.Values))).ToList();
+        if (legacy == 0 && rows.Count == 0) return;
+        LastWrite = Append(tx, "migrate", Payload(rows, w => { w.WriteNumber("migration", CoveringVersion); w.WriteNumber("legacy_entries", legacy); }));
     }
 
     public int SchemaVersion => Guard(() =>
@@ -180,46 +263,77 @@ public sealed class VerifierStore : IDisposable
     public static string EntryHash(string prevHash, long seq, string at, string action, string payload) =>
         Hashing.Sha256(Encoding.UTF8.GetBytes($"{prevHash}\n{seq}\n{at}\n{action}\n{payload}"));
 
-    /// <summary>Runs <paramref name="write"/> and appends one audit entry, in one IMMEDIATE transaction.</summary>
-    T Write<T>(string action, Func<SqliteTransaction, (T Result, object Payload)> write) => Guard(() =>
+    /// <summary>The payload of a schema-3 entry: {"format":3, …extra, "rows":[{"table":T,"row":{column: value, …}}, …]}.</summary>
+    static string Payload(IEnumerable<(Rows.Table Table, object?[] Values)> rows, Action<Utf8JsonWriter>? extra = null)
     {
-        using var tx = _db.BeginTransaction(deferred: false);
-        var (result, payload) = write(tx);
-        string json = JsonSerializer.Serialize(payload, new JsonSerializerOptions { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower });
+        using var ms = new MemoryStream();
+        using (var w = new Utf8JsonWriter(ms))
+        {
+            w.WriteStartObject();
+            w.WriteNumber("format", CoveringVersion);
+            extra?.Invoke(w);
+            w.WriteStartArray("rows");
+            foreach (var (t, values) in rows) Rows.WriteRow(w, t, values);
+            w.WriteEndArray();
+            w.WriteEndObject();
+        }
+        return Encoding.UTF8.GetString(ms.ToArray());
+    }
+
+    AuditHead Append(SqliteTransaction tx, string action, string payload)
+    {
         using var last = _db.CreateCommand();
         last.Transaction = tx;
         last.CommandText = "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1;";
         long seq = 1; string prev = Genesis;
         using (var r = last.ExecuteReader())
             if (r.Read()) { seq = r.GetInt64(0) + 1; prev = r.GetString(1); }
-        string at = Now();
+        string at = Now(), hash = EntryHash(prev, seq, at, action, payload);
         using var ins = _db.CreateCommand();
         ins.Transaction = tx;
         ins.CommandText = "INSERT INTO audit (seq, at, action, payload, prev_hash, hash) VALUES ($seq, $at, $action, $payload, $prev, $hash);";
         ins.Parameters.AddWithValue("$seq", seq);
         ins.Parameters.AddWithValue("$at", at);
         ins.Parameters.AddWithValue("$action", action);
-        ins.Parameters.AddWithValue("$payload", json);
+        ins.Parameters.AddWithValue("$payload", payload);
         ins.Parameters.AddWithValue("$prev", prev);
-        ins.Parameters.AddWithValue("$hash", EntryHash(prev, seq, at, action, json));
+        ins.Parameters.AddWithValue("$hash", hash);
         ins.ExecuteNonQuery();
+        return new AuditHead(seq, hash);
+    }
+
+    /// <summary>Copies committed WAL frames into the main file without waiting for anyone, so a lost -wal loses as little as
+    /// possible. Frames a concurrent reader still needs stay in the WAL until the next write or the last close.</summary>
+    void Checkpoint() => Exec("PRAGMA wal_checkpoint(PASSIVE);");
+
+    /// <summary>Runs <paramref name="write"/> and appends one audit entry holding the complete rows it inserted, in one
+    /// IMMEDIATE transaction; then checkpoints.</summary>
+    T Write<T>(string action, Func<SqliteTransaction, (T Result, List<(Rows.Table Table, object Key)> Inserted)> write) => Guard(() =>
+    {
+        using var tx = _db.BeginTransaction(deferred: false);
+        var (result, inserted) = write(tx);
+        var rows = inserted.Select(k => (k.Table, Rows.Read(_db, tx, k.Table, k.Key).Single().Values)).ToList();
+        LastWrite = Append(tx, action, Payload(rows));
         tx.Commit();
+        Checkpoint();
         return result;
     });
 
-    void Artefact(SqliteTransaction tx, string sha, string kind, string? path)
+    /// <summary>Inserts an artefact unless its hash is known; true when it was inserted.</summary>
+    bool Artefact(SqliteTransaction tx, string sha, string kind, string? path)
     {
         using var c = _db.CreateCommand();
         c.Transaction = tx;
         c.CommandText = "INSERT OR IGNORE INTO artefacts (sha256, kind, path) VALUES ($s, $k, $p);";
         c.Parameters.AddWithValue("$s", sha); c.Parameters.AddWithValue("$k", kind); c.Parameters.AddWithValue("$p", (object?)path ?? DBNull.Value);
-        c.ExecuteNonQuery();
+        return c.ExecuteNonQuery() == 1;
     }
 
     public long RecordRun(RunRecord run, IEnumerable<TranscriptArtefact> artefacts) => Write("run", tx =>
     {
-        foreach (var a in artefacts) Artefact(tx, a.Sha256, a.Role, a.Path);
-        Artefact(tx, run.TranscriptSha256, "transcript", run.TranscriptPath);
+        var inserted = new List<(Rows.Table, object)>();
+        foreach (var (sha, kind, path) in artefacts.Select(a => (a.Sha256, a.Role, (string?)a.Path)).Append((run.TranscriptSha256, "transcript", run.TranscriptPath)))
+            if (Artefact(tx, sha, kind, path)) inserted.Add((Rows.Artefacts, sha));
         using var c = _db.CreateCommand();
         c.Transaction = tx;
         c.CommandText = """
@@ -235,7 +349,8 @@ public sealed class VerifierStore : IDisposable
         c.Parameters.AddWithValue("$ts", run.TranscriptSha256); c.Parameters.AddWithValue("$tp", run.TranscriptPath);
         c.Parameters.AddWithValue("$cr", Now());
         long id = Convert.ToInt64(c.ExecuteScalar(), CultureInfo.InvariantCulture);
-        return (id, new { run_id = id, run.Strategy, run.B0, run.Flops, run.TranscriptSha256, run.ModelSha256, run.DatasetSha256 });
+        inserted.Insert(0, (Rows.Runs, id));
+        return (id, inserted);
     });
 
     public long RecordCheck(CheckRecord check) => Write("check", tx =>
@@ -252,7 +367,7 @@ public sealed class VerifierStore : IDisposable
         c.Parameters.AddWithValue("$ce", (object?)check.Certified ?? DBNull.Value); c.Parameters.AddWithValue("$cv", check.CheckerVersion);
         c.Parameters.AddWithValue("$sec", check.Seconds); c.Parameters.AddWithValue("$cr", Now());
         long id = Convert.ToInt64(c.ExecuteScalar(), CultureInfo.InvariantCulture);
-        return (id, new { check_id = id, check.TranscriptSha256, verdict = check.Accepted ? "accepted" : "rejected", check.Reason, check.CheckerVersion });
+        return (id, new List<(Rows.Table, object)> { (Rows.Checks, id) });
     });
 
     /// <summary>Records an analysis (interactions, suppression) with its JSON summary.</summary>
@@ -265,13 +380,19 @@ public sealed class VerifierStore : IDisposable
         c.Parameters.AddWithValue("$c", (object?)crosscoderSha ?? DBNull.Value); c.Parameters.AddWithValue("$d", datasetSha);
         c.Parameters.AddWithValue("$s", summaryJson); c.Parameters.AddWithValue("$at", Now());
         long id = Convert.ToInt64(c.ExecuteScalar(), CultureInfo.InvariantCulture);
-        return (id, new { analysis_id = id, kind, model_sha256 = modelSha, dataset_sha256 = datasetSha });
+        return (id, new List<(Rows.Table, object)> { (Rows.Analyses, id) });
     });
 
-    /// <summary>Runs, newest last, each with the verdict of the latest check of its transcript (null if never checked).</summary>
+    /// <summary>Runs, newest last, each with the verdict of the latest check of its transcript (null if never checked).
+    /// The chain and every covered row are verified first, in the same read snapshot: a tampered store throws
+    /// <see cref="AuditBrokenException"/> instead of answering.</summary>
     public IReadOnlyList<RunRecord> Runs(string? modelSha = null, string? datasetSha = null) => Guard(() =>
     {
+        using var tx = _db.BeginTransaction(deferred: true);
+        var report = AuditVerifier.Verify(_db, tx, Path, null);
+        if (!report.Intact) throw AuditBrokenException.From(report);
         using var c = _db.CreateCommand();
+        c.Transaction = tx;
         c.CommandText = """
             SELECT r.id, r.strategy, r.parameters, r.model_sha256, r.dataset_sha256, r.crosscoder_sha256, r.b0, r.true_loss, r.flops, r.bits,
                    r.wall_seconds, r.transcript_sha256, r.transcript_path, r.created,
@@ -283,11 +404,12 @@ public sealed class VerifierStore : IDisposable
         c.Parameters.AddWithValue("$m", (object?)modelSha ?? DBNull.Value);
         c.Parameters.AddWithValue("$d", (object?)datasetSha ?? DBNull.Value);
         var list = new List<RunRecord>();
-        using var r = c.ExecuteReader();
-        while (r.Read())
-            list.Add(new RunRecord(r.GetInt64(0), r.GetString(1), r.GetString(2), r.GetString(3), r.GetString(4), r.IsDBNull(5) ? null : r.GetString(5),
-                r.GetDouble(6), r.IsDBNull(7) ? null : r.GetDouble(7), r.GetInt64(8), r.GetDouble(9), r.GetDouble(10), r.GetString(11), r.GetString(12),
-                r.GetString(13), r.IsDBNull(14) ? null : r.GetString(14)));
+        using (var r = c.ExecuteReader())
+            while (r.Read())
+                list.Add(new RunRecord(r.GetInt64(0), r.GetString(1), r.GetString(2), r.GetString(3), r.GetString(4), r.IsDBNull(5) ? null : r.GetString(5),
+                    r.GetDouble(6), r.IsDBNull(7) ? null : r.GetDouble(7), r.GetInt64(8), r.GetDouble(9), r.GetDouble(10), r.GetString(11), r.GetString(12),
+                    r.GetString(13), r.IsDBNull(14) ? null : r.GetString(14)));
+        tx.Commit();
         return list;
     });
 
@@ -301,20 +423,23 @@ public sealed class VerifierStore : IDisposable
         return list;
     });
 
-    /// <summary>Recomputes the chain; returns null when intact, else the first entry that does not follow.</summary>
-    public (long Seq, string Problem)? VerifyAudit()
+    /// <summary>Recomputes the chain, compares every runs, checks, analyses and artefacts row with the entry that recorded it,
+    /// and, given a head the user kept, requires that exact entry at that sequence number (spec/store.md).</summary>
+    public AuditReport VerifyAudit(AuditHead? noted = null) => Guard(() =>
     {
-        string prev = Genesis;
-        long expected = 1;
-        foreach (var e in Audit())
-        {
-            if (e.Seq != expected) return (e.Seq, $"entry {expected} is missing (found {e.Seq} next)");
-            if (e.PrevHash != prev) return (e.Seq, $"prev_hash {e.PrevHash} does not match the hash of entry {e.Seq - 1} ({prev})");
-            string h = EntryHash(e.PrevHash, e.Seq, e.At, e.Action, e.Payload);
-            if (h != e.Hash) return (e.Seq, $"its content does not hash to its recorded hash (recorded {e.Hash}, content {h}): edited after it was written");
-            prev = e.Hash; expected++;
-        }
-        return null;
+        using var tx = _db.BeginTransaction(deferred: true);
+        var report = AuditVerifier.Verify(_db, tx, Path, noted);
+        tx.Commit();
+        return report;
+    });
+
+    /// <summary>The verified head: the last entry of an intact chain (0 and 64 zeros when it is empty); throws
+    /// <see cref="AuditBrokenException"/> when the store was tampered with, since such a head is not worth keeping.</summary>
+    public AuditHead Head()
+    {
+        var report = VerifyAudit();
+        if (!report.Intact) throw AuditBrokenException.From(report);
+        return report.Head;
     }
 
     public void Dispose() => _db.Dispose();

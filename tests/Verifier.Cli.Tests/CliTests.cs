@@ -292,6 +292,44 @@ public sealed class CliTests : IDisposable
     }
 
     [Fact]
+    public void Writing_commands_print_the_head_and_frontier_refuses_a_store_whose_verdict_was_forged()
+    {
+        string model = TrainSmall();
+        string data = Path.Combine(model, "test.jsonl"), db = P("v.db");
+        var b = Run("bound", "--model", model, "--data", data, "--strategy", "brute-force", "--out", P("t.json"), "--db", db, "--json");
+        Assert.True(b.Code == 0, b.Err);
+        using (var j = JsonDocument.Parse(b.Out)) Assert.StartsWith("1:", j.RootElement.GetProperty("store_head").GetString());
+        Assert.Contains("store: audit head 1:", b.Err);
+        // The lowered claim is rejected, and the rejection is recorded: entry 2.
+        var text = File.ReadAllText(P("t.json"));
+        var m = System.Text.RegularExpressions.Regex.Match(text, "\"loss_sum\":([0-9.eE+-]+)");
+        double claimed = double.Parse(m.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
+        File.WriteAllText(P("low.json"), text.Replace(m.Value, $"\"loss_sum\":{(claimed * 0.5).ToString("R", System.Globalization.CultureInfo.InvariantCulture)}"));
+        Assert.Equal(0, Run("bound", "--model", model, "--data", data, "--strategy", "trivial", "--out", P("tr.json"), "--db", db).Code);
+        var c = Run("check", P("low.json"), "--model", model, "--data", data, "--db", db, "--json");
+        Assert.Equal(ExitCodes.Rejected, c.Code);
+        string head;
+        using (var j = JsonDocument.Parse(c.Out)) head = j.RootElement.GetProperty("store_head").GetString()!;
+        Assert.StartsWith("3:", head);
+        Assert.Equal(0, Run("audit", "verify", "--db", db, "--head", head).Code);
+        Assert.Equal(0, Run("frontier", "--model", model, "--data", data, "--db", db).Code);
+
+        Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
+        using (var raw = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={db};Pooling=False"))
+        {
+            raw.Open();
+            using var cmd = raw.CreateCommand();
+            cmd.CommandText = "DROP TRIGGER checks_no_update; UPDATE checks SET verdict = 'accepted' WHERE id = 1;";
+            cmd.ExecuteNonQuery();
+        }
+        var f = Run("frontier", "--model", model, "--data", data, "--db", db, "--json");
+        Assert.Equal(ExitCodes.AuditBroken, f.Code);
+        Assert.Equal("", f.Out);
+        Assert.Contains("checks id 1 column verdict is \"accepted\" but audit entry 3 recorded \"rejected\"", f.Err);
+        Assert.Equal(ExitCodes.AuditBroken, Run("audit", "verify", "--db", db, "--head", head).Code);
+    }
+
+    [Fact]
     public void Several_verifier_processes_writing_one_store_lose_nothing()
     {
         string model = TrainSmall();

@@ -42,7 +42,7 @@ public sealed class StoreTests : IDisposable
         var runs = s.Runs();
         Assert.Equal(["accepted", "accepted"], runs.Select(r => r.Verdict));
         Assert.Equal(5, s.Audit().Count);
-        Assert.Null(s.VerifyAudit());
+        Assert.True(s.VerifyAudit().Intact);
         Assert.Equal(["run", "run", "check", "check", "check"], s.Audit().Select(e => e.Action));
     }
 
@@ -73,7 +73,7 @@ public sealed class StoreTests : IDisposable
             s.RecordRun(Run("brute-force", 100, 0.1, 'a'), []);
             s.RecordRun(Run("trivial", 10, 5.0, 'b'), []);
             s.RecordCheck(Accept('a'));
-            Assert.Null(s.VerifyAudit());
+            Assert.True(s.VerifyAudit().Intact);
         }
         using (var raw = new SqliteConnection($"Data Source={Db};Pooling=False"))
         {
@@ -84,9 +84,9 @@ public sealed class StoreTests : IDisposable
         }
         using var again = new VerifierStore(Db);
         var bad = again.VerifyAudit();
-        Assert.NotNull(bad);
-        Assert.Equal(firstBad, bad.Value.Seq);
-        Assert.Contains(problem, bad.Value.Problem);
+        Assert.False(bad.Intact);
+        Assert.Equal(firstBad, bad.Problems[0].Seq);
+        Assert.Contains(problem, bad.Problems[0].Message);
     }
 
     [Fact]
@@ -103,7 +103,7 @@ public sealed class StoreTests : IDisposable
         using var check = new VerifierStore(Db);
         Assert.Equal(90, check.Runs().Count);
         Assert.Equal(90, check.Audit().Count);
-        Assert.Null(check.VerifyAudit());
+        Assert.True(check.VerifyAudit().Intact);
     }
 
     [Fact]
