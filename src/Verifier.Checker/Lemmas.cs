@@ -468,6 +468,8 @@ public sealed partial class TranscriptChecker
         if (s.Claim.EnumerateObject().Any()) Fail(s, "INFO claims nothing");
         if (s.Inputs.Length != 1) Fail(s, "inputs: INFO takes the table step");
         Input(s, 0, "T1-table");
+        // Its cost counts the features of all the advice: so every sequence's one L2 step must come before it.
+        if (_chainRoot.Count != _data.Count) Fail(s, $"INFO counts the features of every sequence's advice: it must follow all {_data.Count} L2 steps ({_chainRoot.Count} so far)");
         long n = _featuresSeen.Count;
         long own = C.NLayers * C.NHeads * n * n * (2L * C.DHead + 2);
         Cost(s, own, false);
