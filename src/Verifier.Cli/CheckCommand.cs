@@ -53,6 +53,6 @@ static class CheckCommand
         ctx.Say(v.Summary);
         if (!v.Accepted && v.Claimed is { } c && v.Certified is { } k) ctx.Say($"  claimed {c:R}, certified {k:R}");
         ctx.Say($"  {v.StepsChecked} steps replayed in {v.Seconds:F2} s ({v.CheckerFlops:N0} FLOPs recomputed)");
-        if (!v.Accepted) ctx.Err.WriteLine($"error: {path}: rejected");
+        if (!v.Accepted) ctx.Warn($"error: {path}: rejected");
     }
 }

@@ -92,6 +92,9 @@ sealed class TaskOptions
         foreach (var o in new Option[] { Task, Vocab, K, P, Text, NCtx, Trigger }) c.Options.Add(o);
     }
 
+    /// <summary>The --text input file, as a full path, when given.</summary>
+    public string? TextPath(ParseResult pr) => pr.GetValue(Text) is string t ? Path.GetFullPath(t) : null;
+
     public ITask Create(ParseResult pr) => TaskCatalog.Create(pr.GetValue(Task)!,
         new TaskCatalog.Parameters(pr.GetValue(Vocab), pr.GetValue(K), pr.GetValue(P), pr.GetValue(Text), pr.GetValue(NCtx), pr.GetValue(Trigger)));
 }

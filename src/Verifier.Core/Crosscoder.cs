@@ -46,9 +46,7 @@ public sealed record CrosscoderConfig(
 
     public static CrosscoderConfig Parse(string file, string json)
     {
-        JsonNode? root;
-        try { root = JsonNode.Parse(json); }
-        catch (JsonException e) { throw new InvalidInputException(file, "JSON", e.Message, e); }
+        var root = StrictJson.Parse(file, json);
         if (root is not JsonObject o) throw new InvalidInputException(file, "JSON", "must be an object");
         InvalidInputException Bad(string field, string problem) => new(file, $"field '{field}'", problem);
         T Get<T>(string field)

@@ -8,11 +8,14 @@ public sealed class ModelWeights
 
     public ModelConfig Config { get; }
     public IReadOnlyDictionary<string, NamedTensor> Tensors { get; }
+    /// <summary>Where the weights came from (the safetensors path when loaded), for messages.</summary>
+    public string Source { get; }
 
     public ModelWeights(ModelConfig config, IReadOnlyDictionary<string, NamedTensor> tensors, string source = "<weights>")
     {
         Config = config;
         Tensors = tensors;
+        Source = source;
         Validate(source);
     }
 
