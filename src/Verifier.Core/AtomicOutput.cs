@@ -1,3 +1,5 @@
+using System.Runtime.InteropServices;
+
 namespace Verifier.Core;
 
 /// <summary>Writes that either complete or leave nothing behind: a temporary sibling, then a rename. Without
@@ -29,14 +31,29 @@ public static class AtomicOutput
         WriteAllBytes(path, System.Text.Encoding.UTF8.GetBytes(text), overwrite);
 
     /// <summary>Moves the complete file <paramref name="tmp"/> to <paramref name="full"/>. Without
-    /// <paramref name="overwrite"/> this is link(2) then unlink (.NET's File.Move without overwrite on Unix), which
-    /// fails if the target exists at that instant: of two runs racing to one path exactly one wins.</summary>
+    /// <paramref name="overwrite"/> this is link(2), which fails with EEXIST if the target exists at that instant,
+    /// then unlink of the temporary: of two runs racing to one path exactly one wins. (.NET's File.Move without
+    /// overwrite checks and then renames, which two racing writers can both pass.) Where link(2) is not available
+    /// (another OS, a file system without hard links) the name is first reserved with O_CREAT|O_EXCL and the
+    /// complete file renamed over the reservation.</summary>
     public static void Publish(string tmp, string full, bool overwrite)
     {
         if (overwrite) { File.Move(tmp, full, overwrite: true); return; }
-        try { File.Move(tmp, full, overwrite: false); }
+        if (OperatingSystem.IsLinux())
+        {
+            if (Link(tmp, full) == 0) { File.Delete(tmp); return; }
+            int errno = Marshal.GetLastPInvokeError();
+            if (errno == 17 /* EEXIST */) throw new OutputExistsException(full);
+            if (errno is not (1 /* EPERM */ or 18 /* EXDEV */ or 38 /* ENOSYS */ or 95 /* EOPNOTSUPP */))
+                throw new IOException($"{full}: cannot create (link(2) failed with errno {errno})");
+        }
+        try { new FileStream(full, FileMode.CreateNew, FileAccess.Write).Dispose(); }
         catch (IOException) when (File.Exists(full) || Directory.Exists(full)) { throw new OutputExistsException(full); }
+        File.Move(tmp, full, overwrite: true);
     }
+
+    [DllImport("libc", EntryPoint = "link", SetLastError = true)]
+    static extern int Link([MarshalAs(UnmanagedType.LPUTF8Str)] string oldPath, [MarshalAs(UnmanagedType.LPUTF8Str)] string newPath);
 
     /// <summary>True when <see cref="WriteDirectory"/> would refuse <paramref name="dir"/>: check before long work.</summary>
     public static bool WouldRefuse(string dir, bool force)

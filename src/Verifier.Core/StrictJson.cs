@@ -34,11 +34,12 @@ public static class StrictJson
     public static void Validate(string file, ReadOnlySpan<byte> utf8, int firstLine = 1)
     {
         if (utf8.StartsWith("\uFEFF"u8)) utf8 = utf8[3..];
+        if (utf8.TrimStart(" \t\r\n"u8).IsEmpty) throw new InvalidInputException(file, Where(utf8, 0, firstLine), "empty: expected one JSON value");
         var reader = new Utf8JsonReader(utf8, new JsonReaderOptions { CommentHandling = JsonCommentHandling.Disallow, MaxDepth = 256 });
         var names = new Stack<HashSet<string>?>();
         try
         {
-            if (!reader.Read()) throw new InvalidInputException(file, Where(utf8, 0, firstLine), "empty: expected one JSON value");
+            reader.Read();
             do
             {
                 switch (reader.TokenType)
