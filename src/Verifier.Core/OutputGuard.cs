@@ -4,7 +4,7 @@ namespace Verifier.Core;
 
 /// <summary>The one check every command makes before it writes an output, with or without --force: the output,
 /// resolved to its real location (every symbolic link on the way followed), must not be one of the command's
-/// inputs (or, for a directory output, contain one: replacing the directory would delete it), must not be the
+/// inputs or a file in an input directory (or, for a directory output, contain one: replacing the directory would delete it), must not be the
 /// SQLite store or its -wal, -shm or -journal file, and, if something exists there, it must be a regular file
 /// (a directory, for a directory output): never a device, a FIFO or a socket (<c>--out /dev/null</c>).</summary>
 public static class OutputGuard
@@ -17,7 +17,14 @@ public static class OutputGuard
         string outReal = Resolve(output);
         var protectedPaths = new List<(string Path, string What)>();
         foreach (var i in inputs)
-            if (i is not null) protectedPaths.Add((Resolve(i), $"an input of this command ({i})"));
+        {
+            if (i is null) continue;
+            protectedPaths.Add((Resolve(i), $"an input of this command ({i})"));
+            // An input directory (a model, a crosscoder): every file in it is an input too.
+            if (Directory.Exists(i))
+                foreach (var f in Directory.EnumerateFiles(i))
+                    protectedPaths.Add((Resolve(f), $"an input of this command ({f})"));
+        }
         if (store is not null)
             foreach (var suffix in new[] { "", "-wal", "-shm", "-journal" })
                 protectedPaths.Add((Resolve(store + suffix), $"the store{(suffix.Length > 0 ? $"'s {suffix} file" : "")} ({store}{suffix})"));

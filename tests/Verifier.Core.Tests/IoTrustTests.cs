@@ -353,6 +353,7 @@ public class OutputTests : IDisposable
 
         OutputGuard.Check("--out", P("new.json"), false, inputs, store: P("v.db"));
         OutputGuard.Check("--out", P("model/transcript.json"), false, inputs);
+        Assert.Throws<UsageException>(() => OutputGuard.Check("--out", P("model/config.json"), false, inputs));
         OutputGuard.Check("--out", P("alias/new-dir"), true, inputs);
         Assert.Equal(P("sub/x"), OutputGuard.Resolve(P("alias/x")));
     }
