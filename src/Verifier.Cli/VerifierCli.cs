@@ -11,7 +11,7 @@ public static class VerifierCli
             "Verifier: how well do a sparse crosscoder's features explain a transformer, provably, and where do they " +
             "interact nonlinearly?\n\nModels are directories with config.json and model.safetensors in TransformerLens " +
             "layout; datasets are JSON Lines (see spec/). Every command takes --json for a machine-readable summary on " +
-            "stdout. Exit codes: 0 ok, 1 failure, 2 usage, 3 invalid input file, 4 unsupported model, 5 output exists, 6 mismatched inputs, 7 transcript rejected, 8 audit chain broken.");
+            "stdout. Exit codes: 0 ok, 1 failure, 2 usage, 3 invalid input file, 4 unsupported model, 5 output exists, 6 mismatched inputs, 7 transcript rejected, 8 audit chain broken, 9 numeric overflow.");
         root.Subcommands.Add(DataCommands.MakeData());
         root.Subcommands.Add(ModelCommands.TrainModel());
         root.Subcommands.Add(ModelCommands.Eval());

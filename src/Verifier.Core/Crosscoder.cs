@@ -163,7 +163,7 @@ public sealed class CrosscoderWeights
 
     public void SaveInto(string dir)
     {
-        AtomicOutput.WriteAllText(Path.Combine(dir, CrosscoderConfig.FileName), Config.ToJson());
+        AtomicOutput.WriteAllText(Path.Combine(dir, CrosscoderConfig.FileName), Config.ToJson(), overwrite: true);
         SafetensorsFile.Write(Path.Combine(dir, WeightsFileName), Tensors.Values);
     }
 }

@@ -239,6 +239,9 @@ public sealed class SafetensorsFile
         return result;
     }
 
-    public static void Write(string path, IEnumerable<NamedTensor> tensors, IReadOnlyDictionary<string, string>? metadata = null) =>
-        AtomicOutput.WriteAllBytes(path, Serialize(tensors, metadata));
+    /// <summary>Writes atomically, replacing <paramref name="path"/> unless <paramref name="overwrite"/> is false: the
+    /// callers write into a directory they own (a temporary being built, or a test's); command outputs are published
+    /// exclusively one level up (<see cref="AtomicOutput.WriteDirectory"/>).</summary>
+    public static void Write(string path, IEnumerable<NamedTensor> tensors, IReadOnlyDictionary<string, string>? metadata = null, bool overwrite = true) =>
+        AtomicOutput.WriteAllBytes(path, Serialize(tensors, metadata), overwrite);
 }
