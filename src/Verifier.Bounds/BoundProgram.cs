@@ -49,23 +49,44 @@ public static class BoundProgram
     /// <summary>Runs <paramref name="strategy"/> and writes its transcript to <paramref name="transcriptPath"/>.
     /// The true loss (float64, plain C#) is reported beside b₀ when <paramref name="computeTrueLoss"/>; it is not a claim.</summary>
     public static BoundResult Run(string strategy, BoundInputs inputs, string transcriptPath, bool computeTrueLoss = true,
-        IProgress<(int Done, int Total)>? progress = null, CancellationToken ct = default, int clusters = 1, ulong seed = 0)
+        IProgress<(int Done, int Total)>? progress = null, CancellationToken ct = default, int clusters = 1, ulong seed = 0, bool overwrite = false)
     {
         if (Strategies.NeedsCrosscoder(strategy) && inputs.Crosscoder is null)
             throw new UsageException($"the strategy '{strategy}' needs --crosscoder");
         var sw = Stopwatch.StartNew();
-        var (b0, cost, steps) = strategy switch
+        string final = Path.GetFullPath(transcriptPath);
+        // The strategy writes a private temporary; it is published only when everything, the true loss included,
+        // succeeded, and without overwrite unless asked (an output that appeared meanwhile is not replaced).
+        string tmp = $"{final}.tmp-{Environment.ProcessId}-{Guid.NewGuid():N}";
+        try
         {
-            Strategies.BruteForce => BruteForceStrategy.Run(inputs, transcriptPath, progress, ct),
-            Strategies.Trivial => TrivialStrategy.Run(inputs, transcriptPath, progress, ct),
-            Strategies.CrosscoderExhaustive => CrosscoderStrategy.Run(inputs, transcriptPath, tables: false, progress, ct),
-            Strategies.CrosscoderTables => CrosscoderStrategy.Run(inputs, transcriptPath, tables: true, progress, ct),
-            Strategies.Clustered => ClusteredStrategy.Run(inputs, transcriptPath, clusters, seed, progress, ct),
-            _ => throw new UsageException($"unknown strategy '{strategy}'; expected one of {string.Join(", ", Strategies.All)}"),
-        };
-        double seconds = sw.Elapsed.TotalSeconds;
-        double? trueLoss = computeTrueLoss ? ReferenceForward.Evaluate(inputs.Model, inputs.Data).Loss : null;
-        return new BoundResult(strategy, b0, trueLoss, cost, seconds, Path.GetFullPath(transcriptPath), steps);
+            var (b0, cost, steps) = strategy switch
+            {
+                Strategies.BruteForce => BruteForceStrategy.Run(inputs, tmp, progress, ct),
+                Strategies.Trivial => TrivialStrategy.Run(inputs, tmp, progress, ct),
+                Strategies.CrosscoderExhaustive => CrosscoderStrategy.Run(inputs, tmp, tables: false, progress, ct),
+                Strategies.CrosscoderTables => CrosscoderStrategy.Run(inputs, tmp, tables: true, progress, ct),
+                Strategies.Clustered => ClusteredStrategy.Run(inputs, tmp, clusters, seed, progress, ct),
+                _ => throw new UsageException($"unknown strategy '{strategy}'; expected one of {string.Join(", ", Strategies.All)}"),
+            };
+            double seconds = sw.Elapsed.TotalSeconds;
+            double? trueLoss = computeTrueLoss ? ReferenceForward.Evaluate(inputs.Model, inputs.Data).Loss : null;
+            AtomicOutput.Publish(tmp, final, overwrite);
+            return new BoundResult(strategy, b0, trueLoss, cost, seconds, final, steps);
+        }
+        catch (IntervalOverflowException e)
+        {
+            throw new NumericException(inputs.Model.Source, "interval forward pass",
+                $"{e.What} is not finite: the weights are finite but their products overflow float64, so no finite bound exists; nothing was written");
+        }
+        catch (NonFiniteClaimException e)
+        {
+            throw new NumericException(inputs.Model.Source, "bound", $"{e.Message}");
+        }
+        finally
+        {
+            if (File.Exists(tmp)) File.Delete(tmp);
+        }
     }
 
     internal static JsonObject Scope(params (string Key, JsonNode? Value)[] items)

@@ -131,6 +131,8 @@ public sealed class IntervalModel(ModelWeights w)
     /// <summary>CE(z, y) = log Σ_i exp(z_i − z_y), from the differences z_i − z_y.</summary>
     public static Iv CrossEntropy(Iv[] z, int y)
     {
+        for (int i = 0; i < z.Length; i++)
+            if (!z[i].IsFinite) throw new IntervalOverflowException($"the interval of logit {i} {z[i]}");
         var diffs = new Iv[z.Length - 1];
         for (int i = 0, k = 0; i < z.Length; i++) if (i != y) diffs[k++] = z[i] - z[y];
         return CrossEntropyFromDifferences(diffs);
@@ -140,6 +142,8 @@ public sealed class IntervalModel(ModelWeights w)
     /// each end with its own M (proofs/R1-rounding.md: the identity is exact, the evaluation outward-rounded).</summary>
     public static Iv CrossEntropyFromDifferences(Iv[] d)
     {
+        for (int i = 0; i < d.Length; i++)
+            if (!d[i].IsFinite) throw new IntervalOverflowException($"the interval of a logit difference {d[i]}");
         double End(bool upper)
         {
             double m = 0;

@@ -6,6 +6,8 @@ namespace Verifier.Bounds;
 /// out (4 ulps), covering the libm's error (≤ 1 ulp for glibc; see R1).</summary>
 public readonly record struct Iv(double Lo, double Hi)
 {
+    public bool IsFinite => double.IsFinite(Lo) && double.IsFinite(Hi);
+
     public static Iv Point(double x) => new(x, x);
     public static readonly Iv Zero = new(0, 0);
     public double Width => Hi - Lo;
@@ -33,6 +35,7 @@ public readonly record struct Iv(double Lo, double Hi)
     /// <summary>a / b for b &gt; 0.</summary>
     public static Iv operator /(Iv a, Iv b)
     {
+        if (!a.IsFinite || !b.IsFinite) throw new IntervalOverflowException($"division of {a} by {b}");
         if (!(b.Lo > 0)) throw new ArgumentException("division by an interval that is not positive");
         double p1 = a.Lo / b.Lo, p2 = a.Lo / b.Hi, p3 = a.Hi / b.Lo, p4 = a.Hi / b.Hi;
         return new(Down(Math.Min(Math.Min(p1, p2), Math.Min(p3, p4))), Up(Math.Max(Math.Max(p1, p2), Math.Max(p3, p4))));
@@ -43,6 +46,7 @@ public readonly record struct Iv(double Lo, double Hi)
     /// <summary>log for a &gt; 0.</summary>
     public static Iv Log(Iv a)
     {
+        if (!a.IsFinite) throw new IntervalOverflowException($"log of {a}");
         if (!(a.Lo > 0)) throw new ArgumentException("log of an interval that is not positive");
         return new(Down(Math.Log(a.Lo), 4), Up(Math.Log(a.Hi), 4));
     }
@@ -60,6 +64,13 @@ public readonly record struct Iv(double Lo, double Hi)
 
     public bool Contains(double x) => Lo <= x && x <= Hi;
     public override string ToString() => $"[{Lo:R}, {Hi:R}]";
+}
+
+/// <summary>An interval endpoint became ±∞ or NaN: finite weights whose products overflow float64. No finite bound
+/// exists; <see cref="BoundProgram.Run"/> reports it as a <see cref="Verifier.Core.NumericException"/> naming the model.</summary>
+public sealed class IntervalOverflowException(string what) : ArithmeticException($"{what} is not finite")
+{
+    public string What { get; } = what;
 }
 
 /// <summary>The slack every claim carries (spec/transcript.md): claim = x·(1 + 2⁻³⁰) + 2⁻⁴⁰, rounded up, so that an

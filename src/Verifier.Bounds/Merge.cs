@@ -61,7 +61,7 @@ public static class Merge
 
     /// <summary>Checks that <paramref name="shards"/> are the n shards of one bound, each once, and writes the merged
     /// transcript. Returns b₀ and the cost.</summary>
-    public static (double B0, TranscriptCost Cost, int Steps, string Strategy, int Count) Run(IReadOnlyList<Shard> shards, string outPath)
+    public static (double B0, TranscriptCost Cost, int Steps, string Strategy, int Count) Run(IReadOnlyList<Shard> shards, string outPath, bool overwrite = false)
     {
         if (shards.Count == 0) throw new UsageException("merge needs the shard transcripts");
         var first = shards[0];
@@ -87,7 +87,11 @@ public static class Merge
         string outFull = Path.GetFullPath(outPath);
         string outDir = Path.GetDirectoryName(outFull)!;
         var arts = first.Artefacts.Values.ToList();
-        using var tw = new TranscriptWriter(outFull, arts, "merge", new JsonObject { ["strategy"] = first.Strategy, ["shards"] = n });
+        // Written to a private temporary, published only when complete, without overwrite unless asked.
+        string tmp = $"{outFull}.tmp-{Environment.ProcessId}-{Guid.NewGuid():N}";
+        try
+        {
+        using var tw = new TranscriptWriter(tmp, arts, "merge", new JsonObject { ["strategy"] = first.Strategy, ["shards"] = n });
         var ids = new List<int>(); var sums = new List<double>();
         double advice = 0;
         foreach (var s in byIndex)
@@ -100,6 +104,12 @@ public static class Merge
         }
         var (b0, final) = BoundProgram.Mean(tw, ids, sums, byIndex.Sum(s => s!.Positions));
         var cost = tw.Complete([], b0, final, null, advice);
+        AtomicOutput.Publish(tmp, outFull, overwrite);
         return (b0, cost, tw.StepCount, first.Strategy, n);
+        }
+        finally
+        {
+            if (File.Exists(tmp)) File.Delete(tmp);
+        }
     }
 }

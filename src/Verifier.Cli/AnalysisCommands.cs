@@ -34,6 +34,7 @@ static class AnalysisCommands
     public static int Interactions(CommandContext ctx, ParseResult pr, string modelDir, string ccDir, string dataPath, int top, int screenTop,
         string? reportDir, bool boundRemoval, bool allowMismatch, Option<FileInfo> db, Option<bool> noRecord)
     {
+        if (reportDir is not null) OutputGuard.Check("--report", reportDir, directory: true, [modelDir, ccDir, dataPath], store: pr.GetValue(db)!.FullName);
         var inputs = Load(modelDir, ccDir, dataPath, allowMismatch);
         if (boundRemoval && BoundSensitivity.Unavailable(inputs.Weights.Config, inputs.Crosscoder.Config) is string why)
         {

@@ -29,10 +29,12 @@ static class BoundCommand
         {
             string s = pr.GetValue(strategy)!;
             string path = pr.GetValue(output)!.FullName;
+            OutputGuard.Check("--out", path, directory: false,
+                [pr.GetValue(model)!.FullName, pr.GetValue(crosscoder)?.FullName, pr.GetValue(data)!.FullName], store: pr.GetValue(db)!.FullName);
             if (File.Exists(path) && !pr.GetValue(force)) throw new OutputExistsException(path);
             var inputs = Load(pr.GetValue(model)!.FullName, pr.GetValue(crosscoder)?.FullName, pr.GetValue(data)!.FullName, s, pr.GetValue(allow));
             if (pr.GetValue(shard) is { } sh) inputs = inputs.Sharded(ShardSpec.Parse(sh));
-            var r = Run(ctx, s, inputs, path, !pr.GetValue(noTrue), pr.GetValue(clusters), pr.GetValue(seed));
+            var r = Run(ctx, s, inputs, path, !pr.GetValue(noTrue), pr.GetValue(clusters), pr.GetValue(seed), pr.GetValue(force));
             Verifier.Store.AuditHead? head = null;
             if (inputs.Shard is { } part) ctx.Say($"  shard {part.Spec} of {part.Whole.Count} sequences: not recorded in the store (merge the shards with `verifier merge`)");
             else if (!pr.GetValue(noRecord))
@@ -62,19 +64,21 @@ static class BoundCommand
         return new BoundInputs(weights, modelDir, data, dataPath, cc, cc is null ? null : ccDir);
     }
 
-    public static BoundResult Run(CommandContext ctx, string strategy, BoundInputs inputs, string path, bool trueLoss, int clusters = 1, ulong seed = 0) =>
+    public static BoundResult Run(CommandContext ctx, string strategy, BoundInputs inputs, string path, bool trueLoss, int clusters = 1, ulong seed = 0, bool overwrite = false) =>
         ctx.WithProgress($"bound {strategy}", report => BoundProgram.Run(strategy, inputs, path, trueLoss,
-            new SyncProgress<(int Done, int Total)>(p => report((double)p.Done / p.Total, $"{p.Done}/{p.Total} sequences")), ctx.Cancel, clusters, seed));
+            new SyncProgress<(int Done, int Total)>(p => report((double)p.Done / p.Total, $"{p.Done}/{p.Total} sequences")), ctx.Cancel, clusters, seed, overwrite));
 
-    /// <summary>Records a finished run: the artefacts, the run and an audit entry.</summary>
-    public static long Record(Verifier.Store.VerifierStore store, BoundInputs inputs, BoundResult r, int? clusters)
+    /// <summary>Records a finished run: the artefacts, the run and an audit entry. <paramref name="finalPath"/> maps a
+    /// path as written now to where it will be once the output is published (the demo builds in a temporary directory).</summary>
+    public static long Record(Verifier.Store.VerifierStore store, BoundInputs inputs, BoundResult r, int? clusters, Func<string, string>? finalPath = null)
     {
-        var arts = inputs.Artefacts().ToList();
+        var map = finalPath ?? (p => p);
+        var arts = inputs.Artefacts().Select(a => a with { Path = a.Path is null ? null : map(a.Path) }).ToList();
         string Sha(string role) => arts.First(a => a.Role == role).Sha256;
         var parameters = clusters is { } c ? $"{{\"clusters\":{c}}}" : "{}";
         return store.RecordRun(new Verifier.Store.RunRecord(0, r.Strategy, parameters, Sha("model_weights"), Sha("dataset"),
             arts.FirstOrDefault(a => a.Role == "crosscoder_weights")?.Sha256, r.B0, r.TrueLoss, r.Cost.Flops, r.Cost.Bits, r.WallSeconds,
-            Hashing.Sha256File(r.Transcript), r.Transcript, ""), arts);
+            Hashing.Sha256File(r.Transcript), map(r.Transcript), ""), arts);
     }
 
     public static object Summary(BoundResult r) => new

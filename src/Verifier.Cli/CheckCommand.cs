@@ -32,6 +32,8 @@ static class CheckCommand
                 pr.GetValue(data)!.FullName, new SyncProgress<long>(b => report((double)b / Math.Max(1, size), $"{b / 1024} KiB read")), recorded));
             if (pr.GetValue(verdictOut) is { } vo)
             {
+                OutputGuard.Check("--verdict-out", vo.FullName, directory: false,
+                    [path, pr.GetValue(transcript)!.FullName, pr.GetValue(model)!.FullName, pr.GetValue(crosscoder)?.FullName, pr.GetValue(data)!.FullName], store: pr.GetValue(db)!.FullName);
                 if (File.Exists(vo.FullName)) throw new OutputExistsException(vo.FullName);
                 AtomicOutput.WriteAllText(vo.FullName, RecordedVerdict.Of(v, Hashing.Sha256File(path)).ToJson());
             }
@@ -96,6 +98,6 @@ static class CheckCommand
         ctx.Say(v.Summary);
         if (!v.Accepted && v.Claimed is { } c && v.Certified is { } k) ctx.Say($"  claimed {c:R}, certified {k:R}");
         ctx.Say($"  {v.StepsChecked} steps replayed in {v.Seconds:F2} s ({v.CheckerFlops:N0} FLOPs recomputed)");
-        if (!v.Accepted) ctx.Err.WriteLine($"error: {path}: rejected");
+        if (!v.Accepted) ctx.Warn($"error: {path}: rejected");
     }
 }

@@ -27,11 +27,16 @@ public sealed class CommandContext(TextWriter output, TextWriter error, bool jso
 
     public void WriteJson<T>(T value) => Out.WriteLine(JsonSerializer.Serialize(value, JsonOptions));
 
-    /// <summary>Human-readable lines; suppressed under --json so stdout stays one JSON document.</summary>
+    /// <summary>Human-readable lines; suppressed under --json so stdout stays one JSON document. Control and
+    /// bidirectional characters (which may come from files: lemma names, reasons, paths) are shown escaped
+    /// (<see cref="Display.Escape"/>), so no file can rewrite what the terminal shows.</summary>
     public void Say(string line)
     {
-        if (!Json) Out.WriteLine(line);
+        if (!Json) Out.WriteLine(Display.Escape(line));
     }
+
+    /// <summary>A message on stderr, escaped like <see cref="Say"/>.</summary>
+    public void Warn(string line) => Err.WriteLine(Display.Escape(line));
 
     /// <summary>Runs <paramref name="work"/> with a progress callback (fraction in [0, 1], short status text).</summary>
     public T WithProgress<T>(string title, Func<Action<double, string>, T> work)
@@ -46,11 +51,11 @@ public sealed class CommandContext(TextWriter output, TextWriter error, bool jso
                          new PercentageColumn(), new ElapsedTimeColumn(), new RemainingTimeColumn())
                 .Start(pc =>
                 {
-                    var task = pc.AddTask(Markup.Escape(title), maxValue: 1.0);
+                    var task = pc.AddTask(Markup.Escape(Display.Escape(title)), maxValue: 1.0);
                     var result = work((f, status) =>
                     {
                         task.Value = Math.Clamp(f, 0, 1);
-                        task.Description = Markup.Escape(status.Length == 0 ? title : $"{title}  {status}");
+                        task.Description = Markup.Escape(Display.Escape(status.Length == 0 ? title : $"{title}  {status}"));
                     });
                     task.Value = 1.0;
                     return result;
@@ -64,7 +69,7 @@ public sealed class CommandContext(TextWriter output, TextWriter error, bool jso
             var now = DateTime.UtcNow;
             if (f < 1 && f - lastFraction < 0.1 && (now - last).TotalSeconds < 10) return;
             last = now; lastFraction = f;
-            Err.WriteLine($"{title}: {f,6:P0}  {(now - started).TotalSeconds,6:F1} s  {status}");
+            Err.WriteLine(Display.Escape($"{title}: {f,6:P0}  {(now - started).TotalSeconds,6:F1} s  {status}"));
         });
         return value;
     }
@@ -83,7 +88,7 @@ public static class CommandRunner
         }
         catch (VerifierException e)
         {
-            ctx.Err.WriteLine($"error: {e.Message}");
+            ctx.Err.WriteLine($"error: {Display.Escape(e.Message)}");
             return e.ExitCode;
         }
         catch (OperationCanceledException)
@@ -93,7 +98,7 @@ public static class CommandRunner
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            ctx.Err.WriteLine($"error: {e.Message}");
+            ctx.Err.WriteLine($"error: {Display.Escape(e.Message)}");
             return ExitCodes.Failure;
         }
     }

@@ -103,6 +103,7 @@ static class CrosscoderCommands
         cmd.SetAction((pr, ct) => Task.FromResult(CommandRunner.Run(pr, json, ct, ctx =>
         {
             string modelDir = pr.GetValue(model)!.FullName, dataPath = pr.GetValue(data)!.FullName, dir = pr.GetValue(output)!.FullName;
+            OutputGuard.Check("--out", dir, directory: true, [modelDir, dataPath, pr.GetValue(evalData)?.FullName]);
             var weights = ModelWeights.Load(modelDir);
             var siteList = ParseSites(pr.GetValue(sites), weights.Config);
             var o = new CrosscoderOptions(pr.GetValue(width), pr.GetValue(mode)!, pr.GetValue(k), pr.GetValue(l1), pr.GetValue(steps),

@@ -20,9 +20,10 @@ static class DataCommands
         {
             var t = task.Create(pr);
             string path = pr.GetValue(output)!.FullName;
+            OutputGuard.Check("--out", path, directory: false, [task.TextPath(pr)]);
             if (File.Exists(path) && !pr.GetValue(force)) throw new OutputExistsException(path);
             var data = t.Generate(pr.GetValue(count), pr.GetValue(seed), "data");
-            data.Save(path);
+            data.Save(path, overwrite: pr.GetValue(force));
             var summary = new
             {
                 Out = path, Task = t.Name, Description = t.Describe(), Sequences = data.Count,

@@ -31,6 +31,15 @@ static class DemoCommand
         points.Where(p => !Verifier.Store.Frontier.Dominated(p.Flops, p.B0, points.Select(q => (q.Flops, q.B0))))
               .Select(p => p.Name).ToHashSet();
 
+    /// <summary>Where <paramref name="path"/>, written inside the temporary directory <paramref name="tmp"/>, will be
+    /// once <paramref name="tmp"/> is renamed to <paramref name="dir"/>: what the store must record.</summary>
+    public static string FinalPath(string tmp, string dir, string path)
+    {
+        string rel = Path.GetRelativePath(Path.GetFullPath(tmp), Path.GetFullPath(path));
+        return rel == ".." || rel.StartsWith(".." + Path.DirectorySeparatorChar, StringComparison.Ordinal) || Path.IsPathRooted(rel)
+            ? Path.GetFullPath(path) : Path.Combine(dir, rel);
+    }
+
     public static Command Build()
     {
         var output = new Option<DirectoryInfo>("--out") { Description = "Directory for everything the demo writes", Required = true };
@@ -53,6 +62,7 @@ static class DemoCommand
             var config = ModelConfig.Create(32, 2, 16, 64, 1, task.NCtx, task.DVocab, task.DVocabOut, attnOnly: false);
             var o = train.For(pr);
             string dir = pr.GetValue(output)!.FullName;
+            OutputGuard.Check("--out", dir, directory: true, []);
             TrainMetrics? m = null;
             CrosscoderMetrics? cm = null;
             var bounds = new List<(string Name, BoundResult Result)>();
@@ -99,7 +109,8 @@ static class DemoCommand
                     foreach (var (name, r) in bounds)
                     {
                         var inputs = BoundCommand.Load(modelDir, ccDir, boundPath, r.Strategy, allowMismatch: false);
-                        BoundCommand.Record(store, inputs, r, r.Strategy == Strategies.Clustered ? int.Parse(name.Split('-')[^1]) : null);
+                        BoundCommand.Record(store, inputs, r, r.Strategy == Strategies.Clustered ? int.Parse(name.Split('-')[^1]) : null,
+                            p => FinalPath(tmp, dir, p));
                         var v = ctx.WithProgress($"checking {name}", _ => TranscriptChecker.Check(r.Transcript, modelDir, ccDir, boundPath));
                         CheckCommand.Record(store, v, r.Transcript);
                         verdicts[name] = v;

@@ -82,13 +82,7 @@ static class InteractionsCommand
     static List<JsonObject> Read(string path)
     {
         if (!File.Exists(path)) throw new InvalidInputException(path, "file", "does not exist");
-        JsonNode? root;
-        try
-        {
-            using var fs = File.OpenRead(path);
-            root = JsonNode.Parse(fs);
-        }
-        catch (JsonException e) { throw new InvalidInputException(path, "JSON", e.Message, e); }
+        var root = StrictJson.Parse(path, File.ReadAllBytes(path));
         if (root is not JsonObject o || o["schema"]?.GetValue<string>() != TranscriptWriter.Schema)
             throw new InvalidInputException(path, "schema", $"not a transcript (expected \"schema\": \"{TranscriptWriter.Schema}\")");
         if (o["interactions"] is not JsonArray a) throw new InvalidInputException(path, "interactions", "missing or not an array");

@@ -21,9 +21,10 @@ static class MergeCommand
         cmd.SetAction((pr, ct) => Task.FromResult(CommandRunner.Run(pr, json, ct, ctx =>
         {
             string path = pr.GetValue(output)!.FullName;
+            OutputGuard.Check("--out", path, directory: false, pr.GetValue(shards)!.Select(f => (string?)f.FullName), store: pr.GetValue(db)!.FullName);
             if (File.Exists(path) && !pr.GetValue(force)) throw new OutputExistsException(path);
             var read = pr.GetValue(shards)!.Select(f => Merge.Read(f.FullName)).ToList();
-            var (b0, cost, steps, strategy, n) = Merge.Run(read, path);
+            var (b0, cost, steps, strategy, n) = Merge.Run(read, path, pr.GetValue(force));
             var arts = read[0].Artefacts;
             Verifier.Store.AuditHead? head = null;
             if (!pr.GetValue(noRecord))

@@ -127,6 +127,8 @@ static class ModelCommands
         cmd.Options.Add(output); cmd.Options.Add(init); cmd.Options.Add(force); cmd.Options.Add(json);
         cmd.SetAction((pr, ct) => Task.FromResult(CommandRunner.Run(pr, json, ct, ctx =>
         {
+            string dir = pr.GetValue(output)!.FullName;
+            OutputGuard.Check("--out", dir, directory: true, [task.TextPath(pr), pr.GetValue(init)?.FullName]);
             var t = task.Create(pr);
             var config = arch.For(t, pr);
             ModelWeights? initial = null;
@@ -137,7 +139,6 @@ static class ModelCommands
                     throw new MismatchException($"{initDir.FullName}: its configuration differs from the one asked for (pass the same --d-model, --n-heads, … and task sizes)");
             }
             var o = train.For(pr);
-            string dir = pr.GetValue(output)!.FullName;
             TrainMetrics? metrics = null;
             AtomicOutput.WriteDirectory(dir, pr.GetValue(force), tmp => metrics = ModelTraining.TrainInto(tmp, t, config, o, ctx, initial));
             if (ctx.Json) ctx.WriteJson(new { Out = dir, Config = config, Metrics = metrics });
@@ -163,6 +164,12 @@ static class ModelCommands
             var dataset = TokenDataset.Load(path, weights.Config);
             var r = ctx.WithProgress("evaluating", report => Evaluator.Evaluate(weights, dataset, pr.GetValue(batch),
                 new SyncProgress<(int Done, int Total)>(p => report((double)p.Done / p.Total, $"{p.Done}/{p.Total} sequences"))));
+            if (!double.IsFinite(r.Loss))
+            {
+                // Name the first position that overflows (the reference forward throws there), else say what we know.
+                ReferenceForward.Evaluate(weights, dataset);
+                throw new NumericException(weights.Source, "loss", $"is {r.Loss}: the float64 forward pass overflows; the weights are finite but too large for a finite loss");
+            }
             double? refLoss = null, refAcc = null;
             if (pr.GetValue(reference))
             {

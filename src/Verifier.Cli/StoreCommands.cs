@@ -55,7 +55,7 @@ static class StoreCommands
 
     static string Params(string json)
     {
-        using var d = JsonDocument.Parse(json);
+        using var d = StrictJson.ParseDocument("store: run parameters", System.Text.Encoding.UTF8.GetBytes(json));
         return d.RootElement.TryGetProperty("clusters", out var c) ? $" c={c}" : "";
     }
 
@@ -124,19 +124,25 @@ static class StoreCommands
         var data = new Option<FileInfo>("--data") { Description = "Dataset the bounds are about", Required = true };
         var plot = new Option<FileInfo?>("--plot") { Description = "Write the frontier plot (.png or .svg)" };
         var db = StoreOptions.Db();
+        var force = Options.Force();
         var json = Options.Json();
         var cmd = new Command("frontier", "The accepted runs that are Pareto-optimal in (proof FLOPs, b₀), with the brute-force–trivial baseline; optionally a plot");
-        foreach (var o in new Option[] { model, data, plot, db, json }) cmd.Options.Add(o);
+        foreach (var o in new Option[] { model, data, plot, db, force, json }) cmd.Options.Add(o);
         cmd.SetAction((pr, ct) => Task.FromResult(CommandRunner.Run(pr, json, ct, ctx =>
         {
             string modelDir = pr.GetValue(model)!.FullName;
+            string? plotPath = pr.GetValue(plot)?.FullName;
+            if (plotPath is not null)
+            {
+                OutputGuard.Check("--plot", plotPath, directory: false, [modelDir, pr.GetValue(data)!.FullName], store: pr.GetValue(db)!.FullName);
+                if (File.Exists(plotPath) && !pr.GetValue(force)) throw new OutputExistsException(plotPath);
+            }
             var weights = ModelWeights.Load(modelDir);
             var dataset = TokenDataset.Load(pr.GetValue(data)!.FullName, weights.Config);
             string modelSha = Hashing.Sha256File(Path.Combine(modelDir, ModelWeights.WeightsFileName));
             using var store = VerifierStore.OpenExisting(pr.GetValue(db)!.FullName);
             var points = Frontier.Compute(store.Runs(modelSha, dataset.ContentHash()));   // exit 8 when the store was tampered with
-            string? plotPath = pr.GetValue(plot)?.FullName;
-            if (plotPath is not null) FrontierPlot.Write(points, plotPath);
+            if (plotPath is not null) FrontierPlot.Write(points, plotPath, pr.GetValue(force));
             if (ctx.Json) { ctx.WriteJson(new { Points = points, Plot = plotPath }); return ExitCodes.Ok; }
             if (points.Count == 0) ctx.Say("no accepted runs for this model and dataset: run 'verifier bound' and 'verifier check' first");
             ctx.Say($"  {"strategy",-24} {"b₀",14} {"FLOPs",15} {"baseline b₀",14}");
@@ -154,7 +160,7 @@ static class StoreCommands
 /// the brute-force–trivial baseline dashed, Pareto-optimal points outlined.</summary>
 static class FrontierPlot
 {
-    public static void Write(IReadOnlyList<FrontierPoint> points, string path)
+    public static void Write(IReadOnlyList<FrontierPoint> points, string path, bool overwrite = false)
     {
         var plt = new Plot();
         MarkerShape[] shapes = [MarkerShape.FilledCircle, MarkerShape.FilledSquare, MarkerShape.FilledTriangleUp, MarkerShape.FilledDiamond,
@@ -205,11 +211,18 @@ static class FrontierPlot
         plt.Axes.Bottom.TickGenerator = LogTicks();
         plt.Axes.Left.TickGenerator = LogTicks();
         plt.ShowLegend(Alignment.LowerLeft);
-        string tmp = path + ".tmp" + Path.GetExtension(path);
-        if (path.EndsWith(".svg", StringComparison.OrdinalIgnoreCase)) plt.SaveSvg(tmp, 1000, 650);
-        else if (path.EndsWith(".png", StringComparison.OrdinalIgnoreCase)) plt.SavePng(tmp, 1000, 650);
-        else throw new UsageException($"--plot {path}: the file must end in .png or .svg");
-        File.Move(tmp, path, overwrite: true);
+        string tmp = $"{path}.tmp-{Environment.ProcessId}-{Guid.NewGuid():N}{Path.GetExtension(path)}";
+        try
+        {
+            if (path.EndsWith(".svg", StringComparison.OrdinalIgnoreCase)) plt.SaveSvg(tmp, 1000, 650);
+            else if (path.EndsWith(".png", StringComparison.OrdinalIgnoreCase)) plt.SavePng(tmp, 1000, 650);
+            else throw new UsageException($"--plot {path}: the file must end in .png or .svg");
+            AtomicOutput.Publish(tmp, path, overwrite);
+        }
+        finally
+        {
+            if (File.Exists(tmp)) File.Delete(tmp);
+        }
     }
 
     static ScottPlot.TickGenerators.NumericAutomatic LogTicks() => new()

@@ -42,11 +42,12 @@ static class SweepCommand
             string modelDir = pr.GetValue(model)!.FullName, dataPath = pr.GetValue(data)!.FullName, boundPath = pr.GetValue(boundData)!.FullName;
             var ls = pr.GetValue(lambdas)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
                 .Select(x => double.TryParse(x, NumberStyles.Float, CultureInfo.InvariantCulture, out double v) && v >= 0 ? v : throw new UsageException($"--lambdas: '{x}' is not a number ≥ 0")).ToList();
+            string dir = pr.GetValue(output)!.FullName;
+            OutputGuard.Check("--out", dir, directory: true, [modelDir, dataPath, boundPath]);
             var weights = ModelWeights.Load(modelDir);
             var dataset = TokenDataset.Load(dataPath, weights.Config);
             var bound = TokenDataset.Load(boundPath, weights.Config);
             var rows = new List<Row>();
-            string dir = pr.GetValue(output)!.FullName;
             AtomicOutput.WriteDirectory(dir, pr.GetValue(force), tmp =>
             {
                 foreach (double lambda in ls)

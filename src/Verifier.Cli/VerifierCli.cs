@@ -11,7 +11,7 @@ public static class VerifierCli
             "Verifier: how well do a sparse crosscoder's features explain a transformer, provably, and where do they " +
             "interact nonlinearly?\n\nModels are directories with config.json and model.safetensors in TransformerLens " +
             "layout; datasets are JSON Lines (see spec/). Every command takes --json for a machine-readable summary on " +
-            "stdout. Exit codes: 0 ok, 1 failure, 2 usage, 3 invalid input file, 4 unsupported model, 5 output exists, 6 mismatched inputs, 7 transcript rejected, 8 audit chain broken.");
+            "stdout. Exit codes: 0 ok, 1 failure, 2 usage, 3 invalid input file, 4 unsupported model, 5 output exists, 6 mismatched inputs, 7 transcript rejected, 8 audit chain broken, 9 numeric overflow.");
         root.Subcommands.Add(DataCommands.MakeData());
         root.Subcommands.Add(ModelCommands.TrainModel());
         root.Subcommands.Add(ModelCommands.Eval());
@@ -92,6 +92,9 @@ sealed class TaskOptions
     {
         foreach (var o in new Option[] { Task, Vocab, K, P, Text, NCtx, Trigger }) c.Options.Add(o);
     }
+
+    /// <summary>The --text input file, as a full path, when given.</summary>
+    public string? TextPath(ParseResult pr) => pr.GetValue(Text) is string t ? Path.GetFullPath(t) : null;
 
     public ITask Create(ParseResult pr) => TaskCatalog.Create(pr.GetValue(Task)!,
         new TaskCatalog.Parameters(pr.GetValue(Vocab), pr.GetValue(K), pr.GetValue(P), pr.GetValue(Text), pr.GetValue(NCtx), pr.GetValue(Trigger)));

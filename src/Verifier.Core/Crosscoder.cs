@@ -46,9 +46,7 @@ public sealed record CrosscoderConfig(
 
     public static CrosscoderConfig Parse(string file, string json)
     {
-        JsonNode? root;
-        try { root = JsonNode.Parse(json); }
-        catch (JsonException e) { throw new InvalidInputException(file, "JSON", e.Message, e); }
+        var root = StrictJson.Parse(file, json);
         if (root is not JsonObject o) throw new InvalidInputException(file, "JSON", "must be an object");
         InvalidInputException Bad(string field, string problem) => new(file, $"field '{field}'", problem);
         T Get<T>(string field)
@@ -165,7 +163,7 @@ public sealed class CrosscoderWeights
 
     public void SaveInto(string dir)
     {
-        AtomicOutput.WriteAllText(Path.Combine(dir, CrosscoderConfig.FileName), Config.ToJson());
+        AtomicOutput.WriteAllText(Path.Combine(dir, CrosscoderConfig.FileName), Config.ToJson(), overwrite: true);
         SafetensorsFile.Write(Path.Combine(dir, WeightsFileName), Tensors.Values);
     }
 }

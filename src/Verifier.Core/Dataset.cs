@@ -20,18 +20,24 @@ public sealed class TokenDataset(IReadOnlyList<Sequence> sequences)
     /// <summary>The sequences [first, end), in order.</summary>
     public TokenDataset Slice(int first, int end) => new(Sequences.Skip(first).Take(end - first).ToArray());
 
+    /// <summary>The longest line a dataset may hold, in bytes (without the line break): 64 KiB plus 32 bytes per
+    /// position of the model's context (a position needs at most 11 bytes for its token and 12 for its label);
+    /// without a model, n_ctx is taken as 65 536 (2 MiB + 64 KiB).</summary>
+    public static int MaxLineBytes(int? nCtx) => 65536 + 32 * Math.Min(nCtx ?? 65536, 1 << 24);
+
     /// <summary>Reads a dataset; with <paramref name="config"/>, also checks every token, label and length
-    /// against that model, naming the line that is wrong.</summary>
+    /// against that model, naming the line that is wrong. A line longer than <see cref="MaxLineBytes"/> is
+    /// refused as soon as the limit is passed, without reading the rest of it.</summary>
     public static TokenDataset Load(string path, ModelConfig? config = null)
     {
         if (!File.Exists(path)) throw new InvalidInputException(path, "file", "does not exist");
         var list = new List<Sequence>();
-        int lineNo = 0;
-        foreach (string line in File.ReadLines(path, Encoding.UTF8))
+        int max = MaxLineBytes(config?.NCtx);
+        using var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16);
+        foreach (var (lineNo, line) in Lines(path, fs, max))
         {
-            lineNo++;
-            if (string.IsNullOrWhiteSpace(line)) continue;
-            var seq = ParseLine(path, lineNo, line);
+            if (line.Span.TrimStart(" \t\r"u8).IsEmpty) continue;
+            var seq = ParseLine(path, lineNo, line, config);
             if (config is not null) Check(path, lineNo, seq, config);
             list.Add(seq);
         }
@@ -40,22 +46,55 @@ public sealed class TokenDataset(IReadOnlyList<Sequence> sequences)
         return new TokenDataset(list);
     }
 
-    static Sequence ParseLine(string path, int lineNo, string line)
+    /// <summary>The lines of <paramref name="s"/> (split at \n, a trailing \r dropped, a leading UTF-8 BOM skipped),
+    /// each at most <paramref name="max"/> bytes; a longer one is refused before more than max + 64 KiB is buffered.</summary>
+    static IEnumerable<(int LineNo, ReadOnlyMemory<byte> Line)> Lines(string path, Stream s, int max)
+    {
+        var buf = new byte[1 << 16];
+        var line = new MemoryStream();
+        int lineNo = 1;
+        bool first = true;
+        int n;
+        while ((n = s.Read(buf, 0, buf.Length)) > 0)
+        {
+            int start = 0;
+            if (first && n >= 3 && buf[0] == 0xEF && buf[1] == 0xBB && buf[2] == 0xBF) start = 3;
+            first = false;
+            while (start < n)
+            {
+                int nl = Array.IndexOf(buf, (byte)'\n', start, n - start);
+                int end = nl < 0 ? n : nl;
+                if (line.Length + (end - start) > max + 1)
+                    throw new InvalidInputException(path, $"line {lineNo}", $"longer than {max} bytes, the limit for a line of this dataset (spec/dataset.md)");
+                line.Write(buf, start, end - start);
+                if (nl < 0) break;
+                yield return (lineNo, Trim(line));
+                line = new MemoryStream();
+                lineNo++;
+                start = nl + 1;
+            }
+        }
+        if (line.Length > 0) yield return (lineNo, Trim(line));
+        static ReadOnlyMemory<byte> Trim(MemoryStream m)
+        {
+            var mem = m.GetBuffer().AsMemory(0, (int)m.Length);
+            return mem.Length > 0 && mem.Span[^1] == '\r' ? mem[..^1] : mem;
+        }
+    }
+
+    static Sequence ParseLine(string path, int lineNo, ReadOnlyMemory<byte> line, ModelConfig? config)
     {
         string where = $"line {lineNo}";
-        JsonDocument doc;
-        try { doc = JsonDocument.Parse(line); }
-        catch (JsonException e) { throw new InvalidInputException(path, where, $"not valid JSON: {e.Message}", e); }
-        using var _ = doc;
+        using var doc = StrictJson.ParseDocument(path, line, lineNo);
         if (doc.RootElement.ValueKind != JsonValueKind.Object) throw new InvalidInputException(path, where, "expected a JSON object {\"tokens\":[…],\"labels\":[…]}");
         int[]? tokens = null, labels = null;
         foreach (var p in doc.RootElement.EnumerateObject())
         {
             switch (p.Name)
             {
-                case "tokens": tokens = Ints(path, where, "tokens", p.Value); break;
-                case "labels": labels = Ints(path, where, "labels", p.Value); break;
-                default: throw new InvalidInputException(path, where, $"unknown field '{p.Name}' (expected only tokens and labels)");
+                case "tokens": tokens = Ints(path, where, "tokens", p.Value, config is null ? "[0, d_vocab)" : $"[0, {config.DVocab}) (d_vocab)"); break;
+                case "labels": labels = Ints(path, where, "labels", p.Value, config is null ? "−1 or [0, d_vocab_out)" : $"−1 or [0, {config.DVocabOut}) (d_vocab_out)"); break;
+                default: throw new InvalidInputException(path, where, $"unknown field '{Display.Escape(p.Name)}' (expected only tokens and labels)");
             }
         }
         if (tokens is null) throw new InvalidInputException(path, where, "missing field 'tokens'");
@@ -66,7 +105,7 @@ public sealed class TokenDataset(IReadOnlyList<Sequence> sequences)
         return new Sequence(tokens, labels);
     }
 
-    static int[] Ints(string path, string where, string field, JsonElement e)
+    static int[] Ints(string path, string where, string field, JsonElement e, string range)
     {
         if (e.ValueKind != JsonValueKind.Array) throw new InvalidInputException(path, where, $"'{field}' must be an array of integers");
         var r = new int[e.GetArrayLength()];
@@ -74,7 +113,14 @@ public sealed class TokenDataset(IReadOnlyList<Sequence> sequences)
         foreach (var x in e.EnumerateArray())
         {
             if (x.ValueKind != JsonValueKind.Number || !x.TryGetInt32(out r[i]))
-                throw new InvalidInputException(path, where, $"'{field}'[{i}] must be an integer, found {x.GetRawText()}");
+            {
+                string raw = x.GetRawText();
+                string shown = Display.Escape(raw.Length > 40 ? raw[..40] + "…" : raw);
+                // A JSON number without fraction or exponent is an integer, only too large for any vocabulary.
+                if (x.ValueKind == JsonValueKind.Number && raw.AsSpan().IndexOfAny(".eE") < 0)
+                    throw new InvalidInputException(path, where, $"'{field}'[{i}] = {shown} is out of range (must be in {range})");
+                throw new InvalidInputException(path, where, $"'{field}'[{i}] must be an integer, found {shown}");
+            }
             i++;
         }
         return r;
@@ -107,7 +153,7 @@ public sealed class TokenDataset(IReadOnlyList<Sequence> sequences)
         return sb.ToString();
     }
 
-    public void Save(string path) => AtomicOutput.WriteAllText(path, ToJsonLines());
+    public void Save(string path, bool overwrite = false) => AtomicOutput.WriteAllText(path, ToJsonLines(), overwrite);
 
     /// <summary>SHA-256 of the canonical JSON Lines text (independent of how the file was formatted).</summary>
     public string ContentHash() => Hashing.Sha256(Encoding.UTF8.GetBytes(ToJsonLines()));

@@ -42,6 +42,14 @@ public sealed class MismatchException(string message) : VerifierException(messag
     public override int ExitCode => ExitCodes.Mismatch;
 }
 
+/// <summary>Finite inputs whose float64 evaluation overflows (a logit, a cross-entropy or an interval endpoint becomes
+/// ±∞ or NaN): there is no finite loss to report and no finite bound to write.</summary>
+public sealed class NumericException(string file, string where, string problem)
+    : VerifierException($"{file}: {where}: {problem}")
+{
+    public override int ExitCode => ExitCodes.Numeric;
+}
+
 public static class ExitCodes
 {
     public const int Ok = 0;
@@ -53,4 +61,5 @@ public static class ExitCodes
     public const int Mismatch = 6;
     public const int Rejected = 7;
     public const int AuditBroken = 8;
+    public const int Numeric = 9;
 }

@@ -8,11 +8,14 @@ public sealed class ModelWeights
 
     public ModelConfig Config { get; }
     public IReadOnlyDictionary<string, NamedTensor> Tensors { get; }
+    /// <summary>Where the weights came from (the safetensors path when loaded), for messages.</summary>
+    public string Source { get; }
 
     public ModelWeights(ModelConfig config, IReadOnlyDictionary<string, NamedTensor> tensors, string source = "<weights>")
     {
         Config = config;
         Tensors = tensors;
+        Source = source;
         Validate(source);
     }
 
@@ -58,10 +61,11 @@ public sealed class ModelWeights
         return new ModelWeights(config, tensors, path);
     }
 
-    /// <summary>Writes config.json and model.safetensors into <paramref name="dir"/> (which must exist).</summary>
+    /// <summary>Writes config.json and model.safetensors into <paramref name="dir"/> (which must exist), replacing them:
+    /// the caller owns the directory (command outputs are built in a temporary and published exclusively).</summary>
     public void SaveInto(string dir)
     {
-        AtomicOutput.WriteAllText(Path.Combine(dir, ModelConfig.FileName), Config.ToJson());
+        AtomicOutput.WriteAllText(Path.Combine(dir, ModelConfig.FileName), Config.ToJson(), overwrite: true);
         SafetensorsFile.Write(Path.Combine(dir, WeightsFileName), Tensors.Values);
     }
 

@@ -155,7 +155,9 @@ public static class ReferenceForward
             {
                 int y = s.Labels[t];
                 if (y < 0) continue;
-                total += CrossEntropy(logits, t, y);
+                double ce = CrossEntropy(logits, t, y);
+                if (!double.IsFinite(ce)) throw Overflow(w, q, t, logits, ce);
+                total += ce;
                 n++;
                 int arg = 0;
                 for (int v = 1; v < logits.GetLength(1); v++) if (logits[t, v] > logits[t, arg]) arg = v;
@@ -163,5 +165,17 @@ public static class ReferenceForward
             }
         }
         return (total / n, (double)correct / n, n);
+    }
+
+    /// <summary>The error for a position whose float64 cross-entropy is not finite: the weights are finite (checked
+    /// at load), so a product or sum overflowed on the way to the logits.</summary>
+    public static NumericException Overflow(ModelWeights w, int sequence, int position, double[,] logits, double ce)
+    {
+        double worst = 0;
+        for (int v = 0; v < logits.GetLength(1); v++)
+            if (!double.IsFinite(logits[position, v]) || Math.Abs(logits[position, v]) > Math.Abs(worst)) { worst = logits[position, v]; if (!double.IsFinite(worst)) break; }
+        string what = double.IsFinite(worst) ? $"the cross-entropy is {ce} (largest |logit| {Math.Abs(worst):G3})" : $"a logit is {worst}";
+        return new NumericException(w.Source, $"sequence {sequence + 1}, position {position}",
+            $"the float64 forward pass overflows: {what}; the weights are finite but too large for a finite loss or bound");
     }
 }

@@ -68,16 +68,8 @@ public sealed class SafetensorsFile
 
         try { StrictUtf8.GetCharCount(bytes, 8, (int)n); }
         catch (DecoderFallbackException) { throw new InvalidInputException(path, "header", "is not valid UTF-8"); }
-        JsonDocument doc;
-        try
-        {
-            doc = JsonDocument.Parse(bytes.AsMemory(8, (int)n));
-        }
-        catch (JsonException e)
-        {
-            throw new InvalidInputException(path, "header", $"not valid JSON: {e.Message}", e);
-        }
-        using var _ = doc;
+        // Strict: a tensor named twice in the header would otherwise be read as whichever entry came last.
+        using var doc = StrictJson.ParseDocument($"{path}: header", bytes.AsMemory(8, (int)n));
         if (doc.RootElement.ValueKind != JsonValueKind.Object)
             throw new InvalidInputException(path, "header", "must be a JSON object");
 
@@ -247,6 +239,9 @@ public sealed class SafetensorsFile
         return result;
     }
 
-    public static void Write(string path, IEnumerable<NamedTensor> tensors, IReadOnlyDictionary<string, string>? metadata = null) =>
-        AtomicOutput.WriteAllBytes(path, Serialize(tensors, metadata));
+    /// <summary>Writes atomically, replacing <paramref name="path"/> unless <paramref name="overwrite"/> is false: the
+    /// callers write into a directory they own (a temporary being built, or a test's); command outputs are published
+    /// exclusively one level up (<see cref="AtomicOutput.WriteDirectory"/>).</summary>
+    public static void Write(string path, IEnumerable<NamedTensor> tensors, IReadOnlyDictionary<string, string>? metadata = null, bool overwrite = true) =>
+        AtomicOutput.WriteAllBytes(path, Serialize(tensors, metadata), overwrite);
 }

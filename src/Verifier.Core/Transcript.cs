@@ -16,7 +16,7 @@ public sealed record TranscriptStep(
 /// <summary>A bound that overflowed to ±∞ or NaN: refused rather than written.</summary>
 public sealed class NonFiniteClaimException(string message) : VerifierException(message)
 {
-    public override int ExitCode => ExitCodes.Failure;
+    public override int ExitCode => ExitCodes.Numeric;
 }
 
 public sealed record TranscriptCost(long Flops, long FlopsDatasetDependent, long FlopsDatasetIndependent, double AdviceBits, int PrecisionBits, double Bits);

@@ -70,7 +70,7 @@ sealed class RandomWorld : IDisposable
 
     public BoundResult Bound(string strategy, CrosscoderWeights? cc = null, int clusters = 1, bool computeTrueLoss = true) =>
         BoundProgram.Run(strategy, new BoundInputs(Model, Dir, Data, DataPath, cc, cc is null ? null : CcDir), Path.Combine(Dir, strategy + ".json"),
-            computeTrueLoss, clusters: clusters);
+            computeTrueLoss, clusters: clusters, overwrite: true);
 
     public void Dispose() => Directory.Delete(Dir, true);
 }

@@ -212,6 +212,16 @@ public sealed class CliTests : IDisposable
             Assert.True(File.Exists(b.GetProperty("transcript").GetString()));
         }
         Assert.Contains(bounds, b => b.GetProperty("strategy").GetString() == "brute-force" && b.GetProperty("non_dominated").GetBoolean());
+        // The store records where the transcripts are after the demo's directory is published, not the temporary.
+        using (var store = new Verifier.Store.VerifierStore(P("demo/verifier.db")))
+        {
+            var runs = store.Runs();
+            Assert.Equal(6, runs.Count);
+            foreach (var run in runs) Assert.True(File.Exists(run.TranscriptPath), run.TranscriptPath);
+        }
+        var f = Run("frontier", "--model", P("demo/model"), "--data", P("demo/bound-data.jsonl"), "--db", P("demo/verifier.db"), "--json");
+        Assert.True(f.Code == 0, f.Err);
+        Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
     }
 
     [Fact]
