@@ -217,8 +217,9 @@ public static class CompactStrategy
 
     /// <summary>Runs crosscoder-compact (<paramref name="budget"/> null) or mixed: compact everywhere, brute force on
     /// the sequences whose compact bound is loosest while the proof's FLOPs stay within budget × brute force's.</summary>
+    /// <param name="advice">Replaces the encoder's features (tests: any advice must give a sound transcript).</param>
     public static (double B0, double AccuracyLb, TranscriptCost Cost, int Steps, JsonObject Details) Run(BoundInputs inputs, string path, double? budget,
-        IProgress<(int, int)>? progress, CancellationToken ct)
+        IProgress<(int, int)>? progress, CancellationToken ct, Func<int, (int Index, double Value)[][], (int Index, double Value)[][]>? advice = null)
     {
         var w = inputs.Model; var c = w.Config; var cc = inputs.Crosscoder!; var data = inputs.Data;
         int ccSite = CompactTables.CheckSupported(c, cc);
@@ -232,6 +233,7 @@ public static class CompactStrategy
             ct.ThrowIfCancellationRequested();
             var seq = data.Sequences[q];
             var all = encoder.Encode(w, seq.Tokens);
+            if (advice is not null) all = advice(q, all);
             feats[q] = all.Select((ft, t) => seq.Labels[t] >= 0 ? ft : []).ToArray();
             bounds[q] = Bound(w, tab, cc, ccSite, seq, feats[q]);
             if (q % 64 == 0 || q == data.Count - 1) progress?.Report((q + 1, data.Count));
