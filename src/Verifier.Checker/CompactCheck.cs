@@ -249,7 +249,7 @@ public sealed partial class TranscriptChecker
         if (positions != _data.LabelledPositions) Fail(s, $"scope.positions {positions} ≠ the dataset's {_data.LabelledPositions} labelled positions");
         double b0 = s.Number("b0");
         Certify(s, "b0", b0, U.Div(sum, positions));
-        double acc = s.Number("accuracy_lb"), accLower = Math.BitDecrement((double)correct / positions);
+        double acc = s.Number("accuracy_lb"), accLower = correct == 0 ? 0 : Math.BitDecrement((double)correct / positions);
         if (!(acc <= accLower)) throw new Rejection(s.Id, s.Lemma, $"accuracy_lb: claimed {acc:R} is above the certified {accLower:R}", acc, accLower);
         Cost(s, CompactCosts.Mean(s.Inputs.Length), true);
         _finalMeanStep = s.Id; _finalB0 = b0;
