@@ -31,7 +31,10 @@ public sealed record BoundInputs(ModelWeights Model, string ModelDir, TokenDatas
     public long Positions => Data.LabelledPositions;
 }
 
-public sealed record BoundResult(string Strategy, double B0, double? TrueLoss, TranscriptCost Cost, double WallSeconds, string Transcript, int Steps);
+/// <summary>A finished run. <paramref name="AccuracyLb"/>: the certified lower bound on accuracy (the compact
+/// strategies); <paramref name="Details"/>: informational diagnostics (where the slack is), not claims.</summary>
+public sealed record BoundResult(string Strategy, double B0, double? TrueLoss, TranscriptCost Cost, double WallSeconds, string Transcript, int Steps,
+    double? AccuracyLb = null, JsonObject? Details = null);
 
 public static class Strategies
 {
@@ -40,8 +43,14 @@ public static class Strategies
     public const string CrosscoderTables = "crosscoder-tables";
     public const string Trivial = "trivial";
     public const string Clustered = "clustered";
+    /// <summary>One self-contained CC step per sequence (proofs/CC-compact-sequence.md); one-layer models.</summary>
+    public const string CrosscoderCompact = "crosscoder-compact";
+    /// <summary>crosscoder-compact with brute force on the loosest sequences within a FLOP budget.</summary>
+    public const string Mixed = "mixed";
     public static readonly IReadOnlyList<string> All = [BruteForce, CrosscoderExhaustive, CrosscoderTables, Clustered, Trivial];
-    public static bool NeedsCrosscoder(string s) => s is CrosscoderExhaustive or CrosscoderTables or Clustered;
+    /// <summary>The strategies that cover only one-layer models (they refuse others by name).</summary>
+    public static readonly IReadOnlyList<string> OneLayer = [CrosscoderCompact, Mixed];
+    public static bool NeedsCrosscoder(string s) => s is CrosscoderExhaustive or CrosscoderTables or Clustered or CrosscoderCompact or Mixed;
 }
 
 public static class BoundProgram
@@ -49,17 +58,28 @@ public static class BoundProgram
     /// <summary>Runs <paramref name="strategy"/> and writes its transcript to <paramref name="transcriptPath"/>.
     /// The true loss (float64, plain C#) is reported beside b₀ when <paramref name="computeTrueLoss"/>; it is not a claim.</summary>
     public static BoundResult Run(string strategy, BoundInputs inputs, string transcriptPath, bool computeTrueLoss = true,
-        IProgress<(int Done, int Total)>? progress = null, CancellationToken ct = default, int clusters = 1, ulong seed = 0, bool overwrite = false)
+        IProgress<(int Done, int Total)>? progress = null, CancellationToken ct = default, int clusters = 1, ulong seed = 0, bool overwrite = false,
+        double budget = 0.1)
     {
         if (Strategies.NeedsCrosscoder(strategy) && inputs.Crosscoder is null)
             throw new UsageException($"the strategy '{strategy}' needs --crosscoder");
         var sw = Stopwatch.StartNew();
+        if (strategy is Strategies.CrosscoderCompact or Strategies.Mixed && !(budget >= 0 && budget <= 1))
+            throw new UsageException($"--budget must be a fraction of brute force's FLOPs in [0, 1], got {budget}");
         string final = Path.GetFullPath(transcriptPath);
         // The strategy writes a private temporary; it is published only when everything, the true loss included,
         // succeeded, and without overwrite unless asked (an output that appeared meanwhile is not replaced).
         string tmp = $"{final}.tmp-{Environment.ProcessId}-{Guid.NewGuid():N}";
         try
         {
+            if (strategy is Strategies.CrosscoderCompact or Strategies.Mixed)
+            {
+                var (cb0, acc, ccost, csteps, details) = CompactStrategy.Run(inputs, tmp, strategy == Strategies.Mixed ? budget : null, progress, ct);
+                double cs = sw.Elapsed.TotalSeconds;
+                double? ctl = computeTrueLoss ? ReferenceForward.Evaluate(inputs.Model, inputs.Data).Loss : null;
+                AtomicOutput.Publish(tmp, final, overwrite);
+                return new BoundResult(strategy, cb0, ctl, ccost, cs, final, csteps, acc, details);
+            }
             var (b0, cost, steps) = strategy switch
             {
                 Strategies.BruteForce => BruteForceStrategy.Run(inputs, tmp, progress, ct),

@@ -61,6 +61,8 @@ public sealed partial class TranscriptChecker
         ["crosscoder-tables"] = ["N1", "IP", "T1", "L2", "T2", "L1", "INFO", "MEAN"],
         ["clustered"] = ["CL", "CLMEMBERS", "MEAN"],
         ["merge"] = ["SHARD", "MEAN"],
+        ["crosscoder-compact"] = ["CT", "CC", "MEAN"],
+        ["mixed"] = ["CT", "CC", "BF", "MEAN"],
     };
 
     readonly ModelWeights _w;
@@ -351,6 +353,10 @@ public sealed partial class TranscriptChecker
         if (_finalMeanStep >= 0) Fail(s, "no step may follow the final MEAN/IPMEAN step");
         var info = s.Lemma switch
         {
+            "CT" => CompactTableStep(s),
+            "CC" => CompactSequenceStep(s),
+            "BF" when _strategy == "mixed" => MixedBruteForce(s),
+            "MEAN" when _strategy is "crosscoder-compact" or "mixed" => CompactMean(s),
             "BF" => BruteForce(s),
             "MEAN" => Mean(s),
             "IP" => TrivialTable(s),

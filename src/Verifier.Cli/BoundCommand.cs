@@ -12,11 +12,12 @@ static class BoundCommand
         var crosscoder = new Option<DirectoryInfo?>("--crosscoder") { Description = "Crosscoder directory (for the crosscoder strategies)" };
         var data = new Option<FileInfo>("--data") { Description = "Dataset X (spec/dataset.md): the theorem bounds the mean CE over its labelled positions", Required = true };
         var strategy = new Option<string>("--strategy") { Description = "Proof strategy", Required = true };
-        strategy.AcceptOnlyFromAmong([.. Strategies.All]);
+        strategy.AcceptOnlyFromAmong([.. Strategies.All, .. Strategies.OneLayer]);
         var output = new Option<FileInfo>("--out") { Description = "Transcript to write (spec/transcript.md)", Required = true };
         var allow = new Option<bool>("--allow-model-mismatch") { Description = "Use a crosscoder trained on different model weights" };
         var clusters = Options.Positive<int>("--clusters", "Number of clusters c (strategy clustered)", 1);
         var seed = Options.Seed("the clustering");
+        var budget = new Option<double>("--budget") { Description = "Strategy mixed: FLOP budget as a fraction of brute force's (brute force on the loosest sequences of crosscoder-compact while it fits)", DefaultValueFactory = _ => 0.1 };
         var noTrue = new Option<bool>("--no-true-loss") { Description = "Do not compute the true loss for comparison" };
         var shard = new Option<string?>("--shard") { Description = "Bound only shard i/n of the dataset (sequences ⌊iN/n⌋ … ⌊(i+1)N/n⌋−1; spec/shards.md): the transcript is about that part; `merge` combines the n shards. A shard is never recorded in the store (the merge is)" };
         var db = StoreOptions.Db();
@@ -24,7 +25,7 @@ static class BoundCommand
         var force = Options.Force();
         var json = Options.Json();
         var cmd = new Command("bound", "Prove an upper bound b₀ on the model's mean cross-entropy over a dataset, writing a transcript for the checker");
-        foreach (var o in new Option[] { model, crosscoder, data, strategy, clusters, seed, shard, output, allow, noTrue, db, noRecord, force, json }) cmd.Options.Add(o);
+        foreach (var o in new Option[] { model, crosscoder, data, strategy, clusters, seed, budget, shard, output, allow, noTrue, db, noRecord, force, json }) cmd.Options.Add(o);
         cmd.SetAction((pr, ct) => Task.FromResult(CommandRunner.Run(pr, json, ct, ctx =>
         {
             string s = pr.GetValue(strategy)!;
@@ -34,13 +35,13 @@ static class BoundCommand
             if (File.Exists(path) && !pr.GetValue(force)) throw new OutputExistsException(path);
             var inputs = Load(pr.GetValue(model)!.FullName, pr.GetValue(crosscoder)?.FullName, pr.GetValue(data)!.FullName, s, pr.GetValue(allow));
             if (pr.GetValue(shard) is { } sh) inputs = inputs.Sharded(ShardSpec.Parse(sh));
-            var r = Run(ctx, s, inputs, path, !pr.GetValue(noTrue), pr.GetValue(clusters), pr.GetValue(seed), pr.GetValue(force));
+            var r = Run(ctx, s, inputs, path, !pr.GetValue(noTrue), pr.GetValue(clusters), pr.GetValue(seed), pr.GetValue(force), pr.GetValue(budget));
             Verifier.Store.AuditHead? head = null;
             if (inputs.Shard is { } part) ctx.Say($"  shard {part.Spec} of {part.Whole.Count} sequences: not recorded in the store (merge the shards with `verifier merge`)");
             else if (!pr.GetValue(noRecord))
             {
                 using var store = new Verifier.Store.VerifierStore(pr.GetValue(db)!.FullName);
-                Record(store, inputs, r, s == Strategies.Clustered ? pr.GetValue(clusters) : null);
+                Record(store, inputs, r, s == Strategies.Clustered ? pr.GetValue(clusters) : null, budget: s == Strategies.Mixed ? pr.GetValue(budget) : null);
                 head = StoreOptions.ReportHead(ctx, store);
             }
             if (ctx.Json) ctx.WriteJson(StoreOptions.WithHead(Summary(r), head));
@@ -64,18 +65,18 @@ static class BoundCommand
         return new BoundInputs(weights, modelDir, data, dataPath, cc, cc is null ? null : ccDir);
     }
 
-    public static BoundResult Run(CommandContext ctx, string strategy, BoundInputs inputs, string path, bool trueLoss, int clusters = 1, ulong seed = 0, bool overwrite = false) =>
+    public static BoundResult Run(CommandContext ctx, string strategy, BoundInputs inputs, string path, bool trueLoss, int clusters = 1, ulong seed = 0, bool overwrite = false, double budget = 0.1) =>
         ctx.WithProgress($"bound {strategy}", report => BoundProgram.Run(strategy, inputs, path, trueLoss,
-            new SyncProgress<(int Done, int Total)>(p => report((double)p.Done / p.Total, $"{p.Done}/{p.Total} sequences")), ctx.Cancel, clusters, seed, overwrite));
+            new SyncProgress<(int Done, int Total)>(p => report((double)p.Done / p.Total, $"{p.Done}/{p.Total} sequences")), ctx.Cancel, clusters, seed, overwrite, budget));
 
     /// <summary>Records a finished run: the artefacts, the run and an audit entry. <paramref name="finalPath"/> maps a
     /// path as written now to where it will be once the output is published (the demo builds in a temporary directory).</summary>
-    public static long Record(Verifier.Store.VerifierStore store, BoundInputs inputs, BoundResult r, int? clusters, Func<string, string>? finalPath = null)
+    public static long Record(Verifier.Store.VerifierStore store, BoundInputs inputs, BoundResult r, int? clusters, Func<string, string>? finalPath = null, double? budget = null)
     {
         var map = finalPath ?? (p => p);
         var arts = inputs.Artefacts().Select(a => a with { Path = a.Path is null ? null : map(a.Path) }).ToList();
         string Sha(string role) => arts.First(a => a.Role == role).Sha256;
-        var parameters = clusters is { } c ? $"{{\"clusters\":{c}}}" : "{}";
+        var parameters = clusters is { } c ? $"{{\"clusters\":{c}}}" : budget is { } b ? $"{{\"budget\":{b.ToString("R", System.Globalization.CultureInfo.InvariantCulture)}}}" : "{}";
         return store.RecordRun(new Verifier.Store.RunRecord(0, r.Strategy, parameters, Sha("model_weights"), Sha("dataset"),
             arts.FirstOrDefault(a => a.Role == "crosscoder_weights")?.Sha256, r.B0, r.TrueLoss, r.Cost.Flops, r.Cost.Bits, r.WallSeconds,
             Hashing.Sha256File(r.Transcript), map(r.Transcript), ""), arts);
@@ -85,7 +86,7 @@ static class BoundCommand
     {
         B0 = r.B0, r.TrueLoss, r.Cost.Flops, r.Cost.Bits, r.Strategy, Transcript = r.Transcript,
         FlopsDatasetDependent = r.Cost.FlopsDatasetDependent, FlopsDatasetIndependent = r.Cost.FlopsDatasetIndependent,
-        r.Steps, r.WallSeconds,
+        r.Steps, r.WallSeconds, r.AccuracyLb, Details = r.Details,
     };
 
     static void Print(CommandContext ctx, BoundResult r)
@@ -94,5 +95,7 @@ static class BoundCommand
         if (r.TrueLoss is { } tl) ctx.Say($"  true loss {tl:R} (float64; b₀ − true = {r.B0 - tl:E3})");
         ctx.Say($"  proof cost {r.Cost.Flops:N0} FLOPs ({r.Cost.FlopsDatasetDependent:N0} dataset-dependent, {r.Cost.FlopsDatasetIndependent:N0} independent), {r.Cost.Bits:E3} bits");
         ctx.Say($"  {r.Steps} steps in {r.Transcript} ({r.WallSeconds:F2} s)");
+        if (r.AccuracyLb is { } acc) ctx.Say($"  certified accuracy ≥ {acc:P3} of the labelled positions");
+        if (r.Details is { } det) ctx.Say($"  details {det.ToJsonString()}");
     }
 }

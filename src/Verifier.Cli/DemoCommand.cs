@@ -13,16 +13,21 @@ namespace Verifier.Cli;
 /// evaluate it in float64 through TorchSharp and through the plain C# reference, and summarise.</summary>
 static class DemoCommand
 {
-    /// <summary>Every strategy, clustered once per cluster count.</summary>
-    static IEnumerable<(string Strategy, int Clusters)> Plan(string clusterCounts)
+    /// <summary>Every strategy, clustered once per cluster count, mixed once per budget.</summary>
+    static IEnumerable<(string Strategy, int Clusters, double Budget)> Plan(string clusterCounts, string budgets)
     {
         var counts = clusterCounts.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
             .Select(x => int.TryParse(x, out int c) && c > 0 ? c : throw new UsageException($"--clusters: '{x}' is not a positive integer")).ToList();
-        yield return (Strategies.BruteForce, 1);
-        yield return (Strategies.CrosscoderExhaustive, 1);
-        yield return (Strategies.CrosscoderTables, 1);
-        foreach (int c in counts) yield return (Strategies.Clustered, c);
-        yield return (Strategies.Trivial, 1);
+        var fractions = budgets.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+            .Select(x => double.TryParse(x, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out double b) && b >= 0 && b <= 1 ? b
+                : throw new UsageException($"--budgets: '{x}' is not a fraction in [0, 1]")).ToList();
+        yield return (Strategies.BruteForce, 1, 0);
+        yield return (Strategies.CrosscoderExhaustive, 1, 0);
+        yield return (Strategies.CrosscoderTables, 1, 0);
+        yield return (Strategies.CrosscoderCompact, 1, 0);
+        foreach (double b in fractions) yield return (Strategies.Mixed, 1, b);
+        foreach (int c in counts) yield return (Strategies.Clustered, c, 0);
+        yield return (Strategies.Trivial, 1, 0);
     }
 
     /// <summary>Names of the points not dominated in (FLOPs, b₀): no other point is at most as costly and at most as
@@ -50,11 +55,12 @@ static class DemoCommand
         var sequences = Options.Positive<int>("--sequences", "Sequences whose activations train the crosscoder", 20000);
         var boundSequences = Options.Positive<int>("--bound-sequences", "Sequences in the dataset X the bounds are about", 1024);
         var clusterCounts = new Option<string>("--clusters") { Description = "Cluster counts for the clustered strategy, comma-separated", DefaultValueFactory = _ => "1,8,64,256" };
+        var budgets = new Option<string>("--budgets") { Description = "FLOP budgets (fractions of brute force's) for the mixed strategy, comma-separated", DefaultValueFactory = _ => "0.4,0.5,0.6,0.7,0.8,0.9" };
         var force = Options.Force();
         var json = Options.Json();
         var cmd = new Command("demo", "Run the whole pipeline on the built-in defaults (max-of-k) and print a short summary");
         cmd.Options.Add(output); train.AddTo(cmd);
-        foreach (var o in new Option[] { width, k, ccSteps, sequences, boundSequences, clusterCounts, force, json }) cmd.Options.Add(o);
+        foreach (var o in new Option[] { width, k, ccSteps, sequences, boundSequences, clusterCounts, budgets, force, json }) cmd.Options.Add(o);
         cmd.SetAction((pr, ct) => Task.FromResult(CommandRunner.Run(pr, json, ct, ctx =>
         {
             var sw = Stopwatch.StartNew();
@@ -95,11 +101,12 @@ static class DemoCommand
                 task.Generate(pr.GetValue(boundSequences), pr.GetValue(train.Seed), "bound").Save(boundPath);
                 string tdir = Path.Combine(tmp, "transcripts");
                 Directory.CreateDirectory(tdir);
-                foreach (var (strategy, clusters) in Plan(pr.GetValue(clusterCounts)!))
+                foreach (var (strategy, clusters, budget) in Plan(pr.GetValue(clusterCounts)!, pr.GetValue(budgets)!))
                 {
                     var inputs = BoundCommand.Load(modelDir, ccDir, boundPath, strategy, allowMismatch: false);
-                    string name = strategy == Strategies.Clustered ? $"clustered-{clusters}" : strategy;
-                    var r = BoundCommand.Run(ctx, strategy, inputs, Path.Combine(tdir, name + ".json"), trueLoss: true, clusters, pr.GetValue(train.Seed));
+                    string name = strategy == Strategies.Clustered ? $"clustered-{clusters}"
+                        : strategy == Strategies.Mixed ? $"mixed-{budget.ToString(System.Globalization.CultureInfo.InvariantCulture)}" : strategy;
+                    var r = BoundCommand.Run(ctx, strategy, inputs, Path.Combine(tdir, name + ".json"), trueLoss: true, clusters, pr.GetValue(train.Seed), budget: budget);
                     bounds.Add((name, r));
                 }
 
@@ -110,7 +117,8 @@ static class DemoCommand
                     {
                         var inputs = BoundCommand.Load(modelDir, ccDir, boundPath, r.Strategy, allowMismatch: false);
                         BoundCommand.Record(store, inputs, r, r.Strategy == Strategies.Clustered ? int.Parse(name.Split('-')[^1]) : null,
-                            p => FinalPath(tmp, dir, p));
+                            p => FinalPath(tmp, dir, p),
+                            r.Strategy == Strategies.Mixed ? double.Parse(name.Split('-')[^1], System.Globalization.CultureInfo.InvariantCulture) : null);
                         var v = ctx.WithProgress($"checking {name}", _ => TranscriptChecker.Check(r.Transcript, modelDir, ccDir, boundPath));
                         CheckCommand.Record(store, v, r.Transcript);
                         verdicts[name] = v;
@@ -139,7 +147,7 @@ static class DemoCommand
                 },
                 Bounds = bounds.Select(b => new
                 {
-                    Strategy = b.Name, b.Result.B0, b.Result.TrueLoss, b.Result.Cost.Flops, b.Result.Cost.Bits, b.Result.WallSeconds,
+                    Strategy = b.Name, b.Result.B0, b.Result.AccuracyLb, b.Result.TrueLoss, b.Result.Cost.Flops, b.Result.Cost.Bits, b.Result.WallSeconds,
                     NonDominated = frontier.Contains(b.Name), Transcript = Path.Combine(dir, "transcripts", Path.GetFileName(b.Result.Transcript)),
                     Verdict = verdicts[b.Name].Accepted ? "accepted" : "rejected", CheckerSeconds = verdicts[b.Name].Seconds,
                     CheckerOverGenerator = verdicts[b.Name].Seconds / Math.Max(1e-9, b.Result.WallSeconds),
@@ -159,9 +167,10 @@ static class DemoCommand
                 ctx.Say($"            mean FVU {e.MeanFvu:F4}, mean L0 {e.MeanL0:F2}, dead {cm.Training.DeadFraction:P1} (no activation in the last {cco.DeadTokens} training tokens)");
                 ctx.Say($"            spliced-in loss recovered: {string.Join(", ", e.Sites.Select(s => $"{s.Site} {s.LossRecovered:P2}"))}");
                 ctx.Say($"  bounds    on {pr.GetValue(boundSequences)} fresh sequences (true loss {bounds[0].Result.TrueLoss:G6}); * = non-dominated in (FLOPs, b₀):");
-                ctx.Say($"            {"strategy",-24} {"b₀",14} {"FLOPs",14} {"bound s",8} {"check",9} {"check s",8}");
+                ctx.Say($"            {"strategy",-24} {"b₀",14} {"FLOPs",14} {"bound s",8} {"check",9} {"check s",8} {"acc ≥",8}");
                 foreach (var (name, r) in bounds)
-                    ctx.Say($"          {(frontier.Contains(name) ? "*" : " ")} {name,-24} {r.B0,14:G6} {r.Cost.Flops,14:N0} {r.WallSeconds,8:F2} {(verdicts[name].Accepted ? "accepted" : "REJECTED"),9} {verdicts[name].Seconds,8:F2}");
+                    ctx.Say($"          {(frontier.Contains(name) ? "*" : " ")} {name,-24} {r.B0,14:G6} {r.Cost.Flops,14:N0} {r.WallSeconds,8:F2} {(verdicts[name].Accepted ? "accepted" : "REJECTED"),9} {verdicts[name].Seconds,8:F2} {(r.AccuracyLb is { } a ? a.ToString("P1") : ""),8}");
+                ctx.Say($"            uniform guess: ln d_vocab_out = {Math.Log(config.DVocabOut):F4}");
                 ctx.Say($"  store     {Path.Combine(dir, VerifierStore.DefaultFileName)} (audit chain {(auditIntact ? "intact" : "BROKEN")}, head {storeHead}); plot {Path.Combine(dir, "frontier.png")}");
                 ctx.Say($"  total     {sw.Elapsed.TotalSeconds:F1} s");
             }

@@ -150,7 +150,7 @@ public class StrategyTests
         foreach (var s in Strategies.All) CheckTranscript(f.Bound(s, Strategies.NeedsCrosscoder(s) ? cc : null, clusters: 2));
     }
 
-    static readonly Json.Schema.JsonSchema Schema = Json.Schema.JsonSchema.FromText(File.ReadAllText(Path.Combine(ProofsDir, "..", "spec", "transcript.schema.json")));
+    internal static readonly Json.Schema.JsonSchema Schema = Json.Schema.JsonSchema.FromText(File.ReadAllText(Path.Combine(ProofsDir, "..", "spec", "transcript.schema.json")));
 
     static void CheckTranscript(BoundResult r)
     {

@@ -195,7 +195,7 @@ public sealed class CliTests : IDisposable
     public void Demo_runs_end_to_end_and_prints_json()
     {
         var r = Run("demo", "--out", P("demo"), "--steps", "100", "--crosscoder-steps", "50", "--sequences", "500", "--width", "32",
-            "--bound-sequences", "40", "--clusters", "1,4", "--json");
+            "--bound-sequences", "40", "--clusters", "1,4", "--budgets", "0.5", "--json");
         Assert.True(r.Code == 0, r.Err);
         using var j = JsonDocument.Parse(r.Out);
         Assert.Equal(j.RootElement.GetProperty("held_out_loss").GetDouble(), j.RootElement.GetProperty("reference_loss").GetDouble(), 1e-10);
@@ -205,7 +205,7 @@ public sealed class CliTests : IDisposable
         Assert.Equal(8.0, cc.GetProperty("mean_l0").GetDouble(), 1e-9);
         Assert.True(File.Exists(P("demo/crosscoder/crosscoder.safetensors")));
         var bounds = j.RootElement.GetProperty("bounds").EnumerateArray().ToList();
-        Assert.Equal(6, bounds.Count);   // brute force, exhaustive, tables, clustered ×2, trivial
+        Assert.Equal(8, bounds.Count);   // brute force, exhaustive, tables, compact, mixed-0.5, clustered ×2, trivial
         foreach (var b in bounds)
         {
             Assert.True(b.GetProperty("b0").GetDouble() >= b.GetProperty("true_loss").GetDouble(), b.GetProperty("strategy").GetString());
