@@ -29,6 +29,9 @@ static class BoundCommand
         cmd.SetAction((pr, ct) => Task.FromResult(CommandRunner.Run(pr, json, ct, ctx =>
         {
             string s = pr.GetValue(strategy)!;
+            // An option the chosen strategy would not use is refused by name, never ignored.
+            if (pr.GetResult(clusters) is { Implicit: false } && s != Strategies.Clustered) throw new UsageException($"--clusters applies to the strategy clustered, not {s}");
+            if (pr.GetResult(budget) is { Implicit: false } && s != Strategies.Mixed) throw new UsageException($"--budget applies to the strategy mixed, not {s}");
             string path = pr.GetValue(output)!.FullName;
             OutputGuard.Check("--out", path, directory: false,
                 [pr.GetValue(model)!.FullName, pr.GetValue(crosscoder)?.FullName, pr.GetValue(data)!.FullName], store: pr.GetValue(db)!.FullName);
