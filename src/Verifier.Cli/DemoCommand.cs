@@ -125,8 +125,8 @@ static class DemoCommand
                     }
                     var modelSha = Hashing.Sha256File(Path.Combine(modelDir, ModelWeights.WeightsFileName));
                     var points = Verifier.Store.Frontier.Compute(store.Runs(modelSha, TokenDataset.Load(boundPath).ContentHash()));
-                    FrontierPlot.Write(points, Path.Combine(tmp, "frontier.png"));
-                    FrontierPlot.Write(points, Path.Combine(tmp, "frontier.svg"));
+                    FrontierPlot.Write(points, Path.Combine(tmp, "frontier.png"), Math.Log(config.DVocabOut));
+                    FrontierPlot.Write(points, Path.Combine(tmp, "frontier.svg"), Math.Log(config.DVocabOut));
                     auditIntact = store.VerifyAudit().Intact;
                     storeHead = store.LastWrite?.ToString();
                 }

@@ -142,13 +142,25 @@ static class StoreCommands
             string modelSha = Hashing.Sha256File(Path.Combine(modelDir, ModelWeights.WeightsFileName));
             using var store = VerifierStore.OpenExisting(pr.GetValue(db)!.FullName);
             var points = Frontier.Compute(store.Runs(modelSha, dataset.ContentHash()));   // exit 8 when the store was tampered with
-            if (plotPath is not null) FrontierPlot.Write(points, plotPath, pr.GetValue(force));
-            if (ctx.Json) { ctx.WriteJson(new { Points = points, Plot = plotPath }); return ExitCodes.Ok; }
+            double uniform = Math.Log(weights.Config.DVocabOut);
+            if (plotPath is not null) FrontierPlot.Write(points, plotPath, uniform, pr.GetValue(force));
+            bool Informative(FrontierPoint p) => p.B0 < uniform && p.Baseline is { } b && p.B0 < b;
+            if (ctx.Json)
+            {
+                ctx.WriteJson(new
+                {
+                    Points = points.Select(p => new { p.RunId, p.Strategy, p.Parameters, p.Flops, p.B0, p.TrueLoss, p.Pareto, p.Baseline, p.TranscriptPath,
+                        BelowUniformAndBaseline = Informative(p) }),
+                    UniformGuess = uniform, Plot = plotPath,
+                    InformativeParetoPoints = points.Count(p => p.Pareto && Informative(p) && p.Strategy != "brute-force"),
+                });
+                return ExitCodes.Ok;
+            }
             if (points.Count == 0) ctx.Say("no accepted runs for this model and dataset: run 'verifier bound' and 'verifier check' first");
             ctx.Say($"  {"strategy",-24} {"b₀",14} {"FLOPs",15} {"baseline b₀",14}");
             foreach (var p in points)
-                ctx.Say($"{(p.Pareto ? "*" : " ")} {p.Strategy + Params(p.Parameters),-24} {p.B0,14:G6} {p.Flops,15:N0} {(p.Baseline is { } b ? b.ToString("G6") : "-"),14}");
-            ctx.Say("* = Pareto-optimal; baseline = the line from trivial to brute force in (log FLOPs, b₀)");
+                ctx.Say($"{(p.Pareto ? "*" : " ")}{(Informative(p) ? "+" : " ")} {p.Strategy + Params(p.Parameters),-24} {p.B0,14:G6} {p.Flops,15:N0} {(p.Baseline is { } b ? b.ToString("G6") : "-"),14}");
+            ctx.Say($"* = Pareto-optimal; + = below both the uniform guess ln d_vocab_out = {uniform:F4} and the baseline, the line from trivial to brute force in (log FLOPs, b₀)");
             if (plotPath is not null) ctx.Say($"plot: {plotPath}");
             return ExitCodes.Ok;
         })));
@@ -160,7 +172,7 @@ static class StoreCommands
 /// the brute-force–trivial baseline dashed, Pareto-optimal points outlined.</summary>
 static class FrontierPlot
 {
-    public static void Write(IReadOnlyList<FrontierPoint> points, string path, bool overwrite = false)
+    public static void Write(IReadOnlyList<FrontierPoint> points, string path, double uniform, bool overwrite = false)
     {
         var plt = new Plot();
         MarkerShape[] shapes = [MarkerShape.FilledCircle, MarkerShape.FilledSquare, MarkerShape.FilledTriangleUp, MarkerShape.FilledDiamond,
@@ -204,6 +216,21 @@ static class FrontierPlot
             h.LegendText = $"true loss {tl:G3}";
             h.Color = Colors.Green;
             h.LinePattern = LinePattern.Dotted;
+        }
+        var u = plt.Add.HorizontalLine(Math.Log10(uniform));
+        u.LegendText = $"uniform guess ln d_vocab = {uniform:F2}";
+        u.Color = Colors.Red.WithAlpha(0.6);
+        u.LinePattern = LinePattern.DenselyDashed;
+        // Points that say something: below both the uniform guess and the baseline, ringed.
+        var informative = points.Where(p => p.B0 < uniform && p.Baseline is { } b && p.B0 < b).ToList();
+        if (informative.Count > 0)
+        {
+            var ring = plt.Add.ScatterPoints(informative.Select(p => Math.Log10(p.Flops)).ToArray(), informative.Select(p => Math.Log10(p.B0)).ToArray());
+            ring.MarkerShape = MarkerShape.OpenCircle;
+            ring.MarkerSize = 20;
+            ring.MarkerLineWidth = 1.5f;
+            ring.Color = Colors.Black;
+            ring.LegendText = "below uniform guess and baseline";
         }
         plt.Title("Faithfulness vs compute: certified bound b₀ against proof length");
         plt.XLabel("proof length (FLOPs, log scale)");
