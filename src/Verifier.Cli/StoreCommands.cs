@@ -56,7 +56,9 @@ static class StoreCommands
     static string Params(string json)
     {
         using var d = StrictJson.ParseDocument("store: run parameters", System.Text.Encoding.UTF8.GetBytes(json));
-        return d.RootElement.TryGetProperty("clusters", out var c) ? $" c={c}" : "";
+        var r = d.RootElement;
+        return (r.TryGetProperty("clusters", out var c) ? $" c={c}" : "") + (r.TryGetProperty("budget", out var b) ? $" budget={b}" : "")
+            + (r.TryGetProperty("shards", out var n) ? $" ({n} shards)" : "");
     }
 
     public static Command Audit()
@@ -144,7 +146,7 @@ static class StoreCommands
             var points = Frontier.Compute(store.Runs(modelSha, dataset.ContentHash()));   // exit 8 when the store was tampered with
             double uniform = Math.Log(weights.Config.DVocabOut);
             if (plotPath is not null) FrontierPlot.Write(points, plotPath, uniform, pr.GetValue(force));
-            bool Informative(FrontierPoint p) => p.B0 < uniform && p.Baseline is { } b && p.B0 < b;
+            bool Informative(FrontierPoint p) => FrontierPlot.Informative(p, uniform);
             if (ctx.Json)
             {
                 ctx.WriteJson(new
@@ -152,7 +154,7 @@ static class StoreCommands
                     Points = points.Select(p => new { p.RunId, p.Strategy, p.Parameters, p.Flops, p.B0, p.TrueLoss, p.Pareto, p.Baseline, p.TranscriptPath,
                         BelowUniformAndBaseline = Informative(p) }),
                     UniformGuess = uniform, Plot = plotPath,
-                    InformativeParetoPoints = points.Count(p => p.Pareto && Informative(p) && p.Strategy != "brute-force"),
+                    InformativeParetoPoints = points.Count(p => p.Pareto && Informative(p)),
                 });
                 return ExitCodes.Ok;
             }
@@ -172,6 +174,9 @@ static class StoreCommands
 /// the brute-force–trivial baseline dashed, Pareto-optimal points outlined.</summary>
 static class FrontierPlot
 {
+    /// <summary>A point that says something: below the uniform guess and strictly below the baseline (brute force, on it, is not).</summary>
+    public static bool Informative(FrontierPoint p, double uniform) => p.Strategy != "brute-force" && p.B0 < uniform && p.Baseline is { } b && p.B0 < b;
+
     public static void Write(IReadOnlyList<FrontierPoint> points, string path, double uniform, bool overwrite = false)
     {
         var plt = new Plot();
@@ -222,7 +227,7 @@ static class FrontierPlot
         u.Color = Colors.Red.WithAlpha(0.6);
         u.LinePattern = LinePattern.DenselyDashed;
         // Points that say something: below both the uniform guess and the baseline, ringed.
-        var informative = points.Where(p => p.B0 < uniform && p.Baseline is { } b && p.B0 < b).ToList();
+        var informative = points.Where(p => Informative(p, uniform)).ToList();
         if (informative.Count > 0)
         {
             var ring = plt.Add.ScatterPoints(informative.Select(p => Math.Log10(p.Flops)).ToArray(), informative.Select(p => Math.Log10(p.B0)).ToArray());
