@@ -80,7 +80,7 @@ public static class BoundProgram
                 AtomicOutput.Publish(tmp, final, overwrite);
                 return new BoundResult(strategy, cb0, ctl, ccost, cs, final, csteps, acc, details);
             }
-            var (b0, cost, steps) = strategy switch
+            var (b0, cost, steps, errors) = strategy switch
             {
                 Strategies.BruteForce => BruteForceStrategy.Run(inputs, tmp, progress, ct),
                 Strategies.Trivial => TrivialStrategy.Run(inputs, tmp, progress, ct),
@@ -92,7 +92,7 @@ public static class BoundProgram
             double seconds = sw.Elapsed.TotalSeconds;
             double? trueLoss = computeTrueLoss ? ReferenceForward.Evaluate(inputs.Model, inputs.Data).Loss : null;
             AtomicOutput.Publish(tmp, final, overwrite);
-            return new BoundResult(strategy, b0, trueLoss, cost, seconds, final, steps);
+            return new BoundResult(strategy, b0, trueLoss, cost, seconds, final, steps, AccuracyLb(errors, inputs.Positions));
         }
         catch (IntervalOverflowException e)
         {
@@ -118,14 +118,21 @@ public static class BoundProgram
 
     internal static JsonArray Array(IEnumerable<double> xs) => new(xs.Select(x => (JsonNode)JsonValue.Create(x)).ToArray());
 
-    /// <summary>The last step of every strategy (lemma MEAN): b₀ ≥ (Σ of per-sequence loss-sum bounds) / |P|.</summary>
-    internal static (double B0, int Step) Mean(TranscriptWriter w, IReadOnlyList<int> sequenceSteps, IReadOnlyList<double> lossSums, long positions)
+    /// <summary>The last step of every strategy (lemma MEAN): b₀ ≥ (Σ of per-sequence loss-sum bounds) / |P|.
+    /// With <paramref name="errors"/> (every input claims errors), MEAN also claims the number of labelled positions not
+    /// certified correctly classified: the accuracy over X is at least 1 − errors/|P| (proofs/ACC-accuracy.md).</summary>
+    internal static (double B0, int Step) Mean(TranscriptWriter w, IReadOnlyList<int> sequenceSteps, IReadOnlyList<double> lossSums, long positions,
+        double? errors = null)
     {
         double sum = 0;
         foreach (var s in lossSums) sum = Up.Add(sum, s);
         double b0 = Claim.Slack(Up.Div(sum, positions));
         int id = w.Add(new TranscriptStep("MEAN", sequenceSteps, Scope(("positions", positions)),
-            new JsonObject { ["b0"] = b0 }, lossSums.Count + 1, DatasetDependent: true));
+            errors is { } e ? new JsonObject { ["b0"] = b0, ["errors"] = e } : new JsonObject { ["b0"] = b0 },
+            lossSums.Count + 1, DatasetDependent: true));
         return (b0, id);
     }
+
+    /// <summary>The certified accuracy lower bound 1 − errors/|P|, rounded down.</summary>
+    public static double AccuracyLb(double errors, long positions) => Math.Max(0, Math.BitDecrement(1 - Math.BitIncrement(errors / positions)));
 }

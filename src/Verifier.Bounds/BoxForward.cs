@@ -57,7 +57,11 @@ public static class BoxForward
     }
 
     /// <summary>Upper bound on CE(h W_U + b_U, y) for every h in the box, from z_i − z_y = h·(u_i − u_y) + (b_i − b_y).</summary>
-    public static double CrossEntropyUpper(ModelWeights w, Iv[] h, int y)
+    public static double CrossEntropyUpper(ModelWeights w, Iv[] h, int y) =>
+        IntervalModel.CrossEntropyFromDifferences(LogitDifferences(w, h, y)).Hi;
+
+    /// <summary>z_i − z_y = h·(u_i − u_y) + (b_i − b_y) for every i ≠ y, over the box h.</summary>
+    public static Iv[] LogitDifferences(ModelWeights w, Iv[] h, int y)
     {
         var c = w.Config; int d = c.DModel, V = c.DVocabOut;
         var wu = w["unembed.W_U"].Data; var bu = w["unembed.b_U"].Data;
@@ -69,6 +73,6 @@ public static class BoxForward
             for (int j = 0; j < d; j++) diff += (Iv.Point(wu[j * V + i]) - Iv.Point(wu[j * V + y])) * h[j];
             diffs[k++] = diff;
         }
-        return IntervalModel.CrossEntropyFromDifferences(diffs).Hi;
+        return diffs;
     }
 }

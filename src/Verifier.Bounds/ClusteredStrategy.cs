@@ -10,7 +10,7 @@ namespace Verifier.Bounds;
 /// trade cost for tightness (c = |X| is brute force in boxes).</summary>
 public static class ClusteredStrategy
 {
-    public static (double B0, TranscriptCost Cost, int Steps) Run(BoundInputs inputs, string path, int clusters, ulong seed,
+    public static (double B0, TranscriptCost Cost, int Steps, long Errors) Run(BoundInputs inputs, string path, int clusters, ulong seed,
         IProgress<(int, int)>? progress, CancellationToken ct)
     {
         var w = inputs.Model; var c = w.Config; var cc = inputs.Crosscoder!;
@@ -23,6 +23,7 @@ public static class ClusteredStrategy
         using var tw = new TranscriptWriter(path, inputs.Artefacts(), Strategies.Clustered,
             new JsonObject { ["clusters"] = k, ["seed"] = seed, ["clustering"] = "k-means on per-position feature activations" });
         var clSteps = new List<int>(); var sums = new List<double>();
+        long errors = 0;
         int done = 0;
         for (int cl = 0; cl < k; cl++)
         {
@@ -46,7 +47,10 @@ public static class ClusteredStrategy
             var needed = members.SelectMany(i => Enumerable.Range(0, inputs.Data.Sequences[i].Tokens.Length)
                 .Where(t => inputs.Data.Sequences[i].Labels[t] >= 0).Select(t => (t, y: inputs.Data.Sequences[i].Labels[t]))).Distinct()
                 .OrderBy(p => p.t).ThenBy(p => p.y).ToList();
-            var bound = needed.ToDictionary(p => p, p => Claim.Slack(BoxForward.CrossEntropyUpper(w, sites[p.t], p.y)));
+            var diffs = needed.ToDictionary(p => p, p => BoxForward.LogitDifferences(w, sites[p.t], p.y));
+            var bound = needed.ToDictionary(p => p, p => Claim.Slack(IntervalModel.CrossEntropyFromDifferences(diffs[p]).Hi));
+            // ACC: (t, y) is certain when every logit difference is negative over the whole box.
+            var certain = needed.Where(p => IntervalModel.MaxUpper(diffs[p]) < 0).ToHashSet();
             var boxJson = new JsonArray(box.Select(b => (JsonNode)new JsonArray(
                 BoundProgram.Array(b.Select(x => x.Lo)), BoundProgram.Array(b.Select(x => x.Hi)))).ToArray());
             long tableFlops = Flops.Forward(c, T, 0) * 2 + needed.Count * ((c.DVocabOut - 1) * (4L * c.DModel + 2) + Flops.CrossEntropy(c.DVocabOut));
@@ -54,25 +58,29 @@ public static class ClusteredStrategy
                 new JsonObject { ["ce"] = new JsonArray(needed.Select(p => (JsonNode)new JsonArray(p.t, p.y, bound[p])).ToArray()) },
                 tableFlops, DatasetDependent: false, new JsonObject { ["box"] = boxJson }));
             double sum = 0;
-            long memberFlops = 0;
+            long memberFlops = 0; int wrong = 0;
             foreach (int i in members)
             {
                 var seq = inputs.Data.Sequences[i];
                 for (int t = 0; t < seq.Tokens.Length; t++)
-                    if (seq.Labels[t] >= 0) sum = Up.Add(sum, bound[(t, seq.Labels[t])]);
+                    if (seq.Labels[t] >= 0)
+                    {
+                        sum = Up.Add(sum, bound[(t, seq.Labels[t])]);
+                        if (!certain.Contains((t, seq.Labels[t]))) wrong++;
+                    }
                 memberFlops += seq.Tokens.Length * 3L * c.DModel + seq.LabelledCount;
             }
             sum = Claim.Slack(sum);
             int step = tw.Add(new TranscriptStep("CLMEMBERS", [tableStep], BoundProgram.Scope(("cluster", cl)),
-                new JsonObject { ["loss_sum"] = sum }, memberFlops, DatasetDependent: true,
+                new JsonObject { ["loss_sum"] = sum, ["errors"] = wrong }, memberFlops, DatasetDependent: true,
                 new JsonObject { ["members"] = new JsonArray(members.Select(i => (JsonNode)i).ToArray()) }));
-            clSteps.Add(step); sums.Add(sum);
+            clSteps.Add(step); sums.Add(sum); errors += wrong;
             done += members.Count;
             progress?.Report((done, inputs.Data.Count));
         }
-        var (b0, final) = BoundProgram.Mean(tw, clSteps, sums, inputs.Positions);
+        var (b0, final) = BoundProgram.Mean(tw, clSteps, sums, inputs.Positions, errors);
         var cost = tw.Complete([], b0, final, null, adviceBits: 0);
-        return (b0, cost, tw.StepCount);
+        return (b0, cost, tw.StepCount, errors);
     }
 
     /// <summary>k-means (k-means++ initialisation, seeded; at most 20 Lloyd iterations) on each sequence's features laid

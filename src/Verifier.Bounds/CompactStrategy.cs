@@ -101,9 +101,9 @@ public static class CompactFlops
 
     /// <summary>A brute-force step of the mixed strategy: the forward pass plus one comparison per logit for the
     /// accuracy count.</summary>
-    public static long BruteForce(ModelConfig c, Sequence seq) => Verifier.Bounds.Flops.Forward(c, seq.Tokens.Length, seq.LabelledCount) + seq.LabelledCount * (long)(c.DVocabOut - 1);
+    public static long BruteForce(ModelConfig c, Sequence seq) => Verifier.Bounds.Flops.Forward(c, seq.Tokens.Length, seq.LabelledCount);
 
-    public static long Mean(int inputs) => 2L * inputs + 2;
+    public static long Mean(int inputs) => inputs + 1L;
 }
 
 /// <summary>One sequence's compact bound: the loss-sum claim (with slack), the certified number of correctly
@@ -199,22 +199,6 @@ public static class CompactStrategy
         return new CompactSequence(Claim.Slack(sum), correct, flops, [.. epsSite], [.. epsPost], [.. bounds]);
     }
 
-    /// <summary>Brute force on one sequence with its certified number of correct positions (mixed's BF steps).</summary>
-    public static (double LossSum, int Correct) BruteForce(IntervalModel model, Sequence seq)
-    {
-        var last = model.Sites(seq.Tokens)[^1];
-        var sum = Iv.Zero; int correct = 0;
-        for (int t = 0; t < seq.Tokens.Length; t++)
-        {
-            int y = seq.Labels[t];
-            if (y < 0) continue;
-            var z = model.Logits(last[t]);
-            sum += IntervalModel.CrossEntropy(z, y);
-            if (Enumerable.Range(0, z.Length).All(v => v == y || (z[v] - z[y]).Hi < 0)) correct++;
-        }
-        return (Claim.Slack(sum.Hi), correct);
-    }
-
     /// <summary>Runs crosscoder-compact (<paramref name="budget"/> null) or mixed: compact everywhere, brute force on
     /// the sequences whose compact bound is loosest while the proof's FLOPs stay within budget × brute force's.</summary>
     /// <param name="advice">Replaces the encoder's features (tests: any advice must give a sound transcript).</param>
@@ -258,16 +242,15 @@ public static class CompactStrategy
         int tableStep = tw.Add(new TranscriptStep("CT", [], BoundProgram.Scope(("tables", "h0 Q K VO U C0 norms unembed_pairs")), new JsonObject(), tab.Flops, DatasetDependent: false));
         var model = new IntervalModel(w);
         var steps = new List<int>(); var sums = new List<double>();
-        long correct = 0; double adviceBits = 0;
+        long errors = 0; double adviceBits = 0;
         for (int q = 0; q < data.Count; q++)
         {
             var seq = data.Sequences[q];
             if (brute[q])
             {
-                var (ls, ok) = BruteForce(model, seq);
-                steps.Add(tw.Add(new TranscriptStep("BF", [], BoundProgram.Scope(("sequence", q)), new JsonObject { ["loss_sum"] = ls, ["correct"] = ok },
-                    CompactFlops.BruteForce(c, seq), DatasetDependent: true)));
-                sums.Add(ls); correct += ok;
+                var (ls, wrong) = BruteForceStrategy.Sequence(model, seq);
+                steps.Add(tw.Add(BruteForceStrategy.Step(c, q, seq, ls, wrong)));
+                sums.Add(ls); errors += wrong;
                 continue;
             }
             var bq = bounds[q];
@@ -275,16 +258,11 @@ public static class CompactStrategy
             var adv = new JsonObject { ["features"] = new JsonArray(feats[q].Select(ft => (JsonNode)new JsonArray(
                 ft.Select(p => (JsonNode)new JsonArray(p.Index, p.Value)).ToArray())).ToArray()) };
             steps.Add(tw.Add(new TranscriptStep("CC", [tableStep], BoundProgram.Scope(("sequence", q), ("site", CompactTables.SiteName(c))),
-                new JsonObject { ["loss_sum"] = bq.LossSum, ["correct"] = bq.Correct }, bq.Flops, DatasetDependent: true, adv)));
-            sums.Add(bq.LossSum); correct += bq.Correct;
+                new JsonObject { ["loss_sum"] = bq.LossSum, ["errors"] = seq.LabelledCount - bq.Correct }, bq.Flops, DatasetDependent: true, adv)));
+            sums.Add(bq.LossSum); errors += seq.LabelledCount - bq.Correct;
         }
-        double sum = 0;
-        foreach (var s in sums) sum = Up.Add(sum, s);
-        double b0 = Claim.Slack(Up.Div(sum, inputs.Positions));
-        double acc = Math.BitDecrement(Math.BitDecrement((double)correct / inputs.Positions));
-        acc = Math.Max(0, acc);
-        int final = tw.Add(new TranscriptStep("MEAN", steps, BoundProgram.Scope(("positions", inputs.Positions)),
-            new JsonObject { ["b0"] = b0, ["accuracy_lb"] = acc }, CompactFlops.Mean(steps.Count), DatasetDependent: true));
+        var (b0, final) = BoundProgram.Mean(tw, steps, sums, inputs.Positions, errors);
+        double acc = BoundProgram.AccuracyLb(errors, inputs.Positions);
         var cost = tw.Complete([], b0, final, null, adviceBits);
         return (b0, acc, cost, tw.StepCount, Details(bounds, brute, inputs));
     }

@@ -14,11 +14,11 @@ namespace Verifier.Bounds;
 /// (attention, then MLP, per layer) with each block's FLOPs and, for attention, L5's centres (null for an MLP); the
 /// L1 loss sum (capped by IP, with slack), the same sum without the cap, and the FLOPs of the logits.</summary>
 public sealed record SequenceBound(double[] Eps0, long L2Flops, IReadOnlyList<(double[] Eps, long Flops, double[][][]? Centres)> Blocks,
-    double LossSum, double UncappedLossSum, long LogitFlops);
+    double LossSum, double UncappedLossSum, long LogitFlops, int Errors);
 
 public static class CrosscoderStrategy
 {
-    public static (double B0, TranscriptCost Cost, int Steps) Run(BoundInputs inputs, string path, bool tables,
+    public static (double B0, TranscriptCost Cost, int Steps, long Errors) Run(BoundInputs inputs, string path, bool tables,
         IProgress<(int, int)>? progress, CancellationToken ct)
     {
         var w = inputs.Model; var c = w.Config; var cc = inputs.Crosscoder!;
@@ -48,7 +48,7 @@ public static class CrosscoderStrategy
         var encoder = new PlainCrosscoder(cc, siteNames);
         var interactions = new InteractionCollector(c, cc.Config.Width);
         var seqSteps = new List<int>(); var sums = new List<double>();
-        double adviceBits = 0;
+        double adviceBits = 0; long errors = 0;
         for (int q = 0; q < inputs.Data.Count; q++)
         {
             ct.ThrowIfCancellationRequested();
@@ -71,7 +71,7 @@ public static class CrosscoderStrategy
                 ft.Select(p => (JsonNode)new JsonArray(p.Index, p.Value)).ToArray())).ToArray()) };
             int final = Write(tw, c, siteNames, q, seq, data, bound, tables, normStep, tableStep, ipSteps);
             double lossSum = bound.LossSum;
-            seqSteps.Add(final); sums.Add(lossSum);
+            seqSteps.Add(final); sums.Add(lossSum); errors += bound.Errors;
             if (q % 16 == 0 || q == inputs.Data.Count - 1) progress?.Report((q + 1, inputs.Data.Count));
         }
         JsonArray inter = [];
@@ -82,9 +82,9 @@ public static class CrosscoderStrategy
             // The attention pair table B_ij = Q_i · K_j over the features that occur is dataset-independent work.
             tw.Add(new TranscriptStep("INFO", [tableStep], BoundProgram.Scope(("work", "attention pair table B_ij for the interaction terms")), new JsonObject(), flops, DatasetDependent: false));
         }
-        var (b0, finalStep) = BoundProgram.Mean(tw, seqSteps, sums, inputs.Positions);
+        var (b0, finalStep) = BoundProgram.Mean(tw, seqSteps, sums, inputs.Positions, errors);
         var cost = tw.Complete(inter, b0, finalStep, null, adviceBits);
-        return (b0, cost, tw.StepCount);
+        return (b0, cost, tw.StepCount, errors);
     }
 
     /// <summary>One sequence's steps: L2 (with the features as advice), then per layer T1/L5 (attention, with its
@@ -106,7 +106,7 @@ public static class CrosscoderStrategy
                 attn ? new JsonObject { ["centres"] = new JsonArray(centres!.Select(hc => (JsonNode)new JsonArray(hc.Select(v => (JsonNode)BoundProgram.Array(v)).ToArray())).ToArray()) } : null));
         }
         return tw.Add(new TranscriptStep("L1", [prev, .. common, .. ipSteps], BoundProgram.Scope(("sequence", q)),
-            new JsonObject { ["loss_sum"] = b.LossSum }, b.LogitFlops + seq.LabelledCount * (Flops.CrossEntropy(c.DVocabOut) + 4L), DatasetDependent: true));
+            new JsonObject { ["loss_sum"] = b.LossSum, ["errors"] = b.Errors }, b.LogitFlops + seq.LabelledCount * (Flops.CrossEntropy(c.DVocabOut) + 4L), DatasetDependent: true));
     }
 
     /// <summary>L2: ε⁰_t = ‖h⁰_t − a'⁰_t‖, rounded up, with slack; and its FLOPs (decode nnz rows, subtract, norm).</summary>
@@ -119,19 +119,24 @@ public static class CrosscoderStrategy
     internal static double AfterMlp(double eps, double k, double delta) => Claim.Slack(Up.Add(Up.Add(eps, Up.Mul(k, eps)), delta));
 
     /// <summary>L1 capped by IP: Σ_t min(CE(z'_t, y) + ε_t max_i ‖u_i − u_y‖, trivial[t][y]) over labelled positions
-    /// (with slack), and the same sum without the cap.</summary>
-    internal static (double Capped, double Uncapped) L1(int[] labels, Func<int, double> ceUpper, double[] eps, Norms norms, double[][] trivial)
+    /// (with slack), the same sum without the cap, and the positions not certified correct (ACC: some
+    /// upper(z'_v − z'_y) + ε_t max_i ‖u_i − u_y‖ ≥ 0).</summary>
+    internal static (double Capped, double Uncapped, int Errors) L1(int[] labels, Func<int, Iv[]> differences, double[] eps, Norms norms, double[][] trivial)
     {
         double capped = 0, uncapped = 0;
+        int errors = 0;
         for (int t = 0; t < labels.Length; t++)
         {
             int y = labels[t];
             if (y < 0) continue;
-            double via = Up.Add(ceUpper(t), Up.Mul(eps[t], norms.UnembedDiff[y]));
+            var d = differences(t);
+            double margin = Up.Mul(eps[t], norms.UnembedDiff[y]);
+            double via = Up.Add(IntervalModel.CrossEntropyFromDifferences(d).Hi, margin);
             capped = Up.Add(capped, Math.Min(via, trivial[t][y]));
             uncapped = Up.Add(uncapped, via);
+            if (!(Up.Add(IntervalModel.MaxUpper(d), margin) < 0)) errors++;
         }
-        return (Claim.Slack(capped), uncapped);
+        return (Claim.Slack(capped), uncapped, errors);
     }
 
     /// <summary>crosscoder-exhaustive on one sequence: each sub-block run on a' in d-space (L2, L5, L4, L1 capped by IP).</summary>
@@ -177,9 +182,9 @@ public static class CrosscoderStrategy
             blocks.Add((epsNext, T * (Flops.Mlp(c) + c.DModel + 2L * c.DMlp + 3) + DecodeFlops(decoded), null));
             eps = epsNext; site++;
         }
-        var (capped, uncapped) = L1(seq.Labels, t => IntervalModel.CrossEntropy(model.Logits(nominal[site][t]), seq.Labels[t]).Hi, eps, norms, trivial);
+        var (capped, uncapped, errors) = L1(seq.Labels, t => IntervalModel.Differences(model.Logits(nominal[site][t]), seq.Labels[t]), eps, norms, trivial);
         return new SequenceBound(eps0, ccSite[0] >= 0 ? L2Flops(c, nnz, T) : 0, blocks, capped, uncapped,
-            seq.LabelledCount * (2L * c.DModel * c.DVocabOut + c.DVocabOut));
+            seq.LabelledCount * (2L * c.DModel * c.DVocabOut + c.DVocabOut), errors);
     }
 
     /// <summary>Bits to name nnz of n features and give their float64 values: log₂ C(n, nnz) + 64·nnz.</summary>

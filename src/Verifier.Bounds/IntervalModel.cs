@@ -129,6 +129,20 @@ public sealed class IntervalModel(ModelWeights w)
     public Iv[] Logits(Iv[] h) => Affine(h, W("unembed.W_U"), 0, C.DModel, C.DVocabOut, W("unembed.b_U"), 0);
 
     /// <summary>CE(z, y) = log Σ_i exp(z_i − z_y), from the differences z_i − z_y.</summary>
+    /// <summary>z_v − z_y for every v ≠ y, in order.</summary>
+    public static Iv[] Differences(Iv[] z, int y)
+    {
+        for (int i = 0; i < z.Length; i++)
+            if (!z[i].IsFinite) throw new IntervalOverflowException($"the interval of logit {i} {z[i]}");
+        var diffs = new Iv[z.Length - 1];
+        for (int i = 0, k = 0; i < z.Length; i++) if (i != y) diffs[k++] = z[i] - z[y];
+        return diffs;
+    }
+
+    /// <summary>The largest upper end among logit differences z_v − z_y (−∞ when there is no other label): below 0, the
+    /// label's logit provably beats every other and the position is classified correctly (proofs/ACC-accuracy.md).</summary>
+    public static double MaxUpper(Iv[] diffs) => diffs.Length == 0 ? double.NegativeInfinity : diffs.Max(d => d.Hi);
+
     public static Iv CrossEntropy(Iv[] z, int y)
     {
         for (int i = 0; i < z.Length; i++)

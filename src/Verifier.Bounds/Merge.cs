@@ -9,7 +9,7 @@ namespace Verifier.Bounds;
 public static class Merge
 {
     public sealed record Shard(string Path, string Sha256, string Strategy, ShardSpec Spec, int Of, Dictionary<string, TranscriptArtefact> Artefacts,
-        double LossSum, long Positions, long Flops, double AdviceBits, double B0);
+        double LossSum, long Positions, long Flops, double AdviceBits, double B0, double? Errors);
 
     /// <summary>Reads what the merge needs of a shard's transcript. The loss sum is the Σ of the loss sums its final MEAN
     /// step adds (in its order, rounded up, as the checker adds them); for IPMEAN, b₀ · positions rounded up.</summary>
@@ -48,9 +48,10 @@ public static class Merge
                     foreach (var i in last.GetProperty("inputs").EnumerateArray())
                         sum = Up.Add(sum, steps[i.GetInt32()].GetProperty("claim").GetProperty("loss_sum").GetDouble());
                 else sum = Up.Mul(b0, positions);
+                double? errors = last.GetProperty("claim").TryGetProperty("errors", out var ev) ? ev.GetDouble() : null;
                 var cost = root.GetProperty("cost");
                 return new Shard(Path.GetFullPath(path), Hashing.Sha256File(path), strategy, spec, of, arts, sum, positions,
-                    cost.GetProperty("flops").GetInt64(), cost.GetProperty("advice_bits").GetDouble(), b0);
+                    cost.GetProperty("flops").GetInt64(), cost.GetProperty("advice_bits").GetDouble(), b0, errors);
             }
             catch (Exception e) when (e is KeyNotFoundException or InvalidOperationException or IndexOutOfRangeException or FormatException)
             {
@@ -97,12 +98,13 @@ public static class Merge
         foreach (var s in byIndex)
         {
             ids.Add(tw.Add(new TranscriptStep("SHARD", [], BoundProgram.Scope(("shard", s!.Spec.Index), ("count", n)),
-                new JsonObject { ["loss_sum"] = s.LossSum }, s.Flops, DatasetDependent: true,
+                s.Errors is { } e ? new JsonObject { ["loss_sum"] = s.LossSum, ["errors"] = e } : new JsonObject { ["loss_sum"] = s.LossSum }, s.Flops, DatasetDependent: true,
                 new JsonObject { ["transcript"] = new JsonObject { ["sha256"] = s.Sha256, ["path"] = Path.GetRelativePath(outDir, s.Path) } })));
             sums.Add(s.LossSum);
             advice += s.AdviceBits;
         }
-        var (b0, final) = BoundProgram.Mean(tw, ids, sums, byIndex.Sum(s => s!.Positions));
+        double? errors = byIndex.All(s => s!.Errors is not null) ? byIndex.Sum(s => s!.Errors!.Value) : null;
+        var (b0, final) = BoundProgram.Mean(tw, ids, sums, byIndex.Sum(s => s!.Positions), errors);
         var cost = tw.Complete([], b0, final, null, advice);
         AtomicOutput.Publish(tmp, outFull, overwrite);
         return (b0, cost, tw.StepCount, first.Strategy, n);

@@ -24,8 +24,8 @@ public sealed class TablesSequence
     public required double[][] Transition { get; init; }
     public required double[][] EOut { get; init; }
     public required long[] MlpFlops { get; init; }
-    /// <summary>Upper end of CE(z'_t, y_t) at labelled positions (NaN elsewhere), and the FLOPs of the logits.</summary>
-    public required double[] Ce { get; init; }
+    /// <summary>The logit differences z'_v − z'_y at labelled positions (null elsewhere), and the FLOPs of the logits.</summary>
+    public required Iv[]?[] Diffs { get; init; }
     public required long LogitFlops { get; init; }
 
     public static TablesSequence Prepare(ModelConfig c, IntervalModel model, Tables tab, PlainCrosscoder encoder, int embedSite,
@@ -61,15 +61,15 @@ public sealed class TablesSequence
                 mlpFlops[l] += (long)f[t].Length * 2 * (c.DMlp + c.DModel) + 6L * c.DMlp + 2L * c.DModel + Flops.Norm(c.DModel) + 2L * c.DMlp + 3;
             }
         }
-        var ce = new double[T];
+        var diffs = new Iv[]?[T];
         for (int t = 0; t < T; t++)
-            ce[t] = seq.Labels[t] < 0 ? double.NaN : IntervalModel.CrossEntropy(Tables.Combine(f[t], tab.Unembed, tab.Unembed0), seq.Labels[t]).Hi;
+            diffs[t] = seq.Labels[t] < 0 ? null : IntervalModel.Differences(Tables.Combine(f[t], tab.Unembed, tab.Unembed0), seq.Labels[t]);
         long zFlops = f.Where((_, t) => seq.Labels[t] >= 0).Sum(ft => (long)ft.Length * 2 * c.DVocabOut) + seq.LabelledCount * (long)c.DVocabOut;
         return new TablesSequence
         {
             Labels = seq.Labels, Eps0 = eps0, L2Flops = CrosscoderStrategy.L2Flops(c, nnz, T),
             Attn = attn, Delta = delta, AttnFlops = attnFlops, Pre = pre, E = e, Transition = transition, EOut = eOut, MlpFlops = mlpFlops,
-            Ce = ce, LogitFlops = zFlops,
+            Diffs = diffs, LogitFlops = zFlops,
         };
     }
 
@@ -101,7 +101,7 @@ public sealed class TablesSequence
             blocks.Add((next, MlpFlops[l], null));
             eps = next;
         }
-        var (capped, uncapped) = CrosscoderStrategy.L1(Labels, t => Ce[t], eps, norms, trivial);
-        return new SequenceBound(Eps0, L2Flops, blocks, capped, uncapped, LogitFlops);
+        var (capped, uncapped, errors) = CrosscoderStrategy.L1(Labels, t => Diffs[t]!, eps, norms, trivial);
+        return new SequenceBound(Eps0, L2Flops, blocks, capped, uncapped, LogitFlops, errors);
     }
 }

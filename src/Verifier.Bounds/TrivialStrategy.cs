@@ -8,10 +8,10 @@ namespace Verifier.Bounds;
 /// label y an upper bound on CE that holds for every input; b₀ is their mean over the dataset's labelled positions.</summary>
 public static class TrivialStrategy
 {
-    public static (double B0, TranscriptCost Cost, int Steps) Run(BoundInputs inputs, string path, IProgress<(int, int)>? progress, CancellationToken ct)
+    public static (double B0, TranscriptCost Cost, int Steps, long Errors) Run(BoundInputs inputs, string path, IProgress<(int, int)>? progress, CancellationToken ct)
     {
         var c = inputs.Model.Config;
-        var table = Table(inputs.Model, ct);
+        var (table, certain) = TableWithCertainty(inputs.Model, ct);
         using var w = new TranscriptWriter(path, inputs.Artefacts(), Strategies.Trivial, new JsonObject());
         var tableSteps = new int[c.NCtx];
         for (int t = 0; t < c.NCtx; t++)
@@ -19,19 +19,27 @@ public static class TrivialStrategy
                 new JsonObject { ["ce_by_label"] = BoundProgram.Array(table[t]) }, TableFlops(c, t), DatasetDependent: false));
         // One lookup and one addition per labelled position.
         double sum = 0;
+        long errors = 0;
         foreach (var s in inputs.Data.Sequences)
             for (int t = 0; t < s.Tokens.Length; t++)
-                if (s.Labels[t] >= 0) sum = Up.Add(sum, table[t][s.Labels[t]]);
+                if (s.Labels[t] >= 0)
+                {
+                    sum = Up.Add(sum, table[t][s.Labels[t]]);
+                    if (!certain[t][s.Labels[t]]) errors++;
+                }
         double b0 = Claim.Slack(Up.Div(sum, inputs.Positions));
         int final = w.Add(new TranscriptStep("IPMEAN", tableSteps, BoundProgram.Scope(("positions", inputs.Positions)),
-            new JsonObject { ["b0"] = b0 }, inputs.Positions + 1, DatasetDependent: true));
+            new JsonObject { ["b0"] = b0, ["errors"] = errors }, inputs.Positions + 1, DatasetDependent: true));
         progress?.Report((1, 1));
         var cost = w.Complete([], b0, final, null, adviceBits: 0);
-        return (b0, cost, w.StepCount);
+        return (b0, cost, w.StepCount, errors);
     }
 
     /// <summary>For each position t and label y, an upper bound on CE(logits_t(x), y) over every input x.</summary>
-    public static double[][] Table(ModelWeights weights, CancellationToken ct = default)
+    public static double[][] Table(ModelWeights weights, CancellationToken ct = default) => TableWithCertainty(weights, ct).Table;
+
+    /// <summary>The table, and for each (t, y) whether every input is certified to be classified y at t (ACC).</summary>
+    public static (double[][] Table, bool[][] Certain) TableWithCertainty(ModelWeights weights, CancellationToken ct = default)
     {
         var c = weights.Config;
         var m = new IntervalModel(weights);
@@ -50,13 +58,15 @@ public static class TrivialStrategy
             }
         }
         h = BoxForward.Run(m, h, useScores: false);
-        var table = new double[T][];
+        var table = new double[T][]; var certain = new bool[T][];
         for (int t = 0; t < T; t++)
         {
             ct.ThrowIfCancellationRequested();
-            table[t] = Enumerable.Range(0, c.DVocabOut).Select(y => Claim.Slack(BoxForward.CrossEntropyUpper(weights, h[t], y))).ToArray();
+            var diffs = Enumerable.Range(0, c.DVocabOut).Select(y => BoxForward.LogitDifferences(weights, h[t], y)).ToArray();
+            table[t] = diffs.Select(d => Claim.Slack(IntervalModel.CrossEntropyFromDifferences(d).Hi)).ToArray();
+            certain[t] = diffs.Select(d => IntervalModel.MaxUpper(d) < 0).ToArray();
         }
-        return table;
+        return (table, certain);
     }
 
     /// <summary>The table for position t: the embedding box (vocab·d), the interval forward of that position

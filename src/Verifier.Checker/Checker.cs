@@ -25,9 +25,13 @@ public sealed record Verdict(bool Accepted, string Reason, int? Step, string? Le
     public string? Part { get; init; }
     /// <summary>For a merged transcript: how many shards were taken from recorded verdicts instead of re-checked.</summary>
     public int ShardsFromRecordedVerdicts { get; init; }
+    /// <summary>The certified bound on labelled positions not classified correctly (ACC), when the transcript claims one.</summary>
+    public double? Errors { get; init; }
+    /// <summary>Certified accuracy: at least 1 − errors/positions (rounded down).</summary>
+    public double? AccuracyLb => Errors is { } e && Positions is { } p && p > 0 ? Math.Max(0, Math.BitDecrement(1 - Math.BitIncrement(e / p))) : null;
 
     public string Summary => Accepted
-        ? $"accepted: mean cross-entropy{(Part is null ? "" : $" over shard {Part}")} ≤ {B0:R} ({Strategy}, {StepsChecked} steps{(ShardsFromRecordedVerdicts > 0 ? $", {ShardsFromRecordedVerdicts} shards from recorded verdicts" : "")})"
+        ? $"accepted: mean cross-entropy{(Part is null ? "" : $" over shard {Part}")} ≤ {B0:R}{(AccuracyLb is { } a ? $", accuracy ≥ {Math.Floor(a * 1e4) / 1e2:F2} %" : "")} ({Strategy}, {StepsChecked} steps{(ShardsFromRecordedVerdicts > 0 ? $", {ShardsFromRecordedVerdicts} shards from recorded verdicts" : "")})"
         : $"rejected at step {Step?.ToString() ?? "-"} ({Lemma ?? "-"}): {Reason}";
 }
 
@@ -86,6 +90,9 @@ public sealed partial class TranscriptChecker
         public int Sequence = -1;
         public int Site = -1;
         public int Root = -1;                  // crosscoder chains: the L2 step (the advice) the chain started from
+        public double? Errors;                 // ACC: the claimed bound on labelled positions not certified correct
+        public bool[]? Certain;                // IP: per label, every input is classified so at this position
+        public HashSet<(int, int)>? CertainCells; // CL: the (position, label) pairs certain over the whole box
         public double Scalar;
         public double[]? Vector;
         public (int Index, double Value)[][]? Features;
@@ -126,6 +133,7 @@ public sealed partial class TranscriptChecker
             b0 = checker.Run(js, modelDir, crosscoderDir, dataPath, s => { current = s; stepsChecked = s.Id + 1; if (s.Id % 256 == 0) progress?.Report(js.BytesRead); });
             return new Verdict(true, "every claim certified", null, null, null, null, stepsChecked, checker._ownFlops, sw.Elapsed.TotalSeconds, b0, checker._strategy)
             {
+                Errors = checker._finalErrors,
                 LossSum = checker._finalSum, Positions = checker._data.LabelledPositions, Flops = checker._flopsDep + checker._flopsIndep,
                 AdviceBits = checker._adviceBits, Artefacts = checker._hashes, Part = checker._part?.ToString(), ShardsFromRecordedVerdicts = checker._fromRecorded,
             };
@@ -169,6 +177,16 @@ public sealed partial class TranscriptChecker
     {
         if (!(claimed >= certified))
             throw new Rejection(s.Id, s.Lemma, $"{what}: claimed {claimed:R} is below the certified {certified:R}", claimed, certified);
+    }
+
+    /// <summary>ACC (proofs/ACC-accuracy.md): an optional claim `errors` ≥ the labelled positions the step does not certify
+    /// correctly classified (a claimed upper bound like every other; accuracy ≥ 1 − errors/|P|).</summary>
+    double? Errors(Step s, long certified, string where)
+    {
+        if (!s.Claim.TryGetProperty("errors", out _)) return null;
+        double claimed = s.Number("errors");
+        Certify(s, $"errors {where} (labelled positions not certified correctly classified)", claimed, certified);
+        return claimed;
     }
 
     void Cost(Step s, long own, bool datasetDependent)
@@ -315,6 +333,7 @@ public sealed partial class TranscriptChecker
 
     int _finalMeanStep = -1;
     double _finalB0, _finalSum;
+    double? _finalErrors;
     readonly Dictionary<string, string> _hashes = new();
 
     double CheckResult(JsonElement e, int stepCount)
@@ -355,8 +374,6 @@ public sealed partial class TranscriptChecker
         {
             "CT" => CompactTableStep(s),
             "CC" => CompactSequenceStep(s),
-            "BF" when _strategy == "mixed" => MixedBruteForce(s),
-            "MEAN" when _strategy is "crosscoder-compact" or "mixed" => CompactMean(s),
             "BF" => BruteForce(s),
             "MEAN" => Mean(s),
             "IP" => TrivialTable(s),

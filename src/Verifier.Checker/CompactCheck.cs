@@ -21,7 +21,6 @@ public sealed partial class TranscriptChecker
         public required int Site;               // the crosscoder's index of the site CC decodes at
     }
     CompactTabs? _compact;
-    readonly Dictionary<int, long> _correct = new();
 
     string CompactSiteName => C.AttnOnly ? "blocks.0.hook_resid_post" : "blocks.0.hook_resid_mid";
 
@@ -108,13 +107,6 @@ public sealed partial class TranscriptChecker
         return result;
     }
 
-    static long ClaimedCount(Step s, string name)
-    {
-        double x = s.Number(name);
-        if (x < 0 || x != Math.Floor(x) || x > int.MaxValue) Fail(s, $"claim.{name} must be a non-negative integer");
-        return (long)x;
-    }
-
     Info CompactSequenceStep(Step s)
     {
         if (s.Inputs.Length != 1) Fail(s, "inputs: CC takes exactly the CT step");
@@ -191,69 +183,9 @@ public sealed partial class TranscriptChecker
         }
         double claim = s.Number("loss_sum");
         Certify(s, $"loss_sum of sequence {q}", claim, sum);
-        long claimedCorrect = ClaimedCount(s, "correct");
-        if (claimedCorrect > correct) throw new Rejection(s.Id, s.Lemma, $"correct: claimed {claimedCorrect} positions, the checker certifies {correct}", claimedCorrect, correct);
+        var errors = Errors(s, seq.LabelledCount - correct, $"of sequence {q}");
         Cost(s, own, true); _ownFlops += own;
-        _correct[s.Id] = claimedCorrect;
-        return new Info { Lemma = s.Lemma, Sequence = q, Scalar = claim };
-    }
-
-    // ---- BF of mixed: the forward pass, with the accuracy count ---------------------------------------------------------
-    Info MixedBruteForce(Step s)
-    {
-        if (s.Inputs.Length != 0) Fail(s, "inputs: BF uses none");
-        var seq = Seq(s);
-        var h = seq.Tokens.Select((x, t) => _f.Embed(x, t)).ToArray();
-        for (int l = 0; l < C.NLayers; l++)
-        {
-            var a = _f.Attention(l, h).Out;
-            h = h.Select((x, t) => Forward.Plus(x, a[t])).ToArray();
-            if (!C.AttnOnly) h = h.Select(x => Forward.Plus(x, _f.Mlp(l, x))).ToArray();
-        }
-        var sum = R.Zero; long correct = 0;
-        for (int t = 0; t < seq.Tokens.Length; t++)
-        {
-            int y = seq.Labels[t];
-            if (y < 0) continue;
-            var z = _f.Logits(h[t]);
-            sum = sum + Forward.Ce(z, y);
-            if (Enumerable.Range(0, z.Length).All(v => v == y || (z[v] - z[y]).Hi < 0)) correct++;
-        }
-        double claim = s.Number("loss_sum");
-        Certify(s, $"loss_sum of sequence {s.ScopeInt("sequence")}", claim, sum.Hi);
-        long claimedCorrect = ClaimedCount(s, "correct");
-        if (claimedCorrect > correct) throw new Rejection(s.Id, s.Lemma, $"correct: claimed {claimedCorrect} positions, the checker certifies {correct}", claimedCorrect, correct);
-        long own = Costs.Forward(C, seq.Tokens.Length, seq.LabelledCount) + seq.LabelledCount * (long)(C.DVocabOut - 1);
-        Cost(s, own, true); _ownFlops += own;
-        _correct[s.Id] = claimedCorrect;
-        return new Info { Lemma = s.Lemma, Sequence = s.ScopeInt("sequence"), Scalar = claim };
-    }
-
-    // ---- MEAN of the compact strategies: b₀ and accuracy_lb --------------------------------------------------------------
-    Info CompactMean(Step s)
-    {
-        var covered = new bool[_data.Count];
-        double sum = 0; long correct = 0;
-        foreach (int i in s.Inputs)
-        {
-            var info = _steps[i];
-            if (info.Lemma is not ("CC" or "BF")) Fail(s, $"inputs: step {i} is {info.Lemma}; this MEAN sums CC or BF steps");
-            if (covered[info.Sequence]) Fail(s, $"inputs: sequence {info.Sequence} is counted twice");
-            covered[info.Sequence] = true;
-            sum = U.Add(sum, info.Scalar);
-            correct += _correct[i];
-        }
-        int missing = Array.IndexOf(covered, false);
-        if (missing >= 0) Fail(s, $"inputs: sequence {missing} is not bounded by any input");
-        long positions = s.ScopeLong("positions");
-        if (positions != _data.LabelledPositions) Fail(s, $"scope.positions {positions} ≠ the dataset's {_data.LabelledPositions} labelled positions");
-        double b0 = s.Number("b0");
-        Certify(s, "b0", b0, U.Div(sum, positions));
-        double acc = s.Number("accuracy_lb"), accLower = correct == 0 ? 0 : Math.BitDecrement((double)correct / positions);
-        if (!(acc <= accLower)) throw new Rejection(s.Id, s.Lemma, $"accuracy_lb: claimed {acc:R} is above the certified {accLower:R}", acc, accLower);
-        Cost(s, CompactCosts.Mean(s.Inputs.Length), true);
-        _finalMeanStep = s.Id; _finalB0 = b0;
-        return new Info { Lemma = s.Lemma, Scalar = b0 };
+        return new Info { Lemma = s.Lemma, Sequence = q, Scalar = claim, Errors = errors };
     }
 }
 
@@ -281,5 +213,4 @@ public static class CompactCosts
         return f + 2 * d * V + 5 * V + Costs.CrossEntropy(V) + 1;
     }
 
-    public static long Mean(int inputs) => 2L * inputs + 2;
 }

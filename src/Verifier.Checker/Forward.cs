@@ -97,10 +97,19 @@ public sealed class Forward(ModelWeights w)
         return new R(Math.Max(0, End(false)), End(true));
     }
 
-    public static R Ce(R[] z, int y) => CeFromDiffs(Enumerable.Range(0, z.Length).Where(i => i != y).Select(i => z[i] - z[y]).ToArray());
+    public static R Ce(R[] z, int y) => CeFromDiffs(Diffs(z, y));
+
+    /// <summary>z_v − z_y for every v ≠ y.</summary>
+    public static R[] Diffs(R[] z, int y) => Enumerable.Range(0, z.Length).Where(i => i != y).Select(i => z[i] - z[y]).ToArray();
+
+    /// <summary>ACC (proofs/ACC-accuracy.md): every difference z_v − z_y is below 0, so y is the argmax.</summary>
+    public static bool Certain(R[] diffs, double margin = 0) => diffs.All(d => U.Add(d.Hi, margin) < 0);
 
     /// <summary>CE upper bound over a box of final residuals, from z_i − z_y = h·(u_i − u_y) + (b_i − b_y).</summary>
-    public double CeBox(R[] h, int y)
+    public double CeBox(R[] h, int y) => CeFromDiffs(LogitDiffsBox(h, y)).Hi;
+
+    /// <summary>z_i − z_y = h·(u_i − u_y) + (b_i − b_y) for every i ≠ y, over the box h.</summary>
+    public R[] LogitDiffsBox(R[] h, int y)
     {
         int d = C.DModel, V = C.DVocabOut; var wu = P("unembed.W_U"); var bu = P("unembed.b_U");
         var diffs = new List<R>();
@@ -111,7 +120,7 @@ public sealed class Forward(ModelWeights w)
             for (int j = 0; j < d; j++) acc = acc + (R.Of(wu[j * V + i]) - R.Of(wu[j * V + y])) * h[j];
             diffs.Add(acc);
         }
-        return CeFromDiffs(diffs.ToArray()).Hi;
+        return diffs.ToArray();
     }
 
     /// <summary>Box propagation (IP, CL): attention per head enclosed by the value hull, intersected with the

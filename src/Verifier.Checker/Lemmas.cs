@@ -33,13 +33,20 @@ public sealed partial class TranscriptChecker
             if (!C.AttnOnly) h = h.Select(x => Forward.Plus(x, _f.Mlp(l, x))).ToArray();
         }
         var sum = R.Zero;
+        long wrong = 0;
         for (int t = 0; t < seq.Tokens.Length; t++)
-            if (seq.Labels[t] >= 0) sum = sum + Forward.Ce(_f.Logits(h[t]), seq.Labels[t]);
+        {
+            if (seq.Labels[t] < 0) continue;
+            var d = Forward.Diffs(_f.Logits(h[t]), seq.Labels[t]);
+            sum = sum + Forward.CeFromDiffs(d);
+            if (!Forward.Certain(d)) wrong++;
+        }
         double claim = s.Number("loss_sum");
         Certify(s, $"loss_sum of sequence {s.ScopeInt("sequence")}", claim, sum.Hi);
+        var errors = Errors(s, wrong, $"of sequence {s.ScopeInt("sequence")}");
         long own = Costs.Forward(C, seq.Tokens.Length, seq.LabelledCount);
         Cost(s, own, true); _ownFlops += own;
-        return new Info { Lemma = s.Lemma, Sequence = s.ScopeInt("sequence"), Scalar = claim };
+        return new Info { Lemma = s.Lemma, Sequence = s.ScopeInt("sequence"), Scalar = claim, Errors = errors };
     }
 
     // ---- MEAN ----------------------------------------------------------------------------------------------
@@ -47,14 +54,16 @@ public sealed partial class TranscriptChecker
     {
         var covered = new bool[_data.Count];
         double sum = 0;
+        long errors = 0;
+        bool allErrors = true;
         foreach (int i in s.Inputs)
         {
             var info = _steps[i];
             int[] seqs = info.Lemma switch
             {
-                "BF" or "L1" => [info.Sequence],
+                "BF" or "L1" or "CC" => [info.Sequence],
                 "CLMEMBERS" or "SHARD" => info.Members!,
-                _ => throw new Rejection(s.Id, s.Lemma, $"inputs: step {i} is {info.Lemma}; MEAN sums BF, L1, CLMEMBERS or SHARD steps"),
+                _ => throw new Rejection(s.Id, s.Lemma, $"inputs: step {i} is {info.Lemma}; MEAN sums BF, L1, CC, CLMEMBERS or SHARD steps"),
             };
             foreach (int q in seqs)
             {
@@ -62,6 +71,8 @@ public sealed partial class TranscriptChecker
                 covered[q] = true;
             }
             sum = U.Add(sum, info.Scalar);
+            // A claimed count bounds a whole number of positions from above, so its floor does too.
+            if (info.Errors is { } e) errors += (long)Math.Floor(e); else allErrors = false;
         }
         int missing = Array.IndexOf(covered, false);
         if (missing >= 0) Fail(s, $"inputs: sequence {missing} is not bounded by any input");
@@ -69,6 +80,9 @@ public sealed partial class TranscriptChecker
         if (positions != _data.LabelledPositions) Fail(s, $"scope.positions {positions} ≠ the dataset's {_data.LabelledPositions} labelled positions");
         double b0 = s.Number("b0");
         Certify(s, "b0", b0, U.Div(sum, positions));
+        bool claimsErrors = s.Claim.TryGetProperty("errors", out _);
+        if (claimsErrors && !allErrors) Fail(s, "claim: errors needs every input to claim errors");
+        _finalErrors = claimsErrors ? Errors(s, errors, "over the dataset") : null;
         Cost(s, s.Inputs.Length + 1, true);
         _finalMeanStep = s.Id; _finalB0 = b0; _finalSum = sum;
         return new Info { Lemma = s.Lemma, Scalar = b0 };
@@ -93,34 +107,44 @@ public sealed partial class TranscriptChecker
         var h = _f.Boxes(box, scores: false)[t];
         var claim = s.Vector("ce_by_label");
         if (claim.Length != C.DVocabOut) Fail(s, $"ce_by_label has {claim.Length} entries, expected d_vocab_out = {C.DVocabOut}");
-        for (int y = 0; y < claim.Length; y++) Certify(s, $"ce_by_label[{y}] at position {t}", claim[y], _f.CeBox(h, y));
+        var certain = new bool[claim.Length];
+        for (int y = 0; y < claim.Length; y++)
+        {
+            var diffs = _f.LogitDiffsBox(h, y);
+            Certify(s, $"ce_by_label[{y}] at position {t}", claim[y], Forward.CeFromDiffs(diffs).Hi);
+            certain[y] = Forward.Certain(diffs);
+        }
         long own = Costs.TrivialTable(C, t);
         Cost(s, own, false); _ownFlops += own;
-        return new Info { Lemma = s.Lemma, Site = t, Vector = claim };
+        return new Info { Lemma = s.Lemma, Site = t, Vector = claim, Certain = certain };
     }
 
     Info TrivialMean(Step s)
     {
         var table = new double[C.NCtx][];
+        var certain = new bool[C.NCtx][];
         foreach (int i in s.Inputs)
         {
             var info = _steps[i];
             if (info.Lemma != "IP") Fail(s, $"inputs: step {i} is {info.Lemma}, expected IP");
             if (table[info.Site] is not null) Fail(s, $"inputs: two IP steps for position {info.Site}");
-            table[info.Site] = info.Vector!;
+            table[info.Site] = info.Vector!; certain[info.Site] = info.Certain!;
         }
         double sum = 0;
+        long wrong = 0;
         foreach (var seq in _data.Sequences)
             for (int t = 0; t < seq.Tokens.Length; t++)
             {
                 if (seq.Labels[t] < 0) continue;
                 if (table[t] is null) Fail(s, $"inputs: no IP step for position {t}");
                 sum = U.Add(sum, table[t][seq.Labels[t]]);
+                if (!certain[t][seq.Labels[t]]) wrong++;
             }
         long positions = s.ScopeLong("positions");
         if (positions != _data.LabelledPositions) Fail(s, $"scope.positions {positions} ≠ the dataset's {_data.LabelledPositions}");
         double b0 = s.Number("b0");
         Certify(s, "b0", b0, U.Div(sum, positions));
+        _finalErrors = Errors(s, wrong, "over the dataset");
         Cost(s, positions + 1, true);
         _finalMeanStep = s.Id; _finalB0 = b0; _finalSum = sum;
         return new Info { Lemma = s.Lemma, Scalar = b0 };
@@ -443,23 +467,29 @@ public sealed partial class TranscriptChecker
         var f = advice.Features!;
         var eps = prev.Vector!;
         double sum = 0;
+        long wrong = 0;
         for (int t = 0; t < seq.Tokens.Length; t++)
         {
             int y = seq.Labels[t];
             if (y < 0) continue;
             var z = tables ? Combine(f[t], _tables!.Unembed, _tables.Unembed0) : _f.Logits(prev.Nominal![t]);
-            double via = U.Add(Forward.Ce(z, y).Hi, U.Mul(eps[t], norms.UnembedDiff[y]));
+            var d = Forward.Diffs(z, y);
+            double margin = U.Mul(eps[t], norms.UnembedDiff[y]);
+            double via = U.Add(Forward.CeFromDiffs(d).Hi, margin);
             sum = U.Add(sum, cap.TryGetValue(t, out var c) ? Math.Min(via, c[y]) : via);
+            // ACC: |Δ(z_v − z_y)| ≤ ε‖u_v − u_y‖ ≤ ε max_i ‖u_i − u_y‖ (L1), so upper(z'_v − z'_y) + that margin < 0 suffices.
+            if (!Forward.Certain(d, margin)) wrong++;
         }
         // The sequence is finished: keep only its loss bound, so memory does not grow with the advice.
         prev.Nominal = null; prev.Vector = null; advice.Features = null; advice.Vector = null;
         double claim = s.Number("loss_sum");
         Certify(s, $"loss_sum of sequence {q}", claim, sum);
+        var errors = Errors(s, wrong, $"of sequence {q}");
         long zf = tables ? f.Where((_, t) => seq.Labels[t] >= 0).Sum(ft => (long)ft.Length * 2 * C.DVocabOut) + seq.LabelledCount * (long)C.DVocabOut
                          : seq.LabelledCount * (2L * C.DModel * C.DVocabOut + C.DVocabOut);
         long own = zf + seq.LabelledCount * (3L * C.DVocabOut + 1 + 4);
         Cost(s, own, true); _ownFlops += own;
-        return new Info { Lemma = s.Lemma, Sequence = q, Scalar = claim };
+        return new Info { Lemma = s.Lemma, Sequence = q, Scalar = claim, Errors = errors };
     }
 
     // ---- INFO -----------------------------------------------------------------------------------------------------------
@@ -495,17 +525,20 @@ public sealed partial class TranscriptChecker
         var h = _f.Boxes(box, scores: true);
         if (!s.Claim.TryGetProperty("ce", out var ce) || ce.ValueKind != JsonValueKind.Array) Fail(s, "claim.ce must be a list of [t, y, bound]");
         var table = new Dictionary<(int, int), double>();
+        var certainCells = new HashSet<(int, int)>();
         foreach (var e in ce.EnumerateArray())
         {
             if (e.ValueKind != JsonValueKind.Array || e.GetArrayLength() != 3 || !e[0].TryGetInt32(out int t) || !e[1].TryGetInt32(out int y)
                 || !e[2].TryGetDouble(out double b) || !double.IsFinite(b)) { Fail(s, "claim.ce entries must be [t, y, finite bound]"); return null!; }
             if (t < 0 || t >= box.Length || y < 0 || y >= C.DVocabOut) Fail(s, $"claim.ce entry [{t}, {y}] is outside the box's positions or the labels");
             if (!table.TryAdd((t, y), b)) Fail(s, $"claim.ce lists [{t}, {y}] twice");
-            Certify(s, $"CE bound at position {t}, label {y}", b, _f.CeBox(h[t], y));
+            var diffs = _f.LogitDiffsBox(h[t], y);
+            Certify(s, $"CE bound at position {t}, label {y}", b, Forward.CeFromDiffs(diffs).Hi);
+            if (Forward.Certain(diffs)) certainCells.Add((t, y));
         }
         long own = Costs.Forward(C, box.Length, 0) * 2 + table.Count * ((C.DVocabOut - 1) * (4L * d + 2) + 3L * C.DVocabOut + 1);
         Cost(s, own, false); _ownFlops += own;
-        return new Info { Lemma = s.Lemma, Ce = table, Box = box };
+        return new Info { Lemma = s.Lemma, Ce = table, Box = box, CertainCells = certainCells };
     }
 
     Info ClusterMembers(Step s)
@@ -518,7 +551,7 @@ public sealed partial class TranscriptChecker
         if (mj.ValueKind != JsonValueKind.Array) Fail(s, "data.members must be a list of sequence indices");
         var members = mj.EnumerateArray().Select(x => x.TryGetInt32(out int i) && i >= 0 && i < _data.Count ? i
             : throw new Rejection(s.Id, s.Lemma, $"data.members must be sequence indices in [0, {_data.Count})")).ToArray();
-        double sum = 0; long own = 0;
+        double sum = 0; long own = 0, wrong = 0;
         foreach (int i in members)
         {
             var seq = _data.Sequences[i];
@@ -532,13 +565,15 @@ public sealed partial class TranscriptChecker
                 {
                     if (!cl.Ce!.TryGetValue((t, seq.Labels[t]), out double b)) Fail(s, $"the cluster has no bound for position {t}, label {seq.Labels[t]} (sequence {i})");
                     sum = U.Add(sum, cl.Ce[(t, seq.Labels[t])]);
+                    if (!cl.CertainCells!.Contains((t, seq.Labels[t]))) wrong++;
                 }
             }
             own += seq.Tokens.Length * 3L * C.DModel + seq.LabelledCount;
         }
         double claim = s.Number("loss_sum");
         Certify(s, "loss_sum of the cluster", claim, sum);
+        var errors = Errors(s, wrong, "of the cluster");
         Cost(s, own, true); _ownFlops += own;
-        return new Info { Lemma = s.Lemma, Members = members, Scalar = claim };
+        return new Info { Lemma = s.Lemma, Members = members, Scalar = claim, Errors = errors };
     }
 }

@@ -7,19 +7,19 @@ namespace Verifier.Checker;
 /// <summary>A verdict that `check --verdict-out` wrote for one transcript, so that the check of a merged transcript can
 /// take it instead of re-checking that shard (spec/shards.md). Using one trusts whoever could write the file.</summary>
 public sealed record RecordedVerdict(string TranscriptSha256, bool Accepted, string CheckerVersion, string? Part, double? B0, double? LossSum,
-    long? Positions, long? Flops, double? AdviceBits, IReadOnlyDictionary<string, string> Artefacts)
+    long? Positions, long? Flops, double? AdviceBits, IReadOnlyDictionary<string, string> Artefacts, double? Errors = null)
 {
     public const string Format = "verifier-verdict/1";
 
     public static RecordedVerdict Of(Verdict v, string transcriptSha256) =>
         new(transcriptSha256, v.Accepted, TranscriptChecker.Version, v.Part, v.B0, v.LossSum, v.Positions, v.Flops, v.AdviceBits,
-            v.Artefacts ?? new Dictionary<string, string>());
+            v.Artefacts ?? new Dictionary<string, string>(), v.Errors);
 
     public string ToJson() => new JsonObject
     {
         ["format"] = Format, ["transcript_sha256"] = TranscriptSha256, ["verdict"] = Accepted ? "accepted" : "rejected",
         ["checker_version"] = CheckerVersion, ["part"] = Part, ["b0"] = B0, ["loss_sum"] = LossSum, ["positions"] = Positions,
-        ["flops"] = Flops, ["advice_bits"] = AdviceBits,
+        ["flops"] = Flops, ["advice_bits"] = AdviceBits, ["errors"] = Errors,
         ["artefacts"] = new JsonObject(Artefacts.OrderBy(a => a.Key, StringComparer.Ordinal).Select(a => KeyValuePair.Create(a.Key, (JsonNode?)a.Value))),
     }.ToJsonString() + "\n";
 
@@ -36,7 +36,8 @@ public sealed record RecordedVerdict(string TranscriptSha256, bool Accepted, str
             if (Str("format") != Format) throw new InvalidInputException(file, "format", $"expected {Format}");
             return new RecordedVerdict(Str("transcript_sha256"), Str("verdict") == "accepted", Str("checker_version"),
                 e.GetProperty("part").ValueKind == JsonValueKind.Null ? null : Str("part"), Num("b0"), Num("loss_sum"), Long("positions"),
-                Long("flops"), Num("advice_bits"), e.GetProperty("artefacts").EnumerateObject().ToDictionary(p => p.Name, p => p.Value.GetString()!));
+                Long("flops"), Num("advice_bits"), e.GetProperty("artefacts").EnumerateObject().ToDictionary(p => p.Name, p => p.Value.GetString()!),
+                e.TryGetProperty("errors", out var er) && er.ValueKind == JsonValueKind.Number ? er.GetDouble() : null);
         }
         catch (Exception ex) when (ex is JsonException or KeyNotFoundException or InvalidOperationException or FormatException or CheckFailure)
         {
@@ -92,9 +93,12 @@ public sealed partial class TranscriptChecker
         if (v.LossSum is not { } sum || v.Flops is not { } flops) { Fail(s, $"shard {i}/{n}: its verdict carries no loss sum"); return null!; }
         double claim = s.Number("loss_sum");
         Certify(s, $"loss_sum of shard {i}/{n}", claim, sum);
+        // ACC: the shard's certified errors (absent when the shard claims none; then the merge cannot claim any).
+        double? errors = v.Errors is { } ve ? Errors(s, (long)Math.Floor(ve), $"of shard {i}/{n}") : null;
+        if (v.Errors is null && s.Claim.TryGetProperty("errors", out _)) Fail(s, $"shard {i}/{n} claims no errors, so its SHARD step may not");
         Cost(s, flops, true);
         _adviceBits += v.AdviceBits ?? 0;
         var (first, end) = new ShardSpec(i, n).Range(_data.Count);
-        return new Info { Lemma = s.Lemma, Members = Enumerable.Range(first, end - first).ToArray(), Scalar = claim };
+        return new Info { Lemma = s.Lemma, Members = Enumerable.Range(first, end - first).ToArray(), Scalar = claim, Errors = errors };
     }
 }

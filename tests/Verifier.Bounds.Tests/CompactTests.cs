@@ -9,7 +9,7 @@ namespace Verifier.Bounds.Tests;
 public class CompactTests
 {
     static BoundResult Run(RandomWorld f, string strategy, CrosscoderWeights cc, double budget = 0.1) =>
-        BoundProgram.Run(strategy, new BoundInputs(f.Model, f.Dir, f.Data, f.DataPath, cc, f.CcDir), Path.Combine(f.Dir, strategy + ".json"), budget: budget);
+        BoundProgram.Run(strategy, new BoundInputs(f.Model, f.Dir, f.Data, f.DataPath, cc, f.CcDir), Path.Combine(f.Dir, strategy + ".json"), overwrite: true, budget: budget);
 
     [Property(MaxTest = 30)]
     public bool Compact_and_mixed_bound_the_loss_from_above_and_the_accuracy_from_below_on_random_one_layer_models(ulong seed, bool attnOnly, bool fullBudget)
