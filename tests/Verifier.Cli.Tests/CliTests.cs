@@ -216,7 +216,7 @@ public sealed class CliTests : IDisposable
         using (var store = new Verifier.Store.VerifierStore(P("demo/verifier.db")))
         {
             var runs = store.Runs();
-            Assert.Equal(6, runs.Count);
+            Assert.Equal(8, runs.Count);   // one run per bound
             foreach (var run in runs) Assert.True(File.Exists(run.TranscriptPath), run.TranscriptPath);
         }
         var f = Run("frontier", "--model", P("demo/model"), "--data", P("demo/bound-data.jsonl"), "--db", P("demo/verifier.db"), "--json");
