@@ -49,7 +49,8 @@ public static class BoundProgram
     /// <summary>Runs <paramref name="strategy"/> and writes its transcript to <paramref name="transcriptPath"/>.
     /// The true loss (float64, plain C#) is reported beside b₀ when <paramref name="computeTrueLoss"/>; it is not a claim.</summary>
     public static BoundResult Run(string strategy, BoundInputs inputs, string transcriptPath, bool computeTrueLoss = true,
-        IProgress<(int Done, int Total)>? progress = null, CancellationToken ct = default, int clusters = 1, ulong seed = 0, bool overwrite = false)
+        IProgress<(int Done, int Total)>? progress = null, CancellationToken ct = default, int clusters = 1, ulong seed = 0, bool overwrite = false,
+        int block = BruteForceStrategy.DefaultBlock)
     {
         if (Strategies.NeedsCrosscoder(strategy) && inputs.Crosscoder is null)
             throw new UsageException($"the strategy '{strategy}' needs --crosscoder");
@@ -62,7 +63,7 @@ public static class BoundProgram
         {
             var (b0, cost, steps) = strategy switch
             {
-                Strategies.BruteForce => BruteForceStrategy.Run(inputs, tmp, progress, ct),
+                Strategies.BruteForce => BruteForceStrategy.Run(inputs, tmp, progress, ct, block),
                 Strategies.Trivial => TrivialStrategy.Run(inputs, tmp, progress, ct),
                 Strategies.CrosscoderExhaustive => CrosscoderStrategy.Run(inputs, tmp, tables: false, progress, ct),
                 Strategies.CrosscoderTables => CrosscoderStrategy.Run(inputs, tmp, tables: true, progress, ct),
@@ -98,14 +99,17 @@ public static class BoundProgram
 
     internal static JsonArray Array(IEnumerable<double> xs) => new(xs.Select(x => (JsonNode)JsonValue.Create(x)).ToArray());
 
-    /// <summary>The last step of every strategy (lemma MEAN): b₀ ≥ (Σ of per-sequence loss-sum bounds) / |P|.</summary>
-    internal static (double B0, int Step) Mean(TranscriptWriter w, IReadOnlyList<int> sequenceSteps, IReadOnlyList<double> lossSums, long positions)
+    /// <summary>The last step of every strategy (lemma MEAN): b₀ ≥ (Σ of per-sequence loss-sum bounds) / |P|.
+    /// With <paramref name="errors"/> (every input a BFB step), MEAN also claims the number of labelled positions not
+    /// certified correctly classified: the accuracy over X is at least 1 − errors/|P|.</summary>
+    internal static (double B0, int Step) Mean(TranscriptWriter w, IReadOnlyList<int> sequenceSteps, IReadOnlyList<double> lossSums, long positions,
+        double? errors = null)
     {
         double sum = 0;
         foreach (var s in lossSums) sum = Up.Add(sum, s);
         double b0 = Claim.Slack(Up.Div(sum, positions));
         int id = w.Add(new TranscriptStep("MEAN", sequenceSteps, Scope(("positions", positions)),
-            new JsonObject { ["b0"] = b0 }, lossSums.Count + 1, DatasetDependent: true));
+            errors is { } e ? new JsonObject { ["b0"] = b0, ["errors"] = e } : new JsonObject { ["b0"] = b0 }, lossSums.Count + 1, DatasetDependent: true));
         return (b0, id);
     }
 }

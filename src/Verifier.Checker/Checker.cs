@@ -18,6 +18,9 @@ public sealed record Verdict(bool Accepted, string Reason, int? Step, string? Le
     /// transcript's total FLOPs and advice bits, the artefact hashes it was checked against, and its part of the dataset
     /// ("i/n" for a shard, null for the whole; spec/shards.md).</summary>
     public double? LossSum { get; init; }
+    /// <summary>For a brute-force transcript whose MEAN claims it: at most this many labelled positions are misclassified
+    /// (every other one is certified: its label's logit strictly above all others), so accuracy ≥ 1 − Errors/Positions.</summary>
+    public double? Errors { get; init; }
     public long? Positions { get; init; }
     public long? Flops { get; init; }
     public double? AdviceBits { get; init; }
@@ -55,7 +58,7 @@ public sealed partial class TranscriptChecker
     public const string Version = "verifier-checker/1";
     public static readonly IReadOnlyDictionary<string, string[]> LemmasByStrategy = new Dictionary<string, string[]>
     {
-        ["brute-force"] = ["BF", "MEAN"],
+        ["brute-force"] = ["BF", "BFB", "MEAN"],
         ["trivial"] = ["IP", "IPMEAN"],
         ["crosscoder-exhaustive"] = ["N1", "IP", "L2", "L5", "L4", "L1", "MEAN"],
         ["crosscoder-tables"] = ["N1", "IP", "T1", "L2", "T2", "L1", "INFO", "MEAN"],
@@ -81,7 +84,9 @@ public sealed partial class TranscriptChecker
     sealed class Info
     {
         public required string Lemma;
-        public int Sequence = -1;
+        public int Sequence = -1;             // BFB: the block's first sequence
+        public int End = -1;                  // BFB: one past its last
+        public double? Errors;                // BFB: labelled positions not certified correct
         public int Site = -1;
         public int Root = -1;                  // crosscoder chains: the L2 step (the advice) the chain started from
         public double Scalar;
@@ -124,7 +129,7 @@ public sealed partial class TranscriptChecker
             b0 = checker.Run(js, modelDir, crosscoderDir, dataPath, s => { current = s; stepsChecked = s.Id + 1; if (s.Id % 256 == 0) progress?.Report(js.BytesRead); });
             return new Verdict(true, "every claim certified", null, null, null, null, stepsChecked, checker._ownFlops, sw.Elapsed.TotalSeconds, b0, checker._strategy)
             {
-                LossSum = checker._finalSum, Positions = checker._data.LabelledPositions, Flops = checker._flopsDep + checker._flopsIndep,
+                LossSum = checker._finalSum, Errors = checker._finalErrors, Positions = checker._data.LabelledPositions, Flops = checker._flopsDep + checker._flopsIndep,
                 AdviceBits = checker._adviceBits, Artefacts = checker._hashes, Part = checker._part?.ToString(), ShardsFromRecordedVerdicts = checker._fromRecorded,
             };
         }
@@ -313,6 +318,7 @@ public sealed partial class TranscriptChecker
 
     int _finalMeanStep = -1;
     double _finalB0, _finalSum;
+    double? _finalErrors;
     readonly Dictionary<string, string> _hashes = new();
 
     double CheckResult(JsonElement e, int stepCount)
@@ -352,6 +358,7 @@ public sealed partial class TranscriptChecker
         var info = s.Lemma switch
         {
             "BF" => BruteForce(s),
+            "BFB" => BruteForceBlock(s),
             "MEAN" => Mean(s),
             "IP" => TrivialTable(s),
             "IPMEAN" => TrivialMean(s),
