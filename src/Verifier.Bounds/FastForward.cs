@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Verifier.Core;
 
 namespace Verifier.Bounds;
@@ -60,6 +61,7 @@ public sealed class FastForward
 
     /// <summary>An upper bound on Σ_t CE(logits_t, y_t) over the labelled positions, and the number of labelled positions
     /// not certified correctly classified (certified: every other logit's enclosure lies strictly below the label's).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]   // hot loops: optimised from the first call
     public (double LossSum, int Errors) Sequence(Sequence seq, Scratch s)
     {
         int T = seq.Tokens.Length, d = C.DModel, H = C.NHeads, dh = C.DHead, q3 = 3 * H * dh;
@@ -104,6 +106,7 @@ public sealed class FastForward
 
     /// <summary>Head h at position t: scores σ_s = (q_t·k_s)/√d_head (R2 dot products, then R1), p = softmax(σ) (R1),
     /// z = Σ_{s≤t} p_s v_s (R2 with interval weights), into Zm/Zr at h·d_head.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]   // hot loops: optimised from the first call
     void Head(Scratch s, int h, int t)
     {
         int H = C.NHeads, dh = C.DHead, q3 = 3 * H * dh;

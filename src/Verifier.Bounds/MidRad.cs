@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Numerics;
 using System.Runtime.InteropServices;
 
@@ -42,6 +43,7 @@ public static class MidRad
     public static double Coefficient(double c, double m, double r) => Math.BitIncrement(Math.BitIncrement(c * Math.Abs(m)) + r);
 
     /// <summary>y += a·x, vectorised (the order of the adds within y does not matter to R2).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]   // hot loops: optimised from the first call
     public static void Axpy(double a, ReadOnlySpan<double> x, Span<double> y)
     {
         int i = 0, w = Vector<double>.Count;
@@ -67,6 +69,7 @@ public static class MidRad
     }
 
     /// <summary>h += a with the rounding of the add: |fl(p + q) − (p + q)| ≤ u·|fl(p + q)| (no error on underflow).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]   // hot loops: optimised from the first call
     public static void AddInPlace(Span<double> hm, Span<double> hr, ReadOnlySpan<double> am, ReadOnlySpan<double> ar)
     {
         for (int i = 0; i < hm.Length; i++)
@@ -78,6 +81,7 @@ public static class MidRad
     }
 
     /// <summary>ReLU on [m − r, m + r]: identity, zero, or the enclosure of [0, m + r].</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]   // hot loops: optimised from the first call
     public static void Relu(Span<double> m, Span<double> r)
     {
         for (int i = 0; i < m.Length; i++)
@@ -110,6 +114,7 @@ public sealed class PointMatrix
     }
 
     /// <summary>ŷ = fl(m·W + b) into <paramref name="ym"/>, ρ into <paramref name="yr"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]   // hot loops: optimised from the first call
     public void Apply(ReadOnlySpan<double> m, ReadOnlySpan<double> r, Span<double> ym, Span<double> yr)
     {
         _b.CopyTo(ym); _beta.CopyTo(yr);

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Numerics;
 using Verifier.Core;
 
@@ -31,10 +32,12 @@ public static class Kernel
         return Up(Up(sHat * g.K) + g.E);
     }
 
-    /// <summary>Y = X·W + b for rows of X given as midpoints and radii [rows, n]; W [n, k] exact (its |W| passed in).
-    /// Each row is an independent R2 product; rows run on every core (results do not depend on scheduling).</summary>
+    /// <summary>Y = X·W + b for rows of X given as midpoints and radii [rows, n]; W [n, k] exact (its |W| passed in), or
+    /// itself midpoint–radius when <paramref name="wRad"/> is given (then aᵢ′ = |mxᵢ| + rxᵢ multiplies it). Each row is
+    /// an independent R2 product; an exactly zero input (0 ± 0) contributes an exact zero term and is skipped.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]   // hot loops: optimised from the first call
     public static void Product(double[] xm, double[] xr, int rows, int n, double[] w, double[] absW, int wOff, int k, double[]? b, int bOff,
-        double[] ym, double[] yr)
+        double[] ym, double[] yr, double[]? wRad = null)
     {
         var g = Gamma(n);
         for (int row = 0; row < rows; row++)
@@ -43,16 +46,18 @@ public static class Kernel
             for (int j = 0; j < k; j++) { double bj = b is null ? 0 : b[bOff + j]; m[j] = bj; s[j] = Up(g.C * Math.Abs(bj)); }
             for (int i = 0; i < n; i++)
             {
-                double mi = xm[row * n + i];
-                double a = Up(Up(g.C * Math.Abs(mi)) + xr[row * n + i]);
+                double mi = xm[row * n + i], ri = xr[row * n + i];
+                if (mi == 0 && ri == 0) continue;
                 MulAdd(mi, w.AsSpan(wOff + i * k, k), m);
-                MulAdd(a, absW.AsSpan(wOff + i * k, k), s);
+                MulAdd(Up(Up(g.C * Math.Abs(mi)) + ri), absW.AsSpan(wOff + i * k, k), s);
+                if (wRad is not null) MulAdd(Up(Math.Abs(mi) + ri), wRad.AsSpan(wOff + i * k, k), s);
             }
             for (int j = 0; j < k; j++) s[j] = Rho(g, m[j], s[j]);
         }
     }
 
     /// <summary>Σ_i xᵢ·yᵢ for two midpoint–radius vectors (attention scores, p·v): (ŝ, ρ).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]   // hot loops: optimised from the first call
     public static (double M, double R) Dot(ReadOnlySpan<double> xm, ReadOnlySpan<double> xr, ReadOnlySpan<double> ym, ReadOnlySpan<double> yr)
     {
         var g = Gamma(xm.Length);
@@ -66,6 +71,7 @@ public static class Kernel
     }
 
     /// <summary>y += a·x with System.Numerics vectors.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]   // hot loops: optimised from the first call
     static void MulAdd(double a, ReadOnlySpan<double> x, Span<double> y)
     {
         int i = 0, w = Vector<double>.Count;
@@ -85,6 +91,7 @@ public static class Kernel
     }
 
     /// <summary>h ← h + a: the float64 sum is within u·|fl(h + a)| of the exact one (exact when it underflows).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]   // hot loops: optimised from the first call
     public static void Add(double[] hm, double[] hr, double[] am, double[] ar, int count)
     {
         for (int i = 0; i < count; i++)
@@ -97,25 +104,50 @@ public static class Kernel
 }
 
 /// <summary>Brute force over a block of sequences in the checker's kernel (lemma BFB): the forward pass of BOUNDS.md §1
-/// per sequence, weight products by <see cref="Kernel.Product"/>, scores and p·v by <see cref="Kernel.Dot"/>, softmax and
+/// per sequence, weight products by <see cref="Kernel.Product"/>, scores by <see cref="Kernel.Dot"/>, softmax and
 /// cross-entropy by the checker's interval code (<see cref="Forward"/>).</summary>
 public sealed class BlockForward
 {
     readonly ModelConfig C;
-    readonly ModelWeights W;
-    readonly Dictionary<string, double[]> _abs = new();
     readonly R _scale;
+    readonly double[] _we, _wp, _wu, _bu, _absWu;
+
+    /// <summary>One layer's weights and their absolute values. WQKV [d_model, 3·heads·d_head] holds W_Q, W_K, W_V of every
+    /// head side by side (column (which·heads + head)·d_head + e), so q, k, v of a position are one product.</summary>
+    sealed record Layer(double[] WQKV, double[] BQKV, double[] AQKV, double[] WO, double[] BO, double[] AO,
+        double[]? WIn, double[]? BIn, double[]? AIn, double[]? WOut, double[]? BOut, double[]? AOut);
+    readonly Layer[] _layers;
 
     public BlockForward(ModelWeights w)
     {
-        W = w; C = w.Config;
-        foreach (var (name, _) in C.ParameterShapes()) if (name.Contains("W_")) _abs[name] = w[name].Data.Select(Math.Abs).ToArray();
+        C = w.Config;
+        double[] P(string name) => w[name].Data;
+        double[] A(string name) => w[name].Data.Select(Math.Abs).ToArray();
+        _we = P("embed.W_E"); _wp = P("pos_embed.W_pos"); _wu = P("unembed.W_U"); _bu = P("unembed.b_U"); _absWu = A("unembed.W_U");
+        _layers = Enumerable.Range(0, C.NLayers).Select(l =>
+        {
+            string a = $"blocks.{l}.attn.", m = $"blocks.{l}.mlp.";
+            bool mlp = !C.AttnOnly;
+            int d = C.DModel, H = C.NHeads, dh = C.DHead, k = 3 * H * dh;
+            double[][] W = [P(a + "W_Q"), P(a + "W_K"), P(a + "W_V")], B = [P(a + "b_Q"), P(a + "b_K"), P(a + "b_V")];
+            var wqkv = new double[d * k]; var bqkv = new double[k];
+            for (int which = 0; which < 3; which++)
+                for (int h = 0; h < H; h++)
+                    for (int e = 0; e < dh; e++)
+                    {
+                        int col = (which * H + h) * dh + e;
+                        bqkv[col] = B[which][h * dh + e];
+                        for (int i = 0; i < d; i++) wqkv[i * k + col] = W[which][h * d * dh + i * dh + e];
+                    }
+            return new Layer(wqkv, bqkv, wqkv.Select(Math.Abs).ToArray(), P(a + "W_O"), P(a + "b_O"), A(a + "W_O"),
+                mlp ? P(m + "W_in") : null, mlp ? P(m + "b_in") : null, mlp ? A(m + "W_in") : null,
+                mlp ? P(m + "W_out") : null, mlp ? P(m + "b_out") : null, mlp ? A(m + "W_out") : null);
+        }).ToArray();
         _scale = R.One / R.Sqrt(R.Of(C.DHead));
     }
 
-    double[] P(string name) => W[name].Data;
-
     /// <summary>(upper bound on the sequence's CE sum, labelled positions not certified correct).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]   // hot loops: optimised from the first call
     public (double Loss, int Errors) Sequence(Sequence seq)
     {
         int T = seq.Tokens.Length, d = C.DModel, H = C.NHeads, dh = C.DHead;
@@ -123,46 +155,48 @@ public sealed class BlockForward
         for (int t = 0; t < T; t++)
             for (int i = 0; i < d; i++)
             {
-                double m = P("embed.W_E")[seq.Tokens[t] * d + i] + P("pos_embed.W_pos")[t * d + i];
+                double m = _we[seq.Tokens[t] * d + i] + _wp[t * d + i];
                 hm[t * d + i] = m; hr[t * d + i] = Math.BitIncrement(Math.Abs(m) / 9007199254740992.0);
             }
-        for (int l = 0; l < C.NLayers; l++)
+        int k3 = 3 * H * dh;
+        double[] qkvm = new double[T * k3], qkvr = new double[T * k3];
+        double[] vm = new double[T * dh], vr = new double[T * dh], va = new double[T * dh];
+        double[] pm = new double[T], pr = new double[T], one = new double[dh], oneR = new double[dh];
+        double[] om = new double[T * d], or = new double[T * d];
+        foreach (var L in _layers)
         {
-            string a = $"blocks.{l}.attn.";
             var zm = new double[T * H * dh]; var zr = new double[T * H * dh];   // [t, head, e]
+            Kernel.Product(hm, hr, T, d, L.WQKV, L.AQKV, 0, k3, L.BQKV, 0, qkvm, qkvr);
             for (int h = 0; h < H; h++)
             {
-                double[] qm = new double[T * dh], qr = new double[T * dh], km = new double[T * dh], kr = new double[T * dh], vm = new double[T * dh], vr = new double[T * dh];
-                Kernel.Product(hm, hr, T, d, P(a + "W_Q"), _abs[a + "W_Q"], h * d * dh, dh, P(a + "b_Q"), h * dh, qm, qr);
-                Kernel.Product(hm, hr, T, d, P(a + "W_K"), _abs[a + "W_K"], h * d * dh, dh, P(a + "b_K"), h * dh, km, kr);
-                Kernel.Product(hm, hr, T, d, P(a + "W_V"), _abs[a + "W_V"], h * d * dh, dh, P(a + "b_V"), h * dh, vm, vr);
+                int q = h * dh, kk = (H + h) * dh, v = (2 * H + h) * dh;
+                for (int t = 0; t < T; t++)
+                    for (int e = 0; e < dh; e++)
+                    {
+                        vm[t * dh + e] = qkvm[t * k3 + v + e]; vr[t * dh + e] = qkvr[t * k3 + v + e]; va[t * dh + e] = Math.Abs(vm[t * dh + e]);
+                    }
                 for (int t = 0; t < T; t++)
                 {
                     var sigma = new R[t + 1];
                     for (int s = 0; s <= t; s++)
                     {
-                        var (m, r) = Kernel.Dot(qm.AsSpan(t * dh, dh), qr.AsSpan(t * dh, dh), km.AsSpan(s * dh, dh), kr.AsSpan(s * dh, dh));
+                        var (m, r) = Kernel.Dot(qkvm.AsSpan(t * k3 + q, dh), qkvr.AsSpan(t * k3 + q, dh), qkvm.AsSpan(s * k3 + kk, dh), qkvr.AsSpan(s * k3 + kk, dh));
                         sigma[s] = Kernel.Interval(m, r) * _scale;
                     }
                     var p = Forward.Softmax(sigma);
-                    double[] pm = new double[t + 1], pr = new double[t + 1], cm = new double[t + 1], cr = new double[t + 1];
                     for (int s = 0; s <= t; s++) (pm[s], pr[s]) = Kernel.MidRad(p[s]);
-                    for (int e = 0; e < dh; e++)
-                    {
-                        for (int s = 0; s <= t; s++) { cm[s] = vm[s * dh + e]; cr[s] = vr[s * dh + e]; }
-                        (zm[(t * H + h) * dh + e], zr[(t * H + h) * dh + e]) = Kernel.Dot(pm, pr, cm, cr);
-                    }
+                    // z_t = p · V[0..t]: an R2 product whose "weights" v are midpoint–radius too.
+                    Kernel.Product(pm, pr, 1, t + 1, vm, va, 0, dh, null, 0, one, oneR, vr);
+                    one.CopyTo(zm, (t * H + h) * dh); oneR.CopyTo(zr, (t * H + h) * dh);
                 }
             }
-            var om = new double[T * d]; var or = new double[T * d];
-            Kernel.Product(zm, zr, T, H * dh, P(a + "W_O"), _abs[a + "W_O"], 0, d, P(a + "b_O"), 0, om, or);
+            Kernel.Product(zm, zr, T, H * dh, L.WO, L.AO, 0, d, L.BO, 0, om, or);
             Kernel.Add(hm, hr, om, or, T * d);
-            if (C.AttnOnly) continue;
-            string mlp = $"blocks.{l}.mlp.";
+            if (L.WIn is null) continue;
             var um = new double[T * C.DMlp]; var ur = new double[T * C.DMlp];
-            Kernel.Product(hm, hr, T, d, P(mlp + "W_in"), _abs[mlp + "W_in"], 0, C.DMlp, P(mlp + "b_in"), 0, um, ur);
+            Kernel.Product(hm, hr, T, d, L.WIn, L.AIn!, 0, C.DMlp, L.BIn, 0, um, ur);
             for (int i = 0; i < um.Length; i++) (um[i], ur[i]) = Kernel.MidRad(R.Relu(Kernel.Interval(um[i], ur[i])));
-            Kernel.Product(um, ur, T, C.DMlp, P(mlp + "W_out"), _abs[mlp + "W_out"], 0, d, P(mlp + "b_out"), 0, om, or);
+            Kernel.Product(um, ur, T, C.DMlp, L.WOut!, L.AOut!, 0, d, L.BOut, 0, om, or);
             Kernel.Add(hm, hr, om, or, T * d);
         }
         double loss = 0; int errors = 0;
@@ -172,7 +206,7 @@ public sealed class BlockForward
         {
             int y = seq.Labels[t];
             if (y < 0) continue;
-            Kernel.Product(hm[(t * d)..((t + 1) * d)], hr[(t * d)..((t + 1) * d)], 1, d, P("unembed.W_U"), _abs["unembed.W_U"], 0, V, P("unembed.b_U"), 0, lm, lr);
+            Kernel.Product(hm[(t * d)..((t + 1) * d)], hr[(t * d)..((t + 1) * d)], 1, d, _wu, _absWu, 0, V, _bu, 0, lm, lr);
             var z = new R[V];
             for (int i = 0; i < V; i++) z[i] = Kernel.Interval(lm[i], lr[i]);
             loss = U.Add(loss, Forward.Ce(z, y).Hi);
