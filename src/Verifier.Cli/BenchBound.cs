@@ -42,6 +42,7 @@ static class BenchBound
                     new MaxOfKTask(weights.Config.DVocab, weights.Config.NCtx).Generate(pr.GetValue(count), 1, "bench").Save(dataPath, overwrite: true);
                 var dataset = TokenDataset.Load(dataPath, weights.Config);
 
+                Evaluator.Evaluate(weights, dataset.Slice(0, Math.Min(256, dataset.Count)));   // TorchSharp's one-time native start-up, not timed
                 var sw = Stopwatch.StartNew();
                 var ev = Evaluator.Evaluate(weights, dataset);
                 double evalSeconds = sw.Elapsed.TotalSeconds;
