@@ -59,7 +59,7 @@ public static class BoundProgram
     /// The true loss (float64, plain C#) is reported beside b₀ when <paramref name="computeTrueLoss"/>; it is not a claim.</summary>
     public static BoundResult Run(string strategy, BoundInputs inputs, string transcriptPath, bool computeTrueLoss = true,
         IProgress<(int Done, int Total)>? progress = null, CancellationToken ct = default, int clusters = 1, ulong seed = 0, bool overwrite = false,
-        double budget = 0.1)
+        int block = BruteForceStrategy.DefaultBlock, double budget = 0.1)
     {
         if (Strategies.NeedsCrosscoder(strategy) && inputs.Crosscoder is null)
             throw new UsageException($"the strategy '{strategy}' needs --crosscoder");
@@ -82,7 +82,7 @@ public static class BoundProgram
             }
             var (b0, cost, steps, errors) = strategy switch
             {
-                Strategies.BruteForce => BruteForceStrategy.Run(inputs, tmp, progress, ct),
+                Strategies.BruteForce => BruteForceStrategy.Run(inputs, tmp, progress, ct, block),
                 Strategies.Trivial => TrivialStrategy.Run(inputs, tmp, progress, ct),
                 Strategies.CrosscoderExhaustive => CrosscoderStrategy.Run(inputs, tmp, tables: false, progress, ct),
                 Strategies.CrosscoderTables => CrosscoderStrategy.Run(inputs, tmp, tables: true, progress, ct),

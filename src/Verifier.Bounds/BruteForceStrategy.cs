@@ -1,35 +1,81 @@
+using System.Collections.Concurrent;
 using System.Text.Json.Nodes;
 using Verifier.Core;
 
 namespace Verifier.Bounds;
 
-/// <summary>Brute force (proofs/BF-brute-force.md): the forward pass of every sequence in interval arithmetic;
-/// each step claims the upper end of the enclosure of that sequence's summed cross-entropy.</summary>
+/// <summary>Brute force (proofs/BF-brute-force.md): the forward pass of every sequence in sound arithmetic. The
+/// transcript holds one <c>BFB</c> step per block of <see cref="DefaultBlock"/> consecutive sequences, claiming the
+/// block's summed cross-entropy (the midpoint–radius kernel of R2, <see cref="FastForward"/>) and the number of its
+/// labelled positions not certified correctly classified; then MEAN. The data and the transcript are streamed: memory
+/// holds one block's per-sequence results, whatever |X|.</summary>
 public static class BruteForceStrategy
 {
-    public static (double B0, TranscriptCost Cost, int Steps, long Errors) Run(BoundInputs inputs, string path, IProgress<(int, int)>? progress, CancellationToken ct)
+    public const int DefaultBlock = 4096;
+
+    public static (double B0, TranscriptCost Cost, int Steps, long Errors) Run(BoundInputs inputs, string path, IProgress<(int, int)>? progress, CancellationToken ct,
+        int block = DefaultBlock)
     {
-        var model = new IntervalModel(inputs.Model);
+        if (block < 1) throw new UsageException($"--block must be at least 1 (got {block})");
         var c = inputs.Model.Config;
-        using var w = new TranscriptWriter(path, inputs.Artefacts(), Strategies.BruteForce, new JsonObject());
+        var fast = new FastForward(inputs.Model);
+        using var w = new TranscriptWriter(path, inputs.Artefacts(), Strategies.BruteForce, new JsonObject { ["block"] = block });
         var steps = new List<int>(); var sums = new List<double>();
         long errors = 0;
-        for (int i = 0; i < inputs.Data.Count; i++)
+        int n = inputs.Data.Count;
+        var loss = new double[Math.Min(block, n)]; var wrong = new int[loss.Length];
+        for (int first = 0; first < n; first += block)
         {
             ct.ThrowIfCancellationRequested();
-            var seq = inputs.Data.Sequences[i];
-            var (sum, wrong) = Sequence(model, seq);
-            steps.Add(w.Add(Step(c, i, seq, sum, wrong)));
-            sums.Add(sum); errors += wrong;
-            if (i % 64 == 0 || i == inputs.Data.Count - 1) progress?.Report((i + 1, inputs.Data.Count));
+            int end = (int)Math.Min((long)first + block, n);
+            var (sum, err, flops) = Block(fast, c, inputs.Data.Sequences, first, end, loss, wrong, ct);
+            double claim = Claim.Slack(sum);
+            steps.Add(w.Add(new TranscriptStep("BFB", [], BoundProgram.Scope(("first", first), ("end", end)),
+                new JsonObject { ["loss_sum"] = claim, ["errors"] = err }, flops, DatasetDependent: true)));
+            sums.Add(claim); errors += err;
+            progress?.Report((end, n));
         }
         var (b0, final) = BoundProgram.Mean(w, steps, sums, inputs.Positions, errors);
         var cost = w.Complete([], b0, final, null, adviceBits: 0);
         return (b0, cost, w.StepCount, errors);
     }
 
-    /// <summary>One sequence's BF claim: the upper end of the enclosure of Σ_t CE(logits_t, y_t) over its labelled
-    /// positions (with slack), and the positions whose label logit is not certified to beat every other (ACC).</summary>
+    /// <summary>Sequences [first, end) on every core; the per-sequence bounds are summed in sequence order, so the
+    /// result does not depend on scheduling.</summary>
+    static (double Sum, int Errors, long Flops) Block(FastForward fast, ModelConfig c, IReadOnlyList<Sequence> data, int first, int end,
+        double[] loss, int[] wrong, CancellationToken ct)
+    {
+        var opts = new ParallelOptions { CancellationToken = ct };
+        try
+        {
+            Parallel.ForEach(Partitioner.Create(first, end, Math.Max(16, (end - first) / (4 * Environment.ProcessorCount))), opts,
+                () => new FastForward.Scratch(c),
+                (range, _, s) =>
+                {
+                    for (int i = range.Item1; i < range.Item2; i++) (loss[i - first], wrong[i - first]) = fast.Sequence(data[i], s);
+                    return s;
+                }, _ => { });
+        }
+        catch (AggregateException e) when (e.InnerExceptions.FirstOrDefault(x => x is IntervalOverflowException) is { } overflow)
+        {
+            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(overflow);
+        }
+        double sum = 0; int errors = 0; long flops = 0;
+        for (int i = first; i < end; i++)
+        {
+            sum = Up.Add(sum, loss[i - first]); errors += wrong[i - first];
+            var seq = data[i];
+            flops += Flops.Forward(c, seq.Tokens.Length, seq.LabelledCount);
+        }
+        return (sum, errors, flops);
+    }
+
+    /// <summary>Upper end of the interval enclosure of Σ_t CE(logits_t, y_t) over the sequence's labelled positions
+    /// (scalar R1 arithmetic; the per-sequence <c>BF</c> step).</summary>
+    public static double LossSumUpper(IntervalModel model, Sequence seq) => Sequence(model, seq).LossSum;
+
+    /// <summary>One sequence's BF claim in scalar R1 arithmetic: the upper end of the enclosure of Σ_t CE(logits_t, y_t)
+    /// over its labelled positions (with slack), and the positions whose label logit is not certified to beat every other (ACC).</summary>
     public static (double LossSum, int Errors) Sequence(IntervalModel model, Sequence seq)
     {
         var last = model.Sites(seq.Tokens)[^1];
@@ -46,7 +92,7 @@ public static class BruteForceStrategy
         return (Claim.Slack(sum.Hi), errors);
     }
 
-    /// <summary>The BF step of sequence <paramref name="q"/> (also mixed's brute-forced sequences).</summary>
+    /// <summary>The per-sequence BF step (mixed's brute-forced sequences).</summary>
     public static TranscriptStep Step(ModelConfig c, int q, Sequence seq, double lossSum, int errors) =>
         new("BF", [], BoundProgram.Scope(("sequence", q)), new JsonObject { ["loss_sum"] = lossSum, ["errors"] = errors },
             Flops.Forward(c, seq.Tokens.Length, seq.LabelledCount), DatasetDependent: true);

@@ -18,6 +18,9 @@ public sealed record Verdict(bool Accepted, string Reason, int? Step, string? Le
     /// transcript's total FLOPs and advice bits, the artefact hashes it was checked against, and its part of the dataset
     /// ("i/n" for a shard, null for the whole; spec/shards.md).</summary>
     public double? LossSum { get; init; }
+    /// <summary>When the final step claims it (ACC, every strategy): at most this many labelled positions are misclassified
+    /// (every other one is certified: its label's logit strictly above all others), so accuracy ≥ 1 − Errors/Positions.</summary>
+    public double? Errors { get; init; }
     public long? Positions { get; init; }
     public long? Flops { get; init; }
     public double? AdviceBits { get; init; }
@@ -25,8 +28,6 @@ public sealed record Verdict(bool Accepted, string Reason, int? Step, string? Le
     public string? Part { get; init; }
     /// <summary>For a merged transcript: how many shards were taken from recorded verdicts instead of re-checked.</summary>
     public int ShardsFromRecordedVerdicts { get; init; }
-    /// <summary>The certified bound on labelled positions not classified correctly (ACC), when the transcript claims one.</summary>
-    public double? Errors { get; init; }
     /// <summary>Certified accuracy: at least 1 − errors/positions (rounded down).</summary>
     public double? AccuracyLb => Errors is { } e && Positions is { } p && p > 0 ? Math.Max(0, Math.BitDecrement(1 - Math.BitIncrement(e / p))) : null;
 
@@ -59,7 +60,7 @@ public sealed partial class TranscriptChecker
     public const string Version = "verifier-checker/1";
     public static readonly IReadOnlyDictionary<string, string[]> LemmasByStrategy = new Dictionary<string, string[]>
     {
-        ["brute-force"] = ["BF", "MEAN"],
+        ["brute-force"] = ["BF", "BFB", "MEAN"],
         ["trivial"] = ["IP", "IPMEAN"],
         ["crosscoder-exhaustive"] = ["N1", "IP", "L2", "L5", "L4", "L1", "MEAN"],
         ["crosscoder-tables"] = ["N1", "IP", "T1", "L2", "T2", "L1", "INFO", "MEAN"],
@@ -87,7 +88,8 @@ public sealed partial class TranscriptChecker
     sealed class Info
     {
         public required string Lemma;
-        public int Sequence = -1;
+        public int Sequence = -1;             // BFB: the block's first sequence
+        public int End = -1;                  // BFB: one past its last
         public int Site = -1;
         public int Root = -1;                  // crosscoder chains: the L2 step (the advice) the chain started from
         public double? Errors;                 // ACC: the claimed bound on labelled positions not certified correct
@@ -133,8 +135,7 @@ public sealed partial class TranscriptChecker
             b0 = checker.Run(js, modelDir, crosscoderDir, dataPath, s => { current = s; stepsChecked = s.Id + 1; if (s.Id % 256 == 0) progress?.Report(js.BytesRead); });
             return new Verdict(true, "every claim certified", null, null, null, null, stepsChecked, checker._ownFlops, sw.Elapsed.TotalSeconds, b0, checker._strategy)
             {
-                Errors = checker._finalErrors,
-                LossSum = checker._finalSum, Positions = checker._data.LabelledPositions, Flops = checker._flopsDep + checker._flopsIndep,
+                LossSum = checker._finalSum, Errors = checker._finalErrors, Positions = checker._data.LabelledPositions, Flops = checker._flopsDep + checker._flopsIndep,
                 AdviceBits = checker._adviceBits, Artefacts = checker._hashes, Part = checker._part?.ToString(), ShardsFromRecordedVerdicts = checker._fromRecorded,
             };
         }
@@ -375,6 +376,7 @@ public sealed partial class TranscriptChecker
             "CT" => CompactTableStep(s),
             "CC" => CompactSequenceStep(s),
             "BF" => BruteForce(s),
+            "BFB" => BruteForceBlock(s),
             "MEAN" => Mean(s),
             "IP" => TrivialTable(s),
             "IPMEAN" => TrivialMean(s),

@@ -49,33 +49,70 @@ public sealed partial class TranscriptChecker
         return new Info { Lemma = s.Lemma, Sequence = s.ScopeInt("sequence"), Scalar = claim, Errors = errors };
     }
 
+    // ---- BFB -----------------------------------------------------------------------------------------------
+    /// <summary>Brute force over the block of sequences [first, end) (proofs/BF-brute-force.md, BFB): each sequence's
+    /// forward pass in the checker's midpoint–radius kernel (R2, <see cref="BlockForward"/>) on every core; the bounds are
+    /// summed in sequence order, so the certified values do not depend on scheduling.</summary>
+    Info BruteForceBlock(Step s)
+    {
+        if (s.Inputs.Length != 0) Fail(s, "inputs: BFB uses none");
+        int first = s.ScopeInt("first"), end = s.ScopeInt("end");
+        if (first < 0 || end <= first || end > _data.Count) Fail(s, $"scope: the block [{first}, {end}) is not a non-empty range of the dataset's {_data.Count} sequences");
+        _block ??= new BlockForward(_w);
+        var loss = new double[end - first]; var wrong = new int[end - first];
+        var seqs = _data.Sequences;
+        try { Parallel.For(first, end, i => (loss[i - first], wrong[i - first]) = _block.Sequence(seqs[i])); }
+        catch (AggregateException e) when (e.InnerExceptions.FirstOrDefault(x => x is CheckFailure) is { } failure)
+        {
+            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(failure);
+        }
+        double sum = 0; long errors = 0, own = 0;
+        for (int i = first; i < end; i++)
+        {
+            sum = U.Add(sum, loss[i - first]); errors += wrong[i - first];
+            own += Costs.Forward(C, seqs[i].Tokens.Length, seqs[i].LabelledCount);
+        }
+        double claim = s.Number("loss_sum"), claimedErrors = s.Number("errors");
+        Certify(s, $"loss_sum of sequences [{first}, {end})", claim, sum);
+        Certify(s, $"errors of sequences [{first}, {end}) (labelled positions not certified correct)", claimedErrors, errors);
+        Cost(s, own, true); _ownFlops += own;
+        return new Info { Lemma = s.Lemma, Sequence = first, End = end, Scalar = claim, Errors = claimedErrors };
+    }
+
+    BlockForward? _block;
+
     // ---- MEAN ----------------------------------------------------------------------------------------------
+    /// <summary>Coverage is tracked as ranges of sequence indices (a BFB block is one range), so a MEAN over millions
+    /// of sequences in blocks needs memory for its inputs only.</summary>
     Info Mean(Step s)
     {
-        var covered = new bool[_data.Count];
+        var ranges = new List<(int First, int End, int Step)>();
         double sum = 0;
         long errors = 0;
         bool allErrors = true;
         foreach (int i in s.Inputs)
         {
             var info = _steps[i];
-            int[] seqs = info.Lemma switch
+            switch (info.Lemma)
             {
-                "BF" or "L1" or "CC" => [info.Sequence],
-                "CLMEMBERS" or "SHARD" => info.Members!,
-                _ => throw new Rejection(s.Id, s.Lemma, $"inputs: step {i} is {info.Lemma}; MEAN sums BF, L1, CC, CLMEMBERS or SHARD steps"),
-            };
-            foreach (int q in seqs)
-            {
-                if (covered[q]) Fail(s, $"inputs: sequence {q} is counted twice");
-                covered[q] = true;
+                case "BF" or "L1" or "CC": ranges.Add((info.Sequence, info.Sequence + 1, i)); break;
+                case "BFB": ranges.Add((info.Sequence, info.End, i)); break;
+                case "CLMEMBERS" or "SHARD": foreach (int q in info.Members!) ranges.Add((q, q + 1, i)); break;
+                default: throw new Rejection(s.Id, s.Lemma, $"inputs: step {i} is {info.Lemma}; MEAN sums BF, BFB, L1, CC, CLMEMBERS or SHARD steps");
             }
             sum = U.Add(sum, info.Scalar);
             // A claimed count bounds a whole number of positions from above, so its floor does too.
             if (info.Errors is { } e) errors += (long)Math.Floor(e); else allErrors = false;
         }
-        int missing = Array.IndexOf(covered, false);
-        if (missing >= 0) Fail(s, $"inputs: sequence {missing} is not bounded by any input");
+        ranges.Sort((a, b) => a.First != b.First ? a.First.CompareTo(b.First) : a.End.CompareTo(b.End));
+        int next = 0;
+        foreach (var (first, end, _) in ranges)
+        {
+            if (first < next) Fail(s, $"inputs: sequence {first} is counted twice");
+            if (first > next) Fail(s, $"inputs: sequence {next} is not bounded by any input");
+            next = end;
+        }
+        if (next < _data.Count) Fail(s, $"inputs: sequence {next} is not bounded by any input");
         long positions = s.ScopeLong("positions");
         if (positions != _data.LabelledPositions) Fail(s, $"scope.positions {positions} ≠ the dataset's {_data.LabelledPositions} labelled positions");
         double b0 = s.Number("b0");

@@ -14,6 +14,7 @@ static class BenchCommand
     {
         var cmd = new Command("bench", "Measure throughput on this machine");
         cmd.Subcommands.Add(Crosscoder());
+        cmd.Subcommands.Add(BenchBound.Build());
         return cmd;
     }
 
@@ -93,7 +94,7 @@ static class BenchCommand
     }
 
     /// <summary>Peak resident set size of this process (VmHWM on Linux).</summary>
-    static double PeakMemoryMiB()
+    public static double PeakMemoryMiB()
     {
         const string status = "/proc/self/status";
         if (File.Exists(status))

@@ -19,13 +19,14 @@ static class BoundCommand
         var seed = Options.Seed("the clustering");
         var budget = new Option<double>("--budget") { Description = "Strategy mixed: FLOP budget as a fraction of brute force's (brute force on the loosest sequences of crosscoder-compact while it fits)", DefaultValueFactory = _ => 0.1 };
         var noTrue = new Option<bool>("--no-true-loss") { Description = "Do not compute the true loss for comparison" };
+        var block = Options.Positive<int>("--block", "brute-force: sequences per BFB step (each step claims the block's loss sum)", BruteForceStrategy.DefaultBlock);
         var shard = new Option<string?>("--shard") { Description = "Bound only shard i/n of the dataset (sequences ⌊iN/n⌋ … ⌊(i+1)N/n⌋−1; spec/shards.md): the transcript is about that part; `merge` combines the n shards. A shard is never recorded in the store (the merge is)" };
         var db = StoreOptions.Db();
         var noRecord = new Option<bool>("--no-record") { Description = "Do not record the run in the store" };
         var force = Options.Force();
         var json = Options.Json();
         var cmd = new Command("bound", "Prove an upper bound b₀ on the model's mean cross-entropy over a dataset, writing a transcript for the checker");
-        foreach (var o in new Option[] { model, crosscoder, data, strategy, clusters, seed, budget, shard, output, allow, noTrue, db, noRecord, force, json }) cmd.Options.Add(o);
+        foreach (var o in new Option[] { model, crosscoder, data, strategy, clusters, seed, budget, shard, output, allow, noTrue, block, db, noRecord, force, json }) cmd.Options.Add(o);
         cmd.SetAction((pr, ct) => Task.FromResult(CommandRunner.Run(pr, json, ct, ctx =>
         {
             string s = pr.GetValue(strategy)!;
@@ -38,7 +39,7 @@ static class BoundCommand
             if (File.Exists(path) && !pr.GetValue(force)) throw new OutputExistsException(path);
             var inputs = Load(pr.GetValue(model)!.FullName, pr.GetValue(crosscoder)?.FullName, pr.GetValue(data)!.FullName, s, pr.GetValue(allow));
             if (pr.GetValue(shard) is { } sh) inputs = inputs.Sharded(ShardSpec.Parse(sh));
-            var r = Run(ctx, s, inputs, path, !pr.GetValue(noTrue), pr.GetValue(clusters), pr.GetValue(seed), pr.GetValue(force), pr.GetValue(budget));
+            var r = Run(ctx, s, inputs, path, !pr.GetValue(noTrue), pr.GetValue(clusters), pr.GetValue(seed), pr.GetValue(force), pr.GetValue(block), pr.GetValue(budget));
             Verifier.Store.AuditHead? head = null;
             if (inputs.Shard is { } part) ctx.Say($"  shard {part.Spec} of {part.Whole.Count} sequences: not recorded in the store (merge the shards with `verifier merge`)");
             else if (!pr.GetValue(noRecord))
@@ -68,9 +69,10 @@ static class BoundCommand
         return new BoundInputs(weights, modelDir, data, dataPath, cc, cc is null ? null : ccDir);
     }
 
-    public static BoundResult Run(CommandContext ctx, string strategy, BoundInputs inputs, string path, bool trueLoss, int clusters = 1, ulong seed = 0, bool overwrite = false, double budget = 0.1) =>
+    public static BoundResult Run(CommandContext ctx, string strategy, BoundInputs inputs, string path, bool trueLoss, int clusters = 1, ulong seed = 0, bool overwrite = false,
+        int block = BruteForceStrategy.DefaultBlock, double budget = 0.1) =>
         ctx.WithProgress($"bound {strategy}", report => BoundProgram.Run(strategy, inputs, path, trueLoss,
-            new SyncProgress<(int Done, int Total)>(p => report((double)p.Done / p.Total, $"{p.Done}/{p.Total} sequences")), ctx.Cancel, clusters, seed, overwrite, budget));
+            new SyncProgress<(int Done, int Total)>(p => report((double)p.Done / p.Total, $"{p.Done}/{p.Total} sequences")), ctx.Cancel, clusters, seed, overwrite, block, budget));
 
     /// <summary>Records a finished run: the artefacts, the run and an audit entry. <paramref name="finalPath"/> maps a
     /// path as written now to where it will be once the output is published (the demo builds in a temporary directory).</summary>

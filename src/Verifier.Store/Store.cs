@@ -147,7 +147,9 @@ public sealed class VerifierStore : IDisposable
 
     /// <summary>Opens a store, creating the file when it does not exist (the writing commands).
     /// With <paramref name="create"/> false (the reading commands) a missing file is an error and nothing is created.</summary>
-    public VerifierStore(string path, int busyTimeoutSeconds = 30, bool create = true)
+    public VerifierStore(string path, int busyTimeoutSeconds = 30, bool create = true) : this(path, busyTimeoutSeconds, create, publish: true) { }
+
+    VerifierStore(string path, int busyTimeoutSeconds, bool create, bool publish)
     {
         Path = System.IO.Path.GetFullPath(path);
         if (!create && !File.Exists(Path))
@@ -157,6 +159,7 @@ public sealed class VerifierStore : IDisposable
             throw new AuditBrokenException($"{Path}: the store is empty (0 bytes): it was truncated or replaced, and every run, check and audit entry it held is gone; " +
                 "if you did not expect records in it, delete the file to start a new store");
         if (create && System.IO.Path.GetDirectoryName(Path) is { } dir) Directory.CreateDirectory(dir);
+        if (create && publish && !File.Exists(Path)) CreateNew(Path, busyTimeoutSeconds);
         _db = new SqliteConnection(new SqliteConnectionStringBuilder
         {
             DataSource = Path, Mode = create ? SqliteOpenMode.ReadWriteCreate : SqliteOpenMode.ReadWrite, DefaultTimeout = busyTimeoutSeconds, Pooling = false,
@@ -176,6 +179,25 @@ public sealed class VerifierStore : IDisposable
         {
             _db.Dispose();
             throw;
+        }
+    }
+
+    /// <summary>A new store is built whole in a temporary sibling (schema and migrations, WAL mode, checkpointed and closed)
+    /// and published by an exclusive link, so no process ever sees a 0-byte store that is still being created (which would
+    /// read as a truncated one); when another process published first, its store is used.</summary>
+    static void CreateNew(string path, int busyTimeoutSeconds)
+    {
+        string tmp = $"{path}.new-{Environment.ProcessId}-{Guid.NewGuid():N}";
+        try
+        {
+            using (var fresh = new VerifierStore(tmp, busyTimeoutSeconds, create: true, publish: false)) { }
+            try { AtomicOutput.Publish(tmp, path, overwrite: false); }
+            catch (OutputExistsException) { }
+        }
+        finally
+        {
+            foreach (var f in new[] { tmp, tmp + "-wal", tmp + "-shm" })
+                if (File.Exists(f)) File.Delete(f);
         }
     }
 

@@ -68,9 +68,11 @@ sealed class RandomWorld : IDisposable
         }));
     }
 
-    public BoundResult Bound(string strategy, CrosscoderWeights? cc = null, int clusters = 1, bool computeTrueLoss = true) =>
+    /// <summary>Brute force in blocks of <paramref name="block"/> sequences (2 by default, so that a world's few sequences
+    /// make several BFB steps).</summary>
+    public BoundResult Bound(string strategy, CrosscoderWeights? cc = null, int clusters = 1, bool computeTrueLoss = true, int block = 2) =>
         BoundProgram.Run(strategy, new BoundInputs(Model, Dir, Data, DataPath, cc, cc is null ? null : CcDir), Path.Combine(Dir, strategy + ".json"),
-            computeTrueLoss, clusters: clusters, overwrite: true);
+            computeTrueLoss, clusters: clusters, overwrite: true, block: block);
 
     public void Dispose() => Directory.Delete(Dir, true);
 }

@@ -206,7 +206,7 @@ public class StrategyTests
         var text = File.ReadAllText(f.Bound(Strategies.BruteForce).Transcript);
         bool Valid(string t) { using var d = JsonDocument.Parse(t); return Schema.Evaluate(d.RootElement).IsValid; }
         Assert.True(Valid(text));
-        Assert.False(Valid(text.Replace("\"lemma\":\"BF\"", "\"lemma\":\"L99\"")));
+        Assert.False(Valid(text.Replace("\"lemma\":\"BFB\"", "\"lemma\":\"L99\"")));
         Assert.False(Valid(text.Replace("\"schema\":\"verifier-transcript/1\"", "\"schema\":\"verifier-transcript/1\",\"extra\":1")));
         Assert.False(Valid(text.Replace("\"dataset_dependent\":true", "\"dataset_dependent\":\"yes\"")));
     }

@@ -91,7 +91,7 @@ public class CheckerTests
             case 2: // swap a lemma for another ID
             {
                 var s = Step();
-                string[] ids = ["BF", "MEAN", "IP", "IPMEAN", "N1", "L1", "L2", "L4", "L5", "T1", "T2", "CL", "CLMEMBERS", "INFO", "L3"];
+                string[] ids = ["BF", "BFB", "MEAN", "IP", "IPMEAN", "N1", "L1", "L2", "L4", "L5", "T1", "T2", "CL", "CLMEMBERS", "INFO", "L3"];
                 string old = s["lemma"]!.GetValue<string>(), neu = ids[r.NextInt(ids.Length)];
                 if (neu == old) neu = "L3";
                 s["lemma"] = neu;
@@ -208,8 +208,8 @@ public class CheckerTests
         {
             "truncate" => text[..(text.Length / 2)],
             "type" => text.Replace("\"inputs\":[]", "\"inputs\":\"none\""),
-            "unknown-field" => text.Replace("\"lemma\":\"BF\"", "\"lemma\":\"BF\",\"note\":1"),
-            "forward" => text.Replace("\"id\":0,\"lemma\":\"BF\",\"inputs\":[]", "\"id\":0,\"lemma\":\"BF\",\"inputs\":[3]"),
+            "unknown-field" => text.Replace("\"lemma\":\"BFB\"", "\"lemma\":\"BFB\",\"note\":1"),
+            "forward" => text.Replace("\"id\":0,\"lemma\":\"BFB\",\"inputs\":[]", "\"id\":0,\"lemma\":\"BFB\",\"inputs\":[3]"),
             "nan" => System.Text.RegularExpressions.Regex.Replace(text, "\"loss_sum\":[0-9.eE+-]+", "\"loss_sum\":NaN"),
             "infinity-string" => System.Text.RegularExpressions.Regex.Replace(text, "\"loss_sum\":[0-9.eE+-]+", "\"loss_sum\":\"Infinity\""),
             "negative-cost" => System.Text.RegularExpressions.Regex.Replace(text, "\"flops\":[0-9]+,\"dataset_dependent\"", "\"flops\":-5,\"dataset_dependent\""),
@@ -220,7 +220,7 @@ public class CheckerTests
             "duplicate-step-key" => System.Text.RegularExpressions.Regex.Replace(text, "\"loss_sum\":", "\"loss_sum\":1e-12,\"loss_sum\":"),
             "trailing" => text + "{\"schema\":1}",
             "trailing-text" => text + "\naccepted",
-            "escape" => text.Replace("\"lemma\":\"BF\"", "\"lemma\":\"\\u001b[32mBF\""),
+            "escape" => text.Replace("\"lemma\":\"BFB\"", "\"lemma\":\"\\u001b[32mBFB\""),
             _ => throw new ArgumentException(fault),
         };
         Assert.NotEqual(text, bad);

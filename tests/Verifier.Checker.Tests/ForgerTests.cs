@@ -179,14 +179,27 @@ sealed class Forger(RandomWorld world, string ccDir)
                     v!.Parent!.AsArray()[v.Parent.AsArray().IndexOf(v)] = v.GetValue<double>() * -3 + 1;
                 return "centres moved";
             }
+            case 11: // BFB blocks: one block's range shrunk, grown, shifted or emptied (gaps, overlaps, sequences left out)
+            {
+                var blocks = Of(steps, "BFB");
+                if (blocks.Count == 0) return null;
+                var sc = Pick(blocks, r)["scope"]!;
+                int first = sc["first"]!.GetValue<int>(), end = sc["end"]!.GetValue<int>();
+                (int f, int e) = r.NextInt(5) switch
+                {
+                    0 => (first, end - 1), 1 => (first, end + 1), 2 => (first + 1, end + 1), 3 => (Math.Max(0, first - 1), end), _ => (first, first),
+                };
+                sc["first"] = f; sc["end"] = e;
+                return $"BFB block [{first}, {end}) → [{f}, {e})";
+            }
             default: throw new ArgumentOutOfRangeException(nameof(kind));
         }
     }
 
-    public const int Kinds = 11;
+    public const int Kinds = 12;
 
     // ---- claims --------------------------------------------------------------------------------------------------------
-    static readonly string[] PerSequence = ["BF", "L2", "L5", "T1", "L4", "T2", "L1", "CLMEMBERS", "MEAN", "IPMEAN", "CC", "SHARD"];
+    static readonly string[] PerSequence = ["BF", "BFB", "L2", "L5", "T1", "L4", "T2", "L1", "CLMEMBERS", "MEAN", "IPMEAN", "CC", "SHARD"];
 
     /// <summary>Every number in the per-sequence claims set to zero (and, with <paramref name="tables"/>, in the
     /// dataset-independent ones too): the repair raises each only to what the checker certifies.</summary>

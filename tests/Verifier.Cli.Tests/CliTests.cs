@@ -276,7 +276,7 @@ public sealed class CliTests : IDisposable
         File.WriteAllText(P("low.json"), text.Replace(m.Value, $"\"loss_sum\":{(claimed * 0.9).ToString("R", System.Globalization.CultureInfo.InvariantCulture)}"));
         var bad = Run("check", P("low.json"), "--model", model, "--data", data, "--db", db);
         Assert.Equal(ExitCodes.Rejected, bad.Code);
-        Assert.Contains("rejected at step 0 (BF)", bad.Out);
+        Assert.Contains("rejected at step 0 (BFB)", bad.Out);
         Assert.Contains("below the certified", bad.Out);
 
         var runs = Run("runs", "--db", db, "--json");

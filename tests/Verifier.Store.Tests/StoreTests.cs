@@ -90,6 +90,30 @@ public sealed class StoreTests : IDisposable
     }
 
     [Fact]
+    public void Writers_racing_to_create_a_new_store_never_see_it_half_created()
+    {
+        // Without building the new store aside and publishing it whole, a writer could find the 0-byte file another
+        // writer had just created and refuse it as truncated.
+        for (int round = 0; round < 10; round++)
+        {
+            string db = Path.Combine(_dir, $"race-{round}.db");
+            var errors = new System.Collections.Concurrent.ConcurrentBag<Exception>();
+            var threads = Enumerable.Range(0, 6).Select(i => new Thread(() =>
+            {
+                try { using var s = new VerifierStore(db); s.RecordRun(Run("trivial", 10, 5.0, (char)('a' + i)), []); }
+                catch (Exception e) { errors.Add(e); }
+            })).ToList();
+            threads.ForEach(t => t.Start());
+            threads.ForEach(t => t.Join());
+            Assert.Empty(errors);
+            using var check = new VerifierStore(db);
+            Assert.Equal(6, check.Runs().Count);
+            Assert.True(check.VerifyAudit().Intact);
+            Assert.Empty(Directory.EnumerateFiles(_dir, $"race-{round}.db.new-*"));
+        }
+    }
+
+    [Fact]
     public void Concurrent_writers_on_separate_connections_lose_nothing()
     {
         using (new VerifierStore(Db)) { }
