@@ -82,7 +82,7 @@ static class CheckCommand
 
     public static long Record(Verifier.Store.VerifierStore store, Verdict v, string path) =>
         store.RecordCheck(new Verifier.Store.CheckRecord(Hashing.Sha256File(path), v.Accepted, v.Reason, v.Step, v.Lemma, v.Claimed, v.Certified,
-            TranscriptChecker.Version, v.Seconds));
+            TranscriptChecker.Version, v.Seconds, v.Errors, v.Positions, v.AccuracyLb));
 
     public static void Print(CommandContext ctx, Verdict v, string path, Verifier.Store.AuditHead? head = null)
     {
@@ -90,7 +90,7 @@ static class CheckCommand
         {
             ctx.WriteJson(StoreOptions.WithHead(new
             {
-                Verdict = v.Accepted ? "accepted" : "rejected", v.Reason, v.Step, v.Lemma, v.Claimed, v.Certified, v.B0, v.Strategy,
+                Verdict = v.Accepted ? "accepted" : "rejected", v.Reason, v.Step, v.Lemma, v.Claimed, v.Certified, v.B0, v.Errors, v.AccuracyLb, v.Strategy,
                 v.StepsChecked, v.CheckerFlops, v.Seconds, Transcript = path, CheckerVersion = TranscriptChecker.Version,
             }, head));
             return;

@@ -151,7 +151,7 @@ static class StoreCommands
             {
                 ctx.WriteJson(new
                 {
-                    Points = points.Select(p => new { p.RunId, p.Strategy, p.Parameters, p.Flops, p.B0, p.TrueLoss, p.Pareto, p.Baseline, p.TranscriptPath,
+                    Points = points.Select(p => new { p.RunId, p.Strategy, p.Parameters, p.Flops, p.B0, p.TrueLoss, p.Pareto, p.Baseline, p.TranscriptPath, p.AccuracyLb,
                         BelowUniformAndBaseline = Informative(p) }),
                     UniformGuess = uniform, Plot = plotPath,
                     InformativeParetoPoints = points.Count(p => p.Pareto && Informative(p)),
@@ -159,9 +159,9 @@ static class StoreCommands
                 return ExitCodes.Ok;
             }
             if (points.Count == 0) ctx.Say("no accepted runs for this model and dataset: run 'verifier bound' and 'verifier check' first");
-            ctx.Say($"  {"strategy",-24} {"b₀",14} {"FLOPs",15} {"baseline b₀",14}");
+            ctx.Say($"  {"strategy",-24} {"b₀",14} {"FLOPs",15} {"baseline b₀",14} {"accuracy ≥",11}");
             foreach (var p in points)
-                ctx.Say($"{(p.Pareto ? "*" : " ")}{(Informative(p) ? "+" : " ")} {p.Strategy + Params(p.Parameters),-24} {p.B0,14:G6} {p.Flops,15:N0} {(p.Baseline is { } b ? b.ToString("G6") : "-"),14}");
+                ctx.Say($"{(p.Pareto ? "*" : " ")}{(Informative(p) ? "+" : " ")} {p.Strategy + Params(p.Parameters),-24} {p.B0,14:G6} {p.Flops,15:N0} {(p.Baseline is { } b ? b.ToString("G6") : "-"),14} {(p.AccuracyLb is { } a ? $"{Math.Floor(a * 1e4) / 1e2:F2} %" : "-"),11}");
             ctx.Say($"* = Pareto-optimal; + = below both the uniform guess ln d_vocab_out = {uniform:F4} and the baseline, the line from trivial to brute force in (log FLOPs, b₀)");
             if (plotPath is not null) ctx.Say($"plot: {plotPath}");
             return ExitCodes.Ok;

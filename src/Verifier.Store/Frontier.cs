@@ -1,7 +1,7 @@
 namespace Verifier.Store;
 
 public sealed record FrontierPoint(long RunId, string Strategy, string Parameters, long Flops, double B0, double? TrueLoss, bool Pareto,
-    double? Baseline, string TranscriptPath);
+    double? Baseline, string TranscriptPath, double? AccuracyLb = null);
 
 /// <summary>The faithfulness-vs-compute frontier over accepted runs (spec/store.md).</summary>
 public static class Frontier
@@ -22,7 +22,7 @@ public static class Frontier
         }
         var costs = accepted.Select(q => (q.Flops, q.B0)).ToList();
         return accepted.Select(p => new FrontierPoint(p.Id, p.Strategy, p.Parameters, p.Flops, p.B0, p.TrueLoss,
-                !Dominated(p.Flops, p.B0, costs), Baseline(p.Flops), p.TranscriptPath))
+                !Dominated(p.Flops, p.B0, costs), Baseline(p.Flops), p.TranscriptPath, p.AccuracyLb))
             .OrderBy(p => p.Flops).ToList();
     }
 

@@ -18,9 +18,10 @@ static class Rows
     public static readonly Table Checks = new("checks", "id",
         ["id", "transcript_sha256", "verdict", "reason", "step", "lemma", "claimed", "certified", "checker_version", "seconds", "created"]);
     public static readonly Table Analyses = new("analyses", "id", ["id", "kind", "model_sha256", "crosscoder_sha256", "dataset_sha256", "summary", "created"]);
+    public static readonly Table CheckAccuracy = new("check_accuracy", "check_id", ["check_id", "errors", "positions", "accuracy_lb"]);
 
     /// <summary>Every covered table, in the order verification reports them.</summary>
-    public static readonly Table[] All = [Runs, Checks, Analyses, Artefacts];
+    public static readonly Table[] All = [Runs, Checks, CheckAccuracy, Analyses, Artefacts];
 
     public static Table ByName(string name) => All.FirstOrDefault(t => t.Name == name)
         ?? throw new ArgumentException($"'{name}' is not a table the audit chain covers", nameof(name));

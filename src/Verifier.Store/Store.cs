@@ -9,11 +9,13 @@ namespace Verifier.Store;
 public sealed record RunRecord(
     long Id, string Strategy, string Parameters, string ModelSha256, string DatasetSha256, string? CrosscoderSha256,
     double B0, double? TrueLoss, long Flops, double Bits, double WallSeconds, string TranscriptSha256, string TranscriptPath, string Created,
-    string? Verdict = null);
+    string? Verdict = null, double? AccuracyLb = null);
 
+/// <param name="Errors">ACC: the certified bound on misclassified labelled positions, out of <paramref name="Positions"/>;
+/// <paramref name="AccuracyLb"/> = 1 − errors/positions rounded down (accepted checks that certify one).</param>
 public sealed record CheckRecord(
     string TranscriptSha256, bool Accepted, string Reason, int? Step, string? Lemma, double? Claimed, double? Certified,
-    string CheckerVersion, double Seconds);
+    string CheckerVersion, double Seconds, double? Errors = null, long? Positions = null, double? AccuracyLb = null);
 
 public sealed record AuditEntry(long Seq, string At, string Action, string Payload, string PrevHash, string Hash);
 
@@ -131,6 +133,16 @@ public sealed class VerifierStore : IDisposable
         CREATE TRIGGER analyses_no_delete BEFORE DELETE ON analyses BEGIN SELECT RAISE(ABORT, 'analyses are append-only'); END;
         CREATE TRIGGER artefacts_no_update BEFORE UPDATE ON artefacts BEGIN SELECT RAISE(ABORT, 'artefacts are append-only'); END;
         CREATE TRIGGER artefacts_no_delete BEFORE DELETE ON artefacts BEGIN SELECT RAISE(ABORT, 'artefacts are append-only'); END;
+        """,
+        """
+        CREATE TABLE check_accuracy (
+            check_id    INTEGER PRIMARY KEY REFERENCES checks (id),
+            errors      REAL NOT NULL CHECK (errors >= 0),
+            positions   INTEGER NOT NULL CHECK (positions > 0),
+            accuracy_lb REAL NOT NULL CHECK (accuracy_lb >= 0 AND accuracy_lb <= 1)
+        );
+        CREATE TRIGGER check_accuracy_no_update BEFORE UPDATE ON check_accuracy BEGIN SELECT RAISE(ABORT, 'check accuracies are append-only'); END;
+        CREATE TRIGGER check_accuracy_no_delete BEFORE DELETE ON check_accuracy BEGIN SELECT RAISE(ABORT, 'check accuracies are append-only'); END;
         """,
     ];
 
@@ -389,7 +401,19 @@ public sealed class VerifierStore : IDisposable
         c.Parameters.AddWithValue("$ce", (object?)check.Certified ?? DBNull.Value); c.Parameters.AddWithValue("$cv", check.CheckerVersion);
         c.Parameters.AddWithValue("$sec", check.Seconds); c.Parameters.AddWithValue("$cr", Now());
         long id = Convert.ToInt64(c.ExecuteScalar(), CultureInfo.InvariantCulture);
-        return (id, new List<(Rows.Table, object)> { (Rows.Checks, id) });
+        var rows = new List<(Rows.Table, object)> { (Rows.Checks, id) };
+        // The certified accuracy of an accepted check (ACC), recorded with it and covered by the same audit entry.
+        if (check.Accepted && check.Errors is { } errors && check.Positions is { } positions && positions > 0 && check.AccuracyLb is { } acc)
+        {
+            using var a = _db.CreateCommand();
+            a.Transaction = tx;
+            a.CommandText = "INSERT INTO check_accuracy (check_id, errors, positions, accuracy_lb) VALUES ($id, $e, $p, $a);";
+            a.Parameters.AddWithValue("$id", id); a.Parameters.AddWithValue("$e", errors);
+            a.Parameters.AddWithValue("$p", positions); a.Parameters.AddWithValue("$a", acc);
+            a.ExecuteNonQuery();
+            rows.Add((Rows.CheckAccuracy, id));
+        }
+        return (id, rows);
     });
 
     /// <summary>Records an analysis (interactions, suppression) with its JSON summary.</summary>
@@ -418,7 +442,9 @@ public sealed class VerifierStore : IDisposable
         c.CommandText = """
             SELECT r.id, r.strategy, r.parameters, r.model_sha256, r.dataset_sha256, r.crosscoder_sha256, r.b0, r.true_loss, r.flops, r.bits,
                    r.wall_seconds, r.transcript_sha256, r.transcript_path, r.created,
-                   (SELECT k.verdict FROM checks k WHERE k.transcript_sha256 = r.transcript_sha256 ORDER BY k.id DESC LIMIT 1)
+                   (SELECT k.verdict FROM checks k WHERE k.transcript_sha256 = r.transcript_sha256 ORDER BY k.id DESC LIMIT 1),
+                   (SELECT a.accuracy_lb FROM checks k JOIN check_accuracy a ON a.check_id = k.id
+                    WHERE k.transcript_sha256 = r.transcript_sha256 ORDER BY k.id DESC LIMIT 1)
             FROM runs r
             WHERE ($m IS NULL OR r.model_sha256 = $m) AND ($d IS NULL OR r.dataset_sha256 = $d)
             ORDER BY r.id;
@@ -430,7 +456,7 @@ public sealed class VerifierStore : IDisposable
             while (r.Read())
                 list.Add(new RunRecord(r.GetInt64(0), r.GetString(1), r.GetString(2), r.GetString(3), r.GetString(4), r.IsDBNull(5) ? null : r.GetString(5),
                     r.GetDouble(6), r.IsDBNull(7) ? null : r.GetDouble(7), r.GetInt64(8), r.GetDouble(9), r.GetDouble(10), r.GetString(11), r.GetString(12),
-                    r.GetString(13), r.IsDBNull(14) ? null : r.GetString(14)));
+                    r.GetString(13), r.IsDBNull(14) ? null : r.GetString(14), r.IsDBNull(15) ? null : r.GetDouble(15)));
         tx.Commit();
         return list;
     });

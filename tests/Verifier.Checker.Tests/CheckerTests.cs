@@ -44,6 +44,22 @@ public class CheckerTests
         return Strategies.All.All(s => w.Check(w.Transcript(s)) is { Accepted: true });
     }
 
+    /// <summary>ACC: every strategy certifies an accuracy, never above the true one (ties count as wrong for the
+    /// certificate); an identity crosscoder's exact compact bound certifies as much as brute force.</summary>
+    [Property(MaxTest = 12)]
+    public void Every_strategy_certifies_an_accuracy_never_above_the_true_accuracy(ulong seed, bool attnOnly)
+    {
+        using var w = new World(seed, attnOnly);
+        var (_, accuracy, _) = ReferenceForward.Evaluate(w.Model, w.Data);
+        foreach (var s in w.Model.Config.NLayers == 1 ? [.. Strategies.All, .. Strategies.OneLayer] : Strategies.All)
+        {
+            var v = w.Check(w.Transcript(s));
+            Assert.True(v.Accepted, $"{s}: {v.Reason}");
+            Assert.NotNull(v.AccuracyLb);
+            Assert.True(v.AccuracyLb <= accuracy, $"{s}: certified accuracy {v.AccuracyLb:R} above the true {accuracy:R}");
+        }
+    }
+
     /// <summary>Mutations that make a transcript wrong, each applied to a fresh copy. Returns a description or null
     /// when the mutation does not apply to this transcript.</summary>
     static string? Mutate(JsonObject t, Rng r, int kind)

@@ -282,12 +282,14 @@ sealed class Forger(RandomWorld world, string ccDir)
         }
     }
 
-    /// <summary>The forger's law: whatever it built, an accepted b₀ is at least the true loss.</summary>
-    public void Judge(Verdict v, double trueLoss, string what)
+    /// <summary>The forger's law: whatever it built, an accepted b₀ is at least the true loss, and a certified accuracy
+    /// at most the true accuracy.</summary>
+    public void Judge(Verdict v, double trueLoss, string what, double trueAccuracy = 1)
     {
         if (!v.Accepted) { Rejected++; return; }
         Accepted++;
         Assert.True(v.B0 >= trueLoss * (1 - 1e-9) - 1e-12, $"FORGED: {what} was accepted with b₀ = {v.B0:R} below the true loss {trueLoss:R}");
+        Assert.True(!(v.AccuracyLb > trueAccuracy), $"FORGED: {what} was accepted with accuracy ≥ {v.AccuracyLb:R} above the true accuracy {trueAccuracy:R}");
     }
 }
 
@@ -301,7 +303,7 @@ public class ForgerTests
         int layers = 1 + (int)(seed % 2);
         using var world = new RandomWorld(seed, attnOnly: seed % 3 == 2, layers: layers);
         var cc = seed % 4 == 0 ? world.IdentityCrosscoder() : world.RandomCrosscoder(seed + 1, 6, 2);
-        double trueLoss = ReferenceForward.Evaluate(world.Model, world.Data).Loss;
+        var (trueLoss, trueAccuracy, _) = ReferenceForward.Evaluate(world.Model, world.Data);
         var forger = new Forger(world, world.CcDir);
         var r = new Rng(seed ^ 0xF0F0);
         // The compact strategies are for one-layer models (two layers are refused by name).
@@ -315,7 +317,7 @@ public class ForgerTests
                 int n = 1 + r.NextInt(3);
                 for (int k = 0; k < n; k++) if (forger.Mutate(t, r, r.NextInt(Forger.Kinds)) is { } w) what.Add(w);
                 Forger.Zero(t, tables: r.NextInt(3) == 0);
-                forger.Judge(forger.Repair(t), trueLoss, $"{strategy} seed {seed}: {string.Join("; ", what)}");
+                forger.Judge(forger.Repair(t), trueLoss, $"{strategy} seed {seed}: {string.Join("; ", what)}", trueAccuracy);
             }
         }
         return (forger.Accepted, forger.Rejected, forger.Repairs);

@@ -101,6 +101,24 @@ public sealed class TamperTests : IDisposable
     }
 
     [Fact]
+    public void A_checks_certified_accuracy_is_recorded_with_it_shown_on_the_frontier_and_cannot_be_raised()
+    {
+        using (var s = new VerifierStore(Db))
+        {
+            s.RecordRun(Run("brute-force", 1000, 0.1, 'x'), [new("model_weights", H('a'), "/m/model.safetensors"), new("dataset", H('d'), "/d.jsonl")]);
+            s.RecordCheck(Check('x', true) with { Errors = 3, Positions = 100, AccuracyLb = 0.97 });
+            Assert.True(s.VerifyAudit().Intact);
+            Assert.Equal(0.97, Assert.Single(Frontier.Compute(s.Runs(H('a'), H('d')))).AccuracyLb);
+        }
+        Assert.Throws<SqliteException>(() => Sql("UPDATE check_accuracy SET accuracy_lb = 1.0"));
+        Sql("DROP TRIGGER check_accuracy_no_update; UPDATE check_accuracy SET accuracy_lb = 1.0, errors = 0;");
+        using var t = VerifierStore.OpenExisting(Db);
+        var p = First(t);
+        Assert.Equal("check_accuracy", p.Table);
+        Assert.Contains("changed behind the tool's back", p.Message);
+    }
+
+    [Fact]
     public void Inserting_a_forged_run_row_is_detected_as_not_covered()
     {
         Seed();
