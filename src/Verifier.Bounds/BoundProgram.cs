@@ -134,5 +134,9 @@ public static class BoundProgram
     }
 
     /// <summary>The certified accuracy lower bound 1 − errors/|P|, rounded down.</summary>
-    public static double AccuracyLb(double errors, long positions) => Math.Max(0, Math.BitDecrement(1 - Math.BitIncrement(errors / positions)));
+    public static double AccuracyLb(double errors, long positions)
+    {
+        double right = Math.Max(0, positions - Math.Floor(errors)), q = right / positions;
+        return Math.FusedMultiplyAdd(q, positions, -right) > 0 ? Math.BitDecrement(q) : q;
+    }
 }

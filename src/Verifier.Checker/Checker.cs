@@ -29,7 +29,7 @@ public sealed record Verdict(bool Accepted, string Reason, int? Step, string? Le
     /// <summary>For a merged transcript: how many shards were taken from recorded verdicts instead of re-checked.</summary>
     public int ShardsFromRecordedVerdicts { get; init; }
     /// <summary>Certified accuracy: at least 1 − errors/positions (rounded down).</summary>
-    public double? AccuracyLb => Errors is { } e && Positions is { } p && p > 0 ? Math.Max(0, Math.BitDecrement(1 - Math.BitIncrement(e / p))) : null;
+    public double? AccuracyLb => Errors is { } e && Positions is { } p && p > 0 ? Accuracy.Lower(e, p) : null;
 
     public string Summary => Accepted
         ? $"accepted: mean cross-entropy{(Part is null ? "" : $" over shard {Part}")} ≤ {B0:R}{(AccuracyLb is { } a ? $", accuracy ≥ {Math.Floor(a * 1e4) / 1e2:F2} %" : "")} ({Strategy}, {StepsChecked} steps{(ShardsFromRecordedVerdicts > 0 ? $", {ShardsFromRecordedVerdicts} shards from recorded verdicts" : "")})"
@@ -48,6 +48,17 @@ public static class Untrusted
     }
     static bool Bad(char c) => c < 0x20 || c is >= '\u007f' and <= '\u009f' || c is >= '\u202a' and <= '\u202e' || c is >= '\u2066' and <= '\u2069'
         || c is '\u200e' or '\u200f' or '\u061c';
+}
+
+/// <summary>ACC: accuracy ≥ (P − ⌊errors⌋)/P, the quotient rounded down exactly (both counts are integers below 2⁵³).</summary>
+public static class Accuracy
+{
+    public static double Lower(double errors, long positions)
+    {
+        double right = Math.Max(0, positions - Math.Floor(errors));
+        double q = right / positions;
+        return Math.FusedMultiplyAdd(q, positions, -right) > 0 ? Math.BitDecrement(q) : q;
+    }
 }
 
 /// <summary>Replays a transcript (spec/transcript.md) against the artefacts it names: every claim is recomputed

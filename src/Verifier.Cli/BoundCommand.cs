@@ -100,7 +100,7 @@ static class BoundCommand
         if (r.TrueLoss is { } tl) ctx.Say($"  true loss {tl:R} (float64; b₀ − true = {r.B0 - tl:E3})");
         ctx.Say($"  proof cost {r.Cost.Flops:N0} FLOPs ({r.Cost.FlopsDatasetDependent:N0} dataset-dependent, {r.Cost.FlopsDatasetIndependent:N0} independent), {r.Cost.Bits:E3} bits");
         ctx.Say($"  {r.Steps} steps in {r.Transcript} ({r.WallSeconds:F2} s)");
-        if (r.AccuracyLb is { } acc) ctx.Say($"  certified accuracy ≥ {acc:P3} of the labelled positions");
+        if (r.AccuracyLb is { } acc) ctx.Say($"  certified accuracy ≥ {Math.Floor(acc * 1e5) / 1e3:F3} % of the labelled positions (rounded down)");
         if (r.Details is { } det) ctx.Say($"  details {det.ToJsonString()}");
     }
 }

@@ -169,7 +169,7 @@ static class DemoCommand
                 ctx.Say($"  bounds    on {pr.GetValue(boundSequences)} fresh sequences (true loss {bounds[0].Result.TrueLoss:G6}); * = non-dominated in (FLOPs, b₀):");
                 ctx.Say($"            {"strategy",-24} {"b₀",14} {"FLOPs",14} {"bound s",8} {"check",9} {"check s",8} {"acc ≥",8}");
                 foreach (var (name, r) in bounds)
-                    ctx.Say($"          {(frontier.Contains(name) ? "*" : " ")} {name,-24} {r.B0,14:G6} {r.Cost.Flops,14:N0} {r.WallSeconds,8:F2} {(verdicts[name].Accepted ? "accepted" : "REJECTED"),9} {verdicts[name].Seconds,8:F2} {(r.AccuracyLb is { } a ? a.ToString("P1") : ""),8}");
+                    ctx.Say($"          {(frontier.Contains(name) ? "*" : " ")} {name,-24} {r.B0,14:G6} {r.Cost.Flops,14:N0} {r.WallSeconds,8:F2} {(verdicts[name].Accepted ? "accepted" : "REJECTED"),9} {verdicts[name].Seconds,8:F2} {(r.AccuracyLb is { } a ? $"{Math.Floor(a * 1e3) / 10:F1} %" : ""),8}");
                 ctx.Say($"            uniform guess: ln d_vocab_out = {Math.Log(config.DVocabOut):F4}");
                 ctx.Say($"  store     {Path.Combine(dir, VerifierStore.DefaultFileName)} (audit chain {(auditIntact ? "intact" : "BROKEN")}, head {storeHead}); plot {Path.Combine(dir, "frontier.png")}");
                 ctx.Say($"  total     {sw.Elapsed.TotalSeconds:F1} s");

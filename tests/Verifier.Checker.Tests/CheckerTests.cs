@@ -264,6 +264,15 @@ public class IntervalTests
         return true;
     }
 
+    [Property(MaxTest = 500)]
+    public bool The_certified_accuracy_is_the_exact_quotient_rounded_down(PositiveInt positions, NonNegativeInt errors)
+    {
+        long p = positions.Get; double e = Math.Min(errors.Get, p);
+        double q = Accuracy.Lower(e, p);
+        var exact = Rational.Of(p - e);
+        return Rational.Of(q) * Rational.Of(p) <= exact && !(Rational.Of(Math.BitIncrement(q)) * Rational.Of(p) <= exact) && (e != 0 || q == 1);
+    }
+
     [Property(MaxTest = 300)]
     public bool Upward_operations_are_never_below_the_exact_result(PositiveInt a, PositiveInt b)
     {
