@@ -363,6 +363,34 @@ public class ForgerTests
         Console.WriteLine($"forger soak: {n} worlds, {accepted + rejected} forgeries ({accepted} accepted, all ≥ the true loss; {rejected} rejected), {repairs} repair rounds");
     }
 
+    /// <summary>Soundness soak (issue 11 target 4): VERIFIER_SOUNDNESS_SOAK=N random worlds (1–2 layers, with or without MLP,
+    /// random crosscoders), every strategy (the compact ones on one-layer worlds): each transcript accepted, b₀ ≥ the true
+    /// loss, certified accuracy ≤ the true accuracy. One world when unset.</summary>
+    [Fact]
+    public void Soundness_soak()
+    {
+        int n = int.TryParse(Environment.GetEnvironmentVariable("VERIFIER_SOUNDNESS_SOAK"), out int x) ? x : 1;
+        int bounds = 0;
+        for (int i = 0; i < n; i++)
+        {
+            ulong seed = 5000 + (ulong)i;
+            int layers = 1 + (int)(seed % 2);
+            using var world = new RandomWorld(seed, attnOnly: seed % 3 == 2, layers: layers);
+            var cc = world.RandomCrosscoder(seed + 1, 6, 2);
+            var (loss, accuracy, _) = ReferenceForward.Evaluate(world.Model, world.Data);
+            foreach (var strategy in layers == 1 ? [.. Strategies.All, .. Strategies.OneLayer] : Strategies.All)
+            {
+                var r = world.Bound(strategy, Strategies.NeedsCrosscoder(strategy) ? cc : null, clusters: 2, computeTrueLoss: false);
+                var v = TranscriptChecker.Check(r.Transcript, world.Dir, world.CcDir, world.DataPath);
+                Assert.True(v.Accepted, $"world {seed}, {strategy}: {v.Reason}");
+                Assert.True(v.B0 >= loss * (1 - 1e-9) - 1e-12, $"world {seed}, {strategy}: b₀ {v.B0:R} below the true loss {loss:R}");
+                Assert.True(!(v.AccuracyLb > accuracy), $"world {seed}, {strategy}: accuracy ≥ {v.AccuracyLb:R} above the true {accuracy:R}");
+                bounds++;
+            }
+        }
+        Console.WriteLine($"soundness soak: {n} random worlds, {bounds} bounds, every one accepted, b₀ ≥ true loss, accuracy ≤ true accuracy");
+    }
+
     // ---- the two forgeries of issue 10, built whole -----------------------------------------------------------------------
 
     /// <summary>Features of the identity crosscoder (W_dec = [I; −I] over every site) that decode to <paramref name="a"/>
