@@ -18,7 +18,7 @@ static class StoreOptions
     public static AuditHead? ReportHead(CommandContext ctx, VerifierStore store)
     {
         if (store.LastWrite is { } head)
-            ctx.Err.WriteLine($"store: audit head {head} ({store.Path}); keep it: 'verifier audit verify --head {head}' detects later removal or rewriting");
+            ctx.Warn($"store: audit head {head} ({store.Path}); keep it: 'verifier audit verify --head {head}' detects later removal or rewriting");
         return store.LastWrite;
     }
 
@@ -99,7 +99,7 @@ static class StoreCommands
                 ctx.Say($"audit chain broken{(first!.Seq is { } s ? $" at entry {s}" : "")}: {first.Message}");
                 foreach (var p in rep.Problems.Skip(1)) ctx.Say($"  also: {p.Message}");
             }
-            if (!rep.Intact) ctx.Err.WriteLine($"error: {store.Path}: {first!.Message}");
+            if (!rep.Intact) ctx.Warn($"error: {store.Path}: {first!.Message}");   // the message quotes values from the file: escaped
             return rep.Intact ? ExitCodes.Ok : ExitCodes.AuditBroken;
         })));
         var headDb = StoreOptions.Db();
