@@ -34,10 +34,13 @@ public sealed class EnumeratedSpace
         if (task is not IEnumerableTask e)
             throw new UsageException($"the task '{task.Name}' is not enumerable (--all lists the whole input space of max-of-k, modular-addition or sort)");
         if (e.SpaceSize is not { } n || n > int.MaxValue)
-            throw new UsageException($"the input space of {task.Describe()} has {(e.SpaceSize is { } s ? s.ToString("N0", System.Globalization.CultureInfo.InvariantCulture) : "more than 2⁶³")} sequences, " +
+            throw new UsageException($"the input space of {Short(e)} has {(e.SpaceSize is { } s ? s.ToString("N0", System.Globalization.CultureInfo.InvariantCulture) : "more than 2⁶³")} sequences, " +
                 $"more than int.MaxValue = {int.MaxValue.ToString("N0", System.Globalization.CultureInfo.InvariantCulture)}, the most a dataset may hold; use a smaller --vocab or --k");
         return new EnumeratedSpace(e, (int)n);
     }
+
+    /// <summary>"max-of-k (vocab 64, k 4)".</summary>
+    public static string Short(IEnumerableTask t) => $"{t.Name} ({string.Join(", ", t.DescriptorFields.Select(f => $"{f.Key} {f.Value}"))})";
 
     public long LabelledPositions => (long)Count * Task.LabelledPerSequence;
 
@@ -120,7 +123,7 @@ public sealed class EnumeratedSpace
         try { space = Of(TaskCatalog.Create(task, pars)); }
         catch (UsageException e) { throw new InvalidInputException(path, "descriptor", e.Message.Replace("--", "")); }
         if (sequences != space.Count)
-            throw new InvalidInputException(path, "descriptor", $"'sequences' = {sequences}, but the space of {space.Task.Describe()} has {space.Count}");
+            throw new InvalidInputException(path, "descriptor", $"'sequences' = {sequences}, but the space of {Short(space.Task)} has {space.Count}");
         if (config is not null) space.CheckAgainst(config, path);
         return space;
     }
@@ -128,9 +131,9 @@ public sealed class EnumeratedSpace
     /// <summary>The space fits the model: every token &lt; d_vocab, every length ≤ n_ctx, every label &lt; d_vocab_out.</summary>
     public void CheckAgainst(ModelConfig c, string path)
     {
-        if (Task.NCtx > c.NCtx) throw new InvalidInputException(path, "descriptor", $"sequences of {Task.Describe()} have {Task.NCtx} tokens, more than the model's n_ctx = {c.NCtx}");
-        if (Task.DVocab > c.DVocab) throw new InvalidInputException(path, "descriptor", $"tokens of {Task.Describe()} reach {Task.DVocab - 1}, outside the model's vocabulary [0, {c.DVocab})");
-        if (Task.DVocabOut > c.DVocabOut) throw new InvalidInputException(path, "descriptor", $"labels of {Task.Describe()} reach {Task.DVocabOut - 1}, outside [0, {c.DVocabOut}) (d_vocab_out)");
+        if (Task.NCtx > c.NCtx) throw new InvalidInputException(path, "descriptor", $"sequences of {Short(Task)} have {Task.NCtx} tokens, more than the model's n_ctx = {c.NCtx}");
+        if (Task.DVocab > c.DVocab) throw new InvalidInputException(path, "descriptor", $"tokens of {Short(Task)} reach {Task.DVocab - 1}, outside the model's vocabulary [0, {c.DVocab})");
+        if (Task.DVocabOut > c.DVocabOut) throw new InvalidInputException(path, "descriptor", $"labels of {Short(Task)} reach {Task.DVocabOut - 1}, outside [0, {c.DVocabOut}) (d_vocab_out)");
     }
 
     /// <summary>Sequences [first, first + count) of the space, each computed from its index when read.</summary>
