@@ -10,7 +10,9 @@ mkdir -p "$OUT"; cd "$OUT"
 dotnet publish "$repo/src/Verifier.Cli" -c Release -o bin --nologo -v quiet >/dev/null
 V=$PWD/bin/verifier
 [ -d model ] || "$V" train-model --task max-of-k --out model >/dev/null 2>&1
-[ -f data.jsonl ] || "$V" make-data --task max-of-k --count "$SEQUENCES" --seed 7 --out data.jsonl >/dev/null
+# ALL=1: the whole max-of-k space of vocab 32, k 4 (1 048 576 sequences) as a descriptor instead of SEQUENCES samples.
+if [ "${ALL:-0}" = 1 ]; then [ -f data.jsonl ] || "$V" make-data --task max-of-k --vocab 32 --k 4 --all --out data.jsonl >/dev/null
+else [ -f data.jsonl ] || "$V" make-data --task max-of-k --count "$SEQUENCES" --seed 7 --out data.jsonl >/dev/null; fi
 now() { date +%s.%N; }
 t=$(now); "$V" bound --model model --data data.jsonl --strategy "$STRATEGY" --out whole.json --no-true-loss --no-record --force 2>/dev/null | head -1
 whole=$(awk -v a="$t" -v b="$(now)" 'BEGIN { print b - a }')
