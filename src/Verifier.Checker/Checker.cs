@@ -377,8 +377,48 @@ public sealed partial class TranscriptChecker
         if (Math.Abs(bits - own) > 1e-9 * Math.Max(1, own)) throw new CheckFailure("cost", $"bits {bits:R} ≠ the checker's {own:R}");
     }
 
+    /// <summary>The scope, claim and advice fields each lemma reads (spec/transcript.md): no other field is accepted, so no
+    /// number in a step can be one the checker silently ignores.</summary>
+    static readonly Dictionary<string, (string[] Scope, string[] Claim, string[] Data)> Fields = new()
+    {
+        ["BF"] = (["sequence"], ["loss_sum", "errors"], []),
+        ["BFB"] = (["first", "end"], ["loss_sum", "errors"], []),
+        ["MEAN"] = (["positions"], ["b0", "errors"], []),
+        ["IP"] = (["position"], ["ce_by_label"], []),
+        ["IPMEAN"] = (["positions"], ["b0", "errors"], []),
+        ["N1"] = (["model"], ["W_Q", "W_K", "W_V", "W_O", "K_mlp", "W_in_col", "W_out_row", "unembed_diff"], []),
+        ["T1-table"] = (["tables"], [], ["gates"]),
+        ["L2"] = (["sequence", "site"], ["eps"], ["features"]),
+        ["L5"] = (["sequence", "layer", "block", "site"], ["eps"], ["centres"]),
+        ["T1"] = (["sequence", "layer", "block", "site"], ["eps"], ["centres"]),
+        ["L4"] = (["sequence", "layer", "block", "site"], ["eps"], []),
+        ["T2"] = (["sequence", "layer", "block", "site"], ["eps"], []),
+        ["L1"] = (["sequence"], ["loss_sum", "errors"], []),
+        ["INFO"] = (["work"], [], []),
+        ["CL"] = (["cluster"], ["ce"], ["box"]),
+        ["CLMEMBERS"] = (["cluster"], ["loss_sum", "errors"], ["members"]),
+        ["CT"] = (["tables"], [], []),
+        ["CC"] = (["sequence", "site"], ["loss_sum", "errors"], ["features"]),
+        ["SHARD"] = (["shard", "count"], ["loss_sum", "errors"], ["transcript"]),
+    };
+
+    static void KnownFields(Step s)
+    {
+        string key = s.Lemma == "T1" && s.Inputs.Length == 0 ? "T1-table" : s.Lemma;
+        if (!Fields.TryGetValue(key, out var f)) return;   // an unknown lemma is refused by CheckStep
+        void Only(JsonElement? o, string[] allowed, string what)
+        {
+            if (o is not { } e) return;
+            foreach (var p in e.EnumerateObject())
+                if (!allowed.Contains(p.Name))
+                    Fail(s, $"{what}: unknown field '{p.Name}' (a {s.Lemma} step has {(allowed.Length == 0 ? "none" : string.Join(", ", allowed))})");
+        }
+        Only(s.Scope, f.Scope, "scope"); Only(s.Claim, f.Claim, "claim"); Only(s.Data, f.Data, "data");
+    }
+
     void CheckStep(Step s)
     {
+        KnownFields(s);
         if (!LemmasByStrategy[_strategy].Contains(s.Lemma))
             Fail(s, $"lemma '{s.Lemma}' is not a lemma of the strategy '{_strategy}' (proofs/README.md)");
         if (_finalMeanStep >= 0) Fail(s, "no step may follow the final MEAN/IPMEAN step");

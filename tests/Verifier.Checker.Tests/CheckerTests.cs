@@ -215,6 +215,9 @@ public class CheckerTests
     [InlineData("trailing", "content after the end")]
     [InlineData("trailing-text", "content after the end")]
     [InlineData("escape", "\\u001b[32m")]
+    [InlineData("unknown-claim-field", "claim: unknown field 'bonus'")]
+    [InlineData("unknown-scope-field", "scope: unknown field 'shift'")]
+    [InlineData("unexpected-advice", "data: unknown field 'features'")]
     public void Malformed_transcripts_are_rejected_with_a_message_never_a_crash(string fault, string expected)
     {
         using var w = new World(7);
@@ -236,6 +239,9 @@ public class CheckerTests
             "duplicate-step-key" => System.Text.RegularExpressions.Regex.Replace(text, "\"loss_sum\":", "\"loss_sum\":1e-12,\"loss_sum\":"),
             "trailing" => text + "{\"schema\":1}",
             "trailing-text" => text + "\naccepted",
+            "unknown-claim-field" => new System.Text.RegularExpressions.Regex("\"claim\":\\{").Replace(text, "\"claim\":{\"bonus\":0,", 1),
+            "unknown-scope-field" => new System.Text.RegularExpressions.Regex("\"scope\":\\{").Replace(text, "\"scope\":{\"shift\":1,", 1),
+            "unexpected-advice" => new System.Text.RegularExpressions.Regex("\"cost\":\\{").Replace(text, "\"data\":{\"features\":[]},\"cost\":{", 1),
             "escape" => text.Replace("\"lemma\":\"BFB\"", "\"lemma\":\"\\u001b[32mBFB\""),
             _ => throw new ArgumentException(fault),
         };
