@@ -193,11 +193,14 @@ public sealed partial class TranscriptChecker
 
     /// <summary>ACC (proofs/ACC-accuracy.md): an optional claim `errors` ≥ the labelled positions the step does not certify
     /// correctly classified (a claimed upper bound like every other; accuracy ≥ 1 − errors/|P|).</summary>
-    double? Errors(Step s, long certified, string where)
+    /// A claim above the <paramref name="labelled"/> positions the step covers is refused: it says nothing, and sums of
+    /// such claims could overflow (the second red team made MEAN's sum wrap and certify 100 %).
+    double? Errors(Step s, long certified, long labelled, string where)
     {
         if (!s.Claim.TryGetProperty("errors", out _)) return null;
         double claimed = s.Number("errors");
         Certify(s, $"errors {where} (labelled positions not certified correctly classified)", claimed, certified);
+        if (claimed > labelled) Fail(s, $"errors {where}: claimed {claimed:R}, more than the {labelled} labelled positions it covers");
         return claimed;
     }
 

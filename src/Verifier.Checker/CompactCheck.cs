@@ -183,7 +183,7 @@ public sealed partial class TranscriptChecker
         }
         double claim = s.Number("loss_sum");
         Certify(s, $"loss_sum of sequence {q}", claim, sum);
-        var errors = Errors(s, seq.LabelledCount - correct, $"of sequence {q}");
+        var errors = Errors(s, seq.LabelledCount - correct, seq.LabelledCount, $"of sequence {q}");
         Cost(s, own, true); _ownFlops += own;
         return new Info { Lemma = s.Lemma, Sequence = q, Scalar = claim, Errors = errors };
     }

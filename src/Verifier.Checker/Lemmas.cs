@@ -43,7 +43,7 @@ public sealed partial class TranscriptChecker
         }
         double claim = s.Number("loss_sum");
         Certify(s, $"loss_sum of sequence {s.ScopeInt("sequence")}", claim, sum.Hi);
-        var errors = Errors(s, wrong, $"of sequence {s.ScopeInt("sequence")}");
+        var errors = Errors(s, wrong, seq.LabelledCount, $"of sequence {s.ScopeInt("sequence")}");
         long own = Costs.Forward(C, seq.Tokens.Length, seq.LabelledCount);
         Cost(s, own, true); _ownFlops += own;
         return new Info { Lemma = s.Lemma, Sequence = s.ScopeInt("sequence"), Scalar = claim, Errors = errors };
@@ -66,15 +66,16 @@ public sealed partial class TranscriptChecker
         {
             System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(failure);
         }
-        double sum = 0; long errors = 0, own = 0;
+        double sum = 0; long errors = 0, own = 0, labelled = 0;
         for (int i = first; i < end; i++)
         {
             sum = U.Add(sum, loss[i - first]); errors += wrong[i - first];
             own += Costs.Forward(C, seqs[i].Tokens.Length, seqs[i].LabelledCount);
+            labelled += seqs[i].LabelledCount;
         }
-        double claim = s.Number("loss_sum"), claimedErrors = s.Number("errors");
+        double claim = s.Number("loss_sum");
         Certify(s, $"loss_sum of sequences [{first}, {end})", claim, sum);
-        Certify(s, $"errors of sequences [{first}, {end}) (labelled positions not certified correct)", claimedErrors, errors);
+        var claimedErrors = Errors(s, errors, labelled, $"of sequences [{first}, {end})");
         Cost(s, own, true); _ownFlops += own;
         return new Info { Lemma = s.Lemma, Sequence = first, End = end, Scalar = claim, Errors = claimedErrors };
     }
@@ -119,7 +120,7 @@ public sealed partial class TranscriptChecker
         Certify(s, "b0", b0, U.Div(sum, positions));
         bool claimsErrors = s.Claim.TryGetProperty("errors", out _);
         if (claimsErrors && !allErrors) Fail(s, "claim: errors needs every input to claim errors");
-        _finalErrors = claimsErrors ? Errors(s, errors, "over the dataset") : null;
+        _finalErrors = claimsErrors ? Errors(s, errors, positions, "over the dataset") : null;
         Cost(s, s.Inputs.Length + 1, true);
         _finalMeanStep = s.Id; _finalB0 = b0; _finalSum = sum;
         return new Info { Lemma = s.Lemma, Scalar = b0 };
@@ -181,7 +182,7 @@ public sealed partial class TranscriptChecker
         if (positions != _data.LabelledPositions) Fail(s, $"scope.positions {positions} ≠ the dataset's {_data.LabelledPositions}");
         double b0 = s.Number("b0");
         Certify(s, "b0", b0, U.Div(sum, positions));
-        _finalErrors = Errors(s, wrong, "over the dataset");
+        _finalErrors = Errors(s, wrong, positions, "over the dataset");
         Cost(s, positions + 1, true);
         _finalMeanStep = s.Id; _finalB0 = b0; _finalSum = sum;
         return new Info { Lemma = s.Lemma, Scalar = b0 };
@@ -521,7 +522,7 @@ public sealed partial class TranscriptChecker
         prev.Nominal = null; prev.Vector = null; advice.Features = null; advice.Vector = null;
         double claim = s.Number("loss_sum");
         Certify(s, $"loss_sum of sequence {q}", claim, sum);
-        var errors = Errors(s, wrong, $"of sequence {q}");
+        var errors = Errors(s, wrong, seq.LabelledCount, $"of sequence {q}");
         long zf = tables ? f.Where((_, t) => seq.Labels[t] >= 0).Sum(ft => (long)ft.Length * 2 * C.DVocabOut) + seq.LabelledCount * (long)C.DVocabOut
                          : seq.LabelledCount * (2L * C.DModel * C.DVocabOut + C.DVocabOut);
         long own = zf + seq.LabelledCount * (3L * C.DVocabOut + 1 + 4);
@@ -609,7 +610,7 @@ public sealed partial class TranscriptChecker
         }
         double claim = s.Number("loss_sum");
         Certify(s, "loss_sum of the cluster", claim, sum);
-        var errors = Errors(s, wrong, "of the cluster");
+        var errors = Errors(s, wrong, members.Sum(i => (long)_data.Sequences[i].LabelledCount), "of the cluster");
         Cost(s, own, true); _ownFlops += own;
         return new Info { Lemma = s.Lemma, Members = members, Scalar = claim, Errors = errors };
     }

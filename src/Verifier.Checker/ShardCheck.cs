@@ -94,7 +94,7 @@ public sealed partial class TranscriptChecker
         double claim = s.Number("loss_sum");
         Certify(s, $"loss_sum of shard {i}/{n}", claim, sum);
         // ACC: the shard's certified errors (absent when the shard claims none; then the merge cannot claim any).
-        double? errors = v.Errors is { } ve ? Errors(s, (long)Math.Floor(ve), $"of shard {i}/{n}") : null;
+        double? errors = v.Errors is { } ve ? Errors(s, (long)Math.Floor(Math.Min(ve, v.Positions ?? 0)), v.Positions ?? 0, $"of shard {i}/{n}") : null;
         if (v.Errors is null && s.Claim.TryGetProperty("errors", out _)) Fail(s, $"shard {i}/{n} claims no errors, so its SHARD step may not");
         Cost(s, flops, true);
         _adviceBits += v.AdviceBits ?? 0;
