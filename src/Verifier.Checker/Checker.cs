@@ -28,6 +28,8 @@ public sealed record Verdict(bool Accepted, string Reason, int? Step, string? Le
     public string? Part { get; init; }
     /// <summary>For a merged transcript: how many shards were taken from recorded verdicts instead of re-checked.</summary>
     public int ShardsFromRecordedVerdicts { get; init; }
+    /// <summary>For an accepted transcript: SHA-256 of exactly the bytes the checker read (record verdicts under this hash).</summary>
+    public string? TranscriptSha256 { get; init; }
     /// <summary>Certified accuracy: at least 1 − errors/positions (rounded down).</summary>
     public double? AccuracyLb => Errors is { } e && Positions is { } p && p > 0 ? Accuracy.Lower(e, p) : null;
 
@@ -138,15 +140,17 @@ public sealed partial class TranscriptChecker
             _transcriptDir = Path.GetDirectoryName(Path.GetFullPath(transcriptPath))!,
         };
         int stepsChecked = 0; double? b0 = null;
+        string? transcriptSha = null;
         Step? current = null;
         try
         {
             checker.CheckDimensions();
             using var js = new JsonStream(File.OpenRead(transcriptPath));
             b0 = checker.Run(js, modelDir, crosscoderDir, dataPath, s => { current = s; stepsChecked = s.Id + 1; if (s.Id % 256 == 0) progress?.Report(js.BytesRead); });
+            transcriptSha = js.Sha256();
             return new Verdict(true, "every claim certified", null, null, null, null, stepsChecked, checker._ownFlops, sw.Elapsed.TotalSeconds, b0, checker._strategy)
             {
-                LossSum = checker._finalSum, Errors = checker._finalErrors, Positions = checker._data.LabelledPositions, Flops = checker._flopsDep + checker._flopsIndep,
+                TranscriptSha256 = transcriptSha, LossSum = checker._finalSum, Errors = checker._finalErrors, Positions = checker._data.LabelledPositions, Flops = checker._flopsDep + checker._flopsIndep,
                 AdviceBits = checker._adviceBits, Artefacts = checker._hashes, Part = checker._part?.ToString(), ShardsFromRecordedVerdicts = checker._fromRecorded,
             };
         }
@@ -294,14 +298,15 @@ public sealed partial class TranscriptChecker
     {
         var expected = new Dictionary<string, Func<string>>
         {
-            ["model_weights"] = () => Hashing.Sha256File(Path.Combine(modelDir, ModelWeights.WeightsFileName)),
-            ["model_config"] = () => Hashing.Sha256File(Path.Combine(modelDir, ModelConfig.FileName)),
+            // The hashes of exactly the bytes that were parsed (a file swapped after loading cannot lend its hash).
+            ["model_weights"] = () => _w.WeightsSha256 ?? Hashing.Sha256File(Path.Combine(modelDir, ModelWeights.WeightsFileName)),
+            ["model_config"] = () => _w.ConfigSha256 ?? Hashing.Sha256File(Path.Combine(modelDir, ModelConfig.FileName)),
             ["dataset"] = () => _data.ContentHash(),
         };
         if (ccDir is not null)
         {
-            expected["crosscoder_weights"] = () => Hashing.Sha256File(Path.Combine(ccDir, CrosscoderWeights.WeightsFileName));
-            expected["crosscoder_config"] = () => Hashing.Sha256File(Path.Combine(ccDir, CrosscoderConfig.FileName));
+            expected["crosscoder_weights"] = () => _cc?.WeightsSha256 ?? Hashing.Sha256File(Path.Combine(ccDir, CrosscoderWeights.WeightsFileName));
+            expected["crosscoder_config"] = () => _cc?.ConfigSha256 ?? Hashing.Sha256File(Path.Combine(ccDir, CrosscoderConfig.FileName));
         }
         if (e.ValueKind != JsonValueKind.Object) throw new CheckFailure("format", "'artefacts' must be an object");
         var named = _named;

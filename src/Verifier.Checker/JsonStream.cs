@@ -10,7 +10,11 @@ public sealed class JsonStream(Stream stream) : IDisposable
     int _start, _end;
     bool _final;
     JsonReaderState _state = new(new JsonReaderOptions { MaxDepth = 64 });
+    readonly System.Security.Cryptography.IncrementalHash _hash = System.Security.Cryptography.IncrementalHash.CreateHash(System.Security.Cryptography.HashAlgorithmName.SHA256);
     public long BytesRead { get; private set; }
+
+    /// <summary>SHA-256 of every byte read so far: after <see cref="End"/>, of exactly the document that was checked.</summary>
+    public string Sha256() => Convert.ToHexStringLower(_hash.GetCurrentHash());
 
     public delegate bool Op<T>(ref Utf8JsonReader r, out T result);
 
@@ -43,6 +47,7 @@ public sealed class JsonStream(Stream stream) : IDisposable
         if (_end == _buf.Length) Array.Resize(ref _buf, _buf.Length * 2);
         int n = stream.Read(_buf, _end, _buf.Length - _end);
         if (n == 0) _final = true;
+        _hash.AppendData(_buf, _end, n);
         _end += n;
         BytesRead += n;
     }
@@ -110,5 +115,5 @@ public sealed class JsonStream(Stream stream) : IDisposable
         }
     }
 
-    public void Dispose() => stream.Dispose();
+    public void Dispose() { stream.Dispose(); _hash.Dispose(); }
 }

@@ -86,6 +86,8 @@ public sealed partial class TranscriptChecker
         {
             var verdict = Check(full, _modelDir, _ccDir, _dataPath);
             if (!verdict.Accepted) Fail(s, $"shard {i}/{n} ({path}) is rejected: {verdict.Summary}");
+            // The bytes checked must be the ones the merge names (the file could have changed since it was hashed above).
+            if (verdict.TranscriptSha256 != sha) Fail(s, $"shard {i}/{n}: the transcript checked has SHA-256 {verdict.TranscriptSha256}, the merge names {sha}");
             v = RecordedVerdict.Of(verdict, sha);
             _ownFlops += verdict.CheckerFlops;
         }

@@ -35,7 +35,7 @@ static class CheckCommand
                 OutputGuard.Check("--verdict-out", vo.FullName, directory: false,
                     [path, pr.GetValue(transcript)!.FullName, pr.GetValue(model)!.FullName, pr.GetValue(crosscoder)?.FullName, pr.GetValue(data)!.FullName], store: pr.GetValue(db)!.FullName);
                 if (File.Exists(vo.FullName)) throw new OutputExistsException(vo.FullName);
-                AtomicOutput.WriteAllText(vo.FullName, RecordedVerdict.Of(v, Hashing.Sha256File(path)).ToJson());
+                AtomicOutput.WriteAllText(vo.FullName, RecordedVerdict.Of(v, v.TranscriptSha256 ?? Hashing.Sha256File(path)).ToJson());
             }
             Verifier.Store.AuditHead? head = null;
             if (!pr.GetValue(noRecord) && !oneShard && v.Part is null)
@@ -81,7 +81,7 @@ static class CheckCommand
     }
 
     public static long Record(Verifier.Store.VerifierStore store, Verdict v, string path) =>
-        store.RecordCheck(new Verifier.Store.CheckRecord(Hashing.Sha256File(path), v.Accepted, v.Reason, v.Step, v.Lemma, v.Claimed, v.Certified,
+        store.RecordCheck(new Verifier.Store.CheckRecord(v.TranscriptSha256 ?? Hashing.Sha256File(path), v.Accepted, v.Reason, v.Step, v.Lemma, v.Claimed, v.Certified,
             TranscriptChecker.Version, v.Seconds, v.Errors, v.Positions, v.AccuracyLb));
 
     public static void Print(CommandContext ctx, Verdict v, string path, Verifier.Store.AuditHead? head = null)

@@ -106,6 +106,9 @@ public sealed class CrosscoderWeights
     public const string WeightsFileName = "crosscoder.safetensors";
 
     public CrosscoderConfig Config { get; }
+    /// <summary>When loaded from a directory: SHA-256 of exactly the bytes of config.json and crosscoder.safetensors parsed.</summary>
+    public string? ConfigSha256 { get; private init; }
+    public string? WeightsSha256 { get; private init; }
     public IReadOnlyDictionary<string, NamedTensor> Tensors { get; }
     public NamedTensor this[string name] => Tensors[name];
 
@@ -144,7 +147,8 @@ public sealed class CrosscoderWeights
         if (!Directory.Exists(dir)) throw new InvalidInputException(dir, "crosscoder directory", "does not exist");
         string cfgPath = Path.Combine(dir, CrosscoderConfig.FileName);
         if (!File.Exists(cfgPath)) throw new InvalidInputException(cfgPath, "file", "does not exist (a crosscoder directory holds config.json and crosscoder.safetensors)");
-        var config = CrosscoderConfig.Parse(cfgPath, File.ReadAllText(cfgPath));
+        byte[] cfgBytes = File.ReadAllBytes(cfgPath);
+        var config = CrosscoderConfig.Parse(cfgPath, ModelConfig.Utf8Text(cfgBytes));
         if (model is { } m)
         {
             config.CheckFits(m.Config, cfgPath);
@@ -158,7 +162,7 @@ public sealed class CrosscoderWeights
         foreach (var info in file.Tensors.Values)
             tensors[info.Name] = new NamedTensor(info.Name, info.Shape.Select(s => checked((int)s)).ToArray(), file.ReadDoubles(info.Name),
                 info.Dtype == "F64" ? "F64" : "F32");
-        return new CrosscoderWeights(config, tensors, path);
+        return new CrosscoderWeights(config, tensors, path) { ConfigSha256 = Hashing.Sha256(cfgBytes), WeightsSha256 = file.Sha256 };
     }
 
     public void SaveInto(string dir)

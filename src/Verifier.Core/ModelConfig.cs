@@ -144,12 +144,22 @@ public sealed record ModelConfig(
         return c;
     }
 
-    public static ModelConfig Load(string dir)
+    public static ModelConfig Load(string dir) => Load(dir, out _);
+
+    /// <summary>Loads config.json and gives the SHA-256 of exactly the bytes it was parsed from.</summary>
+    public static ModelConfig Load(string dir, out string sha256)
     {
         string path = System.IO.Path.Combine(dir, FileName);
         if (!File.Exists(path)) throw new InvalidInputException(path, "file", "does not exist (a model directory holds config.json and model.safetensors)");
-        return Parse(path, File.ReadAllText(path));
+        byte[] bytes = File.ReadAllBytes(path);
+        sha256 = Hashing.Sha256(bytes);
+        return Parse(path, Utf8Text(bytes));
     }
+
+    /// <summary>UTF-8 text as File.ReadAllText reads it (a leading byte-order mark dropped).</summary>
+    public static string Utf8Text(byte[] bytes) =>
+        bytes.Length >= 3 && bytes[0] == 0xEF && bytes[1] == 0xBB && bytes[2] == 0xBF
+            ? System.Text.Encoding.UTF8.GetString(bytes, 3, bytes.Length - 3) : System.Text.Encoding.UTF8.GetString(bytes);
 
     public string ToJson()
     {

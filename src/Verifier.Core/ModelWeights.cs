@@ -10,6 +10,10 @@ public sealed class ModelWeights
     public IReadOnlyDictionary<string, NamedTensor> Tensors { get; }
     /// <summary>Where the weights came from (the safetensors path when loaded), for messages.</summary>
     public string Source { get; }
+    /// <summary>When loaded from a directory: SHA-256 of exactly the bytes of config.json and model.safetensors that were
+    /// parsed (so a checker never certifies weights it did not read under a hash it did not compute from them).</summary>
+    public string? ConfigSha256 { get; private init; }
+    public string? WeightsSha256 { get; private init; }
 
     public ModelWeights(ModelConfig config, IReadOnlyDictionary<string, NamedTensor> tensors, string source = "<weights>")
     {
@@ -46,7 +50,7 @@ public sealed class ModelWeights
     public static ModelWeights Load(string dir)
     {
         if (!Directory.Exists(dir)) throw new InvalidInputException(dir, "model directory", "does not exist");
-        var config = ModelConfig.Load(dir);
+        var config = ModelConfig.Load(dir, out string configSha);
         string path = Path.Combine(dir, WeightsFileName);
         var file = SafetensorsFile.Read(path);
         var tensors = new Dictionary<string, NamedTensor>(StringComparer.Ordinal);
@@ -58,7 +62,7 @@ public sealed class ModelWeights
             tensors[info.Name] = new NamedTensor(info.Name, info.Shape.Select(s => (int)s).ToArray(), file.ReadDoubles(info.Name),
                 info.Dtype == "F64" ? "F64" : "F32");
         }
-        return new ModelWeights(config, tensors, path);
+        return new ModelWeights(config, tensors, path) { ConfigSha256 = configSha, WeightsSha256 = file.Sha256 };
     }
 
     /// <summary>Writes config.json and model.safetensors into <paramref name="dir"/> (which must exist), replacing them:

@@ -37,6 +37,9 @@ public sealed class SafetensorsFile
     static readonly UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
 
     readonly byte[] _bytes;
+
+    /// <summary>SHA-256 of exactly the bytes this file was parsed from.</summary>
+    public string Sha256 => Hashing.Sha256(_bytes);
     readonly long _dataStart;
 
     public string Path { get; }

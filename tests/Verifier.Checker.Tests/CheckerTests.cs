@@ -185,6 +185,24 @@ public class CheckerTests
         Assert.True(tried > 50);
     }
 
+    /// <summary>The checker binds what it read to the hashes it reports: the artefacts' hashes are of the bytes parsed
+    /// (second red team: hashing the files again after loading left a window to swap them), and an accepted verdict names
+    /// the SHA-256 of exactly the transcript bytes it read, under which the store records it.</summary>
+    [Fact]
+    public void Hashes_are_of_the_bytes_the_checker_read()
+    {
+        using var w = new World(9);
+        var m = ModelWeights.Load(w.Dir);
+        Assert.Equal(Hashing.Sha256File(Path.Combine(w.Dir, ModelWeights.WeightsFileName)), m.WeightsSha256);
+        Assert.Equal(Hashing.Sha256File(Path.Combine(w.Dir, ModelConfig.FileName)), m.ConfigSha256);
+        var cc = CrosscoderWeights.Load(w.CcDir);
+        Assert.Equal(Hashing.Sha256File(Path.Combine(w.CcDir, CrosscoderWeights.WeightsFileName)), cc.WeightsSha256);
+        string path = w.Transcript(Strategies.CrosscoderTables);
+        var v = w.Check(path);
+        Assert.True(v.Accepted, v.Reason);
+        Assert.Equal(Hashing.Sha256File(path), v.TranscriptSha256);
+    }
+
     [Fact]
     public void A_transcript_checked_against_another_dataset_is_rejected()
     {
