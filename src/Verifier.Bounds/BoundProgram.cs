@@ -67,32 +67,35 @@ public static class BoundProgram
         if (strategy is Strategies.CrosscoderCompact or Strategies.Mixed && !(budget >= 0 && budget <= 1))
             throw new UsageException($"--budget must be a fraction of brute force's FLOPs in [0, 1], got {budget}");
         string final = Path.GetFullPath(transcriptPath);
-        // The strategy writes a private temporary; it is published only when everything, the true loss included,
-        // succeeded, and without overwrite unless asked (an output that appeared meanwhile is not replaced).
-        string tmp = $"{final}.tmp-{Environment.ProcessId}-{Guid.NewGuid():N}";
         try
         {
-            if (strategy is Strategies.CrosscoderCompact or Strategies.Mixed)
+            // The strategy writes a private temporary; it is published only when everything, the true loss included,
+            // succeeded, and without overwrite unless asked (an output that appeared meanwhile is not replaced).
+            return AtomicOutput.Publishing(final, overwrite, tmp =>
             {
-                var (cb0, acc, ccost, csteps, details) = CompactStrategy.Run(inputs, tmp, strategy == Strategies.Mixed ? budget : null, progress, ct);
-                double cs = sw.Elapsed.TotalSeconds;
-                double? ctl = computeTrueLoss ? ReferenceForward.Evaluate(inputs.Model, inputs.Data).Loss : null;
-                AtomicOutput.Publish(tmp, final, overwrite);
-                return new BoundResult(strategy, cb0, ctl, ccost, cs, final, csteps, acc, details);
-            }
-            var (b0, cost, steps, errors) = strategy switch
-            {
-                Strategies.BruteForce => BruteForceStrategy.Run(inputs, tmp, progress, ct, block),
-                Strategies.Trivial => TrivialStrategy.Run(inputs, tmp, progress, ct),
-                Strategies.CrosscoderExhaustive => CrosscoderStrategy.Run(inputs, tmp, tables: false, progress, ct),
-                Strategies.CrosscoderTables => CrosscoderStrategy.Run(inputs, tmp, tables: true, progress, ct),
-                Strategies.Clustered => ClusteredStrategy.Run(inputs, tmp, clusters, seed, progress, ct),
-                _ => throw new UsageException($"unknown strategy '{strategy}'; expected one of {string.Join(", ", Strategies.All)}"),
-            };
-            double seconds = sw.Elapsed.TotalSeconds;
-            double? trueLoss = computeTrueLoss ? ReferenceForward.Evaluate(inputs.Model, inputs.Data).Loss : null;
-            AtomicOutput.Publish(tmp, final, overwrite);
-            return new BoundResult(strategy, b0, trueLoss, cost, seconds, final, steps, AccuracyLb(errors, inputs.Positions));
+                (double B0, TranscriptCost Cost, int Steps, double Accuracy, JsonObject? Details) r;
+                if (strategy is Strategies.CrosscoderCompact or Strategies.Mixed)
+                {
+                    var (b0, acc, cost, steps, details) = CompactStrategy.Run(inputs, tmp, strategy == Strategies.Mixed ? budget : null, progress, ct);
+                    r = (b0, cost, steps, acc, details);
+                }
+                else
+                {
+                    var (b0, cost, steps, errors) = strategy switch
+                    {
+                        Strategies.BruteForce => BruteForceStrategy.Run(inputs, tmp, progress, ct, block),
+                        Strategies.Trivial => TrivialStrategy.Run(inputs, tmp, progress, ct),
+                        Strategies.CrosscoderExhaustive => CrosscoderStrategy.Run(inputs, tmp, tables: false, progress, ct),
+                        Strategies.CrosscoderTables => CrosscoderStrategy.Run(inputs, tmp, tables: true, progress, ct),
+                        Strategies.Clustered => ClusteredStrategy.Run(inputs, tmp, clusters, seed, progress, ct),
+                        _ => throw new UsageException($"unknown strategy '{strategy}'; expected one of {string.Join(", ", Strategies.All)}"),
+                    };
+                    r = (b0, cost, steps, Accuracy.Lower(errors, inputs.Positions), null);
+                }
+                double seconds = sw.Elapsed.TotalSeconds;
+                double? trueLoss = computeTrueLoss ? ReferenceForward.Evaluate(inputs.Model, inputs.Data).Loss : null;
+                return new BoundResult(strategy, r.B0, trueLoss, r.Cost, seconds, final, r.Steps, r.Accuracy, r.Details);
+            });
         }
         catch (IntervalOverflowException e)
         {
@@ -102,10 +105,6 @@ public static class BoundProgram
         catch (NonFiniteClaimException e)
         {
             throw new NumericException(inputs.Model.Source, "bound", $"{e.Message}");
-        }
-        finally
-        {
-            if (File.Exists(tmp)) File.Delete(tmp);
         }
     }
 
@@ -133,10 +132,4 @@ public static class BoundProgram
         return (b0, id);
     }
 
-    /// <summary>The certified accuracy lower bound 1 − errors/|P|, rounded down.</summary>
-    public static double AccuracyLb(double errors, long positions)
-    {
-        double right = Math.Max(0, positions - Math.Floor(errors)), q = right / positions;
-        return Math.FusedMultiplyAdd(q, positions, -right) > 0 ? Math.BitDecrement(q) : q;
-    }
 }

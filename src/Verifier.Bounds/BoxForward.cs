@@ -56,10 +56,6 @@ public static class BoxForward
         return outp;
     }
 
-    /// <summary>Upper bound on CE(h W_U + b_U, y) for every h in the box, from z_i − z_y = h·(u_i − u_y) + (b_i − b_y).</summary>
-    public static double CrossEntropyUpper(ModelWeights w, Iv[] h, int y) =>
-        IntervalModel.CrossEntropyFromDifferences(LogitDifferences(w, h, y)).Hi;
-
     /// <summary>z_i − z_y = h·(u_i − u_y) + (b_i − b_y) for every i ≠ y, over the box h.</summary>
     public static Iv[] LogitDifferences(ModelWeights w, Iv[] h, int y)
     {

@@ -70,10 +70,6 @@ public static class BruteForceStrategy
         return (sum, errors, flops);
     }
 
-    /// <summary>Upper end of the interval enclosure of Σ_t CE(logits_t, y_t) over the sequence's labelled positions
-    /// (scalar R1 arithmetic; the per-sequence <c>BF</c> step).</summary>
-    public static double LossSumUpper(IntervalModel model, Sequence seq) => Sequence(model, seq).LossSum;
-
     /// <summary>One sequence's BF claim in scalar R1 arithmetic: the upper end of the enclosure of Σ_t CE(logits_t, y_t)
     /// over its labelled positions (with slack), and the positions whose label logit is not certified to beat every other (ACC).</summary>
     public static (double LossSum, int Errors) Sequence(IntervalModel model, Sequence seq)

@@ -99,11 +99,6 @@ public static class CompactFlops
     }
 
 
-    /// <summary>A brute-force step of the mixed strategy: the forward pass plus one comparison per logit for the
-    /// accuracy count.</summary>
-    public static long BruteForce(ModelConfig c, Sequence seq) => Verifier.Bounds.Flops.Forward(c, seq.Tokens.Length, seq.LabelledCount);
-
-    public static long Mean(int inputs) => inputs + 1L;
 }
 
 /// <summary>One sequence's compact bound: the loss-sum claim (with slack), the certified number of correctly
@@ -227,10 +222,10 @@ public static class CompactStrategy
         if (budget is { } b)
         {
             long bfTotal = data.Sequences.Sum(s => Flops.Forward(c, s.Tokens.Length, s.LabelledCount)) + data.Count + 1;
-            long spent = tab.Flops + bounds.Sum(x => x.Flops) + CompactFlops.Mean(data.Count);
+            long spent = tab.Flops + bounds.Sum(x => x.Flops) + (data.Count + 1L);   // MEAN
             foreach (int q in Enumerable.Range(0, data.Count).OrderByDescending(q => bounds[q].LossSum).ThenBy(q => q))
             {
-                long extra = CompactFlops.BruteForce(c, data.Sequences[q]) - bounds[q].Flops;
+                long extra = Flops.Forward(c, data.Sequences[q].Tokens.Length, data.Sequences[q].LabelledCount) - bounds[q].Flops;
                 if (spent + extra > b * bfTotal) break;
                 brute[q] = true; spent += extra;
             }
@@ -262,7 +257,7 @@ public static class CompactStrategy
             sums.Add(bq.LossSum); errors += seq.LabelledCount - bq.Correct;
         }
         var (b0, final) = BoundProgram.Mean(tw, steps, sums, inputs.Positions, errors);
-        double acc = BoundProgram.AccuracyLb(errors, inputs.Positions);
+        double acc = Accuracy.Lower(errors, inputs.Positions);
         var cost = tw.Complete([], b0, final, null, adviceBits);
         return (b0, acc, cost, tw.StepCount, Details(bounds, brute, inputs));
     }

@@ -89,29 +89,23 @@ public static class Merge
         string outDir = Path.GetDirectoryName(outFull)!;
         var arts = first.Artefacts.Values.ToList();
         // Written to a private temporary, published only when complete, without overwrite unless asked.
-        string tmp = $"{outFull}.tmp-{Environment.ProcessId}-{Guid.NewGuid():N}";
-        try
+        return AtomicOutput.Publishing(outFull, overwrite, tmp =>
         {
-        using var tw = new TranscriptWriter(tmp, arts, "merge", new JsonObject { ["strategy"] = first.Strategy, ["shards"] = n });
-        var ids = new List<int>(); var sums = new List<double>();
-        double advice = 0;
-        foreach (var s in byIndex)
-        {
-            ids.Add(tw.Add(new TranscriptStep("SHARD", [], BoundProgram.Scope(("shard", s!.Spec.Index), ("count", n)),
-                s.Errors is { } e ? new JsonObject { ["loss_sum"] = s.LossSum, ["errors"] = e } : new JsonObject { ["loss_sum"] = s.LossSum }, s.Flops, DatasetDependent: true,
-                new JsonObject { ["transcript"] = new JsonObject { ["sha256"] = s.Sha256, ["path"] = Path.GetRelativePath(outDir, s.Path) } })));
-            sums.Add(s.LossSum);
-            advice += s.AdviceBits;
-        }
-        double? errors = byIndex.All(s => s!.Errors is not null) ? byIndex.Sum(s => s!.Errors!.Value) : null;
-        var (b0, final) = BoundProgram.Mean(tw, ids, sums, byIndex.Sum(s => s!.Positions), errors);
-        var cost = tw.Complete([], b0, final, null, advice);
-        AtomicOutput.Publish(tmp, outFull, overwrite);
-        return (b0, cost, tw.StepCount, first.Strategy, n);
-        }
-        finally
-        {
-            if (File.Exists(tmp)) File.Delete(tmp);
-        }
+            using var tw = new TranscriptWriter(tmp, arts, "merge", new JsonObject { ["strategy"] = first.Strategy, ["shards"] = n });
+            var ids = new List<int>(); var sums = new List<double>();
+            double advice = 0;
+            foreach (var s in byIndex)
+            {
+                ids.Add(tw.Add(new TranscriptStep("SHARD", [], BoundProgram.Scope(("shard", s!.Spec.Index), ("count", n)),
+                    s.Errors is { } e ? new JsonObject { ["loss_sum"] = s.LossSum, ["errors"] = e } : new JsonObject { ["loss_sum"] = s.LossSum }, s.Flops, DatasetDependent: true,
+                    new JsonObject { ["transcript"] = new JsonObject { ["sha256"] = s.Sha256, ["path"] = Path.GetRelativePath(outDir, s.Path) } })));
+                sums.Add(s.LossSum);
+                advice += s.AdviceBits;
+            }
+            double? errors = byIndex.All(s => s!.Errors is not null) ? byIndex.Sum(s => s!.Errors!.Value) : null;
+            var (b0, final) = BoundProgram.Mean(tw, ids, sums, byIndex.Sum(s => s!.Positions), errors);
+            var cost = tw.Complete([], b0, final, null, advice);
+            return (b0, cost, tw.StepCount, first.Strategy, n);
+        });
     }
 }

@@ -52,17 +52,6 @@ public static class Untrusted
         || c is '\u200e' or '\u200f' or '\u061c';
 }
 
-/// <summary>ACC: accuracy ≥ (P − ⌊errors⌋)/P, the quotient rounded down exactly (both counts are integers below 2⁵³).</summary>
-public static class Accuracy
-{
-    public static double Lower(double errors, long positions)
-    {
-        double right = Math.Max(0, positions - Math.Floor(errors));
-        double q = right / positions;
-        return Math.FusedMultiplyAdd(q, positions, -right) > 0 ? Math.BitDecrement(q) : q;
-    }
-}
-
 /// <summary>Replays a transcript (spec/transcript.md) against the artefacts it names: every claim is recomputed
 /// in the checker's own interval arithmetic and must be at least the certified upper end; hashes, structure,
 /// lemma IDs, side conditions, costs and b₀ are verified. Streams the steps (the file is never held whole);

@@ -81,32 +81,6 @@ public sealed partial class TranscriptChecker
     }
 
     // ---- CC ----------------------------------------------------------------------------------------------------------
-    (int Index, double Value)[][] CompactFeatures(Step s, int T)
-    {
-        var f = s.DataField("features");
-        if (f.ValueKind != JsonValueKind.Array || f.GetArrayLength() != T) Fail(s, $"data.features needs one list per token ({T})");
-        int n = _cc!.Config.Width;
-        var result = new (int, double)[T][];
-        int t = 0;
-        foreach (var tok in f.EnumerateArray())
-        {
-            if (tok.ValueKind != JsonValueKind.Array) Fail(s, $"data.features[{t}] must be a list");
-            var seen = new HashSet<int>();
-            var list = new List<(int, double)>();
-            foreach (var p in tok.EnumerateArray())
-            {
-                if (p.ValueKind != JsonValueKind.Array || p.GetArrayLength() != 2 || p[0].ValueKind != JsonValueKind.Number || !p[0].TryGetInt32(out int i)
-                    || i < 0 || i >= n || p[1].ValueKind != JsonValueKind.Number || !p[1].TryGetDouble(out double v) || !double.IsFinite(v))
-                    Fail(s, $"data.features[{t}]: each entry must be [index in [0, {n}), finite value]");
-                var e = (p[0].GetInt32(), p[1].GetDouble());
-                if (!seen.Add(e.Item1)) Fail(s, $"data.features[{t}] names feature {e.Item1} twice");
-                list.Add(e);
-            }
-            result[t++] = list.ToArray();
-        }
-        return result;
-    }
-
     Info CompactSequenceStep(Step s)
     {
         if (s.Inputs.Length != 1) Fail(s, "inputs: CC takes exactly the CT step");
@@ -115,7 +89,7 @@ public sealed partial class TranscriptChecker
         var seq = Seq(s);
         int q = s.ScopeInt("sequence"), T = seq.Tokens.Length;
         if (s.ScopeStr("site") != CompactSiteName) Fail(s, $"scope.site must be {CompactSiteName}");
-        var f = CompactFeatures(s, T);
+        var f = Features(s, T);
         foreach (var ft in f) _adviceBits += AdviceBits(_cc!.Config.Width, ft.Length);
         int d = C.DModel, H = C.NHeads, m = C.DMlp, V = C.DVocabOut, S = _cc!.Config.Sites.Count, cs = tab.Site;
         double[] P(string name) => _w[name].Data;

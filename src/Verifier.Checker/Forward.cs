@@ -106,8 +106,6 @@ public sealed class Forward(ModelWeights w)
     public static bool Certain(R[] diffs, double margin = 0) => diffs.All(d => U.Add(d.Hi, margin) < 0);
 
     /// <summary>CE upper bound over a box of final residuals, from z_i − z_y = h·(u_i − u_y) + (b_i − b_y).</summary>
-    public double CeBox(R[] h, int y) => CeFromDiffs(LogitDiffsBox(h, y)).Hi;
-
     /// <summary>z_i − z_y = h·(u_i − u_y) + (b_i − b_y) for every i ≠ y, over the box h.</summary>
     public R[] LogitDiffsBox(R[] h, int y)
     {

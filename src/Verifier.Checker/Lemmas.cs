@@ -271,8 +271,8 @@ public sealed partial class TranscriptChecker
             if (tok.ValueKind != JsonValueKind.Array) throw new Rejection(s.Id, s.Lemma, $"data.features[{t}] must be a list");
             var list = tok.EnumerateArray().Select(p =>
             {
-                if (p.ValueKind != JsonValueKind.Array || p.GetArrayLength() != 2 || !p[0].TryGetInt32(out int i) || i < 0 || i >= n
-                    || !p[1].TryGetDouble(out double v) || !double.IsFinite(v))
+                if (p.ValueKind != JsonValueKind.Array || p.GetArrayLength() != 2 || p[0].ValueKind != JsonValueKind.Number || !p[0].TryGetInt32(out int i)
+                    || i < 0 || i >= n || p[1].ValueKind != JsonValueKind.Number || !p[1].TryGetDouble(out double v) || !double.IsFinite(v))
                     throw new Rejection(s.Id, s.Lemma, $"data.features[{t}]: each entry must be [index in [0, {n}), finite value]");
                 return (i, v);
             }).ToArray();

@@ -36,6 +36,23 @@ public static class AtomicOutput
     /// overwrite checks and then renames, which two racing writers can both pass.) Where link(2) is not available
     /// (another OS, a file system without hard links) the name is first reserved with O_CREAT|O_EXCL and the
     /// complete file renamed over the reservation.</summary>
+    /// <summary>Runs <paramref name="write"/> on a private temporary sibling of <paramref name="full"/> and publishes it
+    /// (<see cref="Publish"/>) only when it returns; the temporary never outlives the call.</summary>
+    public static T Publishing<T>(string full, bool overwrite, Func<string, T> write)
+    {
+        string tmp = $"{full}.tmp-{Environment.ProcessId}-{Guid.NewGuid():N}";
+        try
+        {
+            var result = write(tmp);
+            Publish(tmp, full, overwrite);
+            return result;
+        }
+        finally
+        {
+            if (File.Exists(tmp)) File.Delete(tmp);
+        }
+    }
+
     public static void Publish(string tmp, string full, bool overwrite)
     {
         if (overwrite) { File.Move(tmp, full, overwrite: true); return; }
