@@ -589,7 +589,7 @@ public sealed partial class TranscriptChecker
         if (mj.ValueKind != JsonValueKind.Array) Fail(s, "data.members must be a list of sequence indices");
         var members = mj.EnumerateArray().Select(x => x.TryGetInt32(out int i) && i >= 0 && i < _data.Count ? i
             : throw new Rejection(s.Id, s.Lemma, $"data.members must be sequence indices in [0, {_data.Count})")).ToArray();
-        double sum = 0; long own = 0, wrong = 0;
+        double sum = 0; long own = 0, wrong = 0, labelled = 0;
         foreach (int i in members)
         {
             var seq = _data.Sequences[i];
@@ -607,10 +607,11 @@ public sealed partial class TranscriptChecker
                 }
             }
             own += seq.Tokens.Length * 3L * C.DModel + seq.LabelledCount;
+            labelled += seq.LabelledCount;
         }
         double claim = s.Number("loss_sum");
         Certify(s, "loss_sum of the cluster", claim, sum);
-        var errors = Errors(s, wrong, members.Sum(i => (long)_data.Sequences[i].LabelledCount), "of the cluster");
+        var errors = Errors(s, wrong, labelled, "of the cluster");
         Cost(s, own, true); _ownFlops += own;
         return new Info { Lemma = s.Lemma, Members = members, Scalar = claim, Errors = errors };
     }
