@@ -272,6 +272,8 @@ public sealed partial class TranscriptChecker
     /// dataset's tokens, labels and lengths against the model's vocabulary and n_ctx when they were loaded.</summary>
     void CheckDimensions()
     {
+        if (!C.IsBasic)
+            throw new CheckFailure("artefacts", $"the checker's lemmas cover only the basic architecture (no normalisation, ReLU, learned positions, global attention scaled by sqrt(d_head)); this model has {string.Join(", ", C.Features())}");
         if (_cc is null) return;
         var cfg = _cc.Config;
         if (cfg.DModel != C.DModel) throw new CheckFailure("artefacts", $"the crosscoder's d_model {cfg.DModel} differs from the model's d_model {C.DModel}");

@@ -15,11 +15,22 @@ public sealed class ModelWeights
     public string? ConfigSha256 { get; private init; }
     public string? WeightsSha256 { get; private init; }
 
+    /// <summary>Bias tensors the state dict did not hold, read as zeros (<see cref="ModelConfig.IsOptionalBias"/>).</summary>
+    public IReadOnlyList<string> ZeroFilledBiases { get; }
+
     public ModelWeights(ModelConfig config, IReadOnlyDictionary<string, NamedTensor> tensors, string source = "<weights>")
     {
         Config = config;
-        Tensors = tensors;
         Source = source;
+        var absent = config.ParameterShapes().Where(p => !tensors.ContainsKey(p.Name) && config.IsOptionalBias(p.Name)).ToList();
+        if (absent.Count > 0)
+        {
+            var filled = new Dictionary<string, NamedTensor>(tensors, StringComparer.Ordinal);
+            foreach (var (name, shape) in absent) filled[name] = new NamedTensor(name, shape, new double[shape.Aggregate(1, (a, b) => a * b)], "F32");
+            tensors = filled;
+        }
+        Tensors = tensors;
+        ZeroFilledBiases = absent.Select(a => a.Name).ToArray();
         Validate(source);
     }
 
@@ -88,6 +99,8 @@ public sealed class ModelWeights
                 double u1 = 1.0 - rng.NextDouble(), u2 = rng.NextDouble();
                 data[i] = std * Math.Sqrt(-2 * Math.Log(u1)) * Math.Cos(2 * Math.PI * u2);
             }
+            // Normalisation gains start near 1 (as TransformerLens initialises them), so a random model is a plausible one.
+            if (name.EndsWith(".w", StringComparison.Ordinal)) for (long i = 0; i < n; i++) data[i] += 1;
             tensors[name] = new NamedTensor(name, shape, data, dtype);
         }
         return new ModelWeights(config, tensors);

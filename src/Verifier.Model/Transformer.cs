@@ -19,6 +19,7 @@ public sealed class Transformer : IDisposable
     public Transformer(ModelWeights weights, ScalarType dtype = ScalarType.Float32, Device? device = null)
     {
         Config = weights.Config;
+        Config.RequireBasic("the TorchSharp model (eval, training, activations)");
         Dtype = dtype;
         Device = device ?? CPU;
         foreach (var (name, shape) in Config.ParameterShapes())

@@ -186,11 +186,11 @@ public sealed class CliTests : IDisposable
     }
 
     [Fact]
-    public void A_LayerNorm_config_is_refused_as_unsupported()
+    public void An_unsupported_normalisation_is_refused_by_name()
     {
         string model = TrainSmall();
         string cfg = Path.Combine(model, "config.json");
-        File.WriteAllText(cfg, File.ReadAllText(cfg).Replace("\"normalization_type\": null", "\"normalization_type\": \"LN\""));
+        File.WriteAllText(cfg, File.ReadAllText(cfg).Replace("\"normalization_type\": null", "\"normalization_type\": \"LNPost\""));
         var r = Run("info", "--model", model, "--json");
         Assert.Equal(ExitCodes.Unsupported, r.Code);
         Assert.Contains("'normalization_type'", r.Err);

@@ -24,18 +24,12 @@ public class ConfigAndWeightsTests
     }
 
     [Theory]
-    [InlineData("normalization_type", "\"LN\"")]
-    [InlineData("normalization_type", "\"RMS\"")]
-    [InlineData("act_fn", "\"gelu\"")]
+    [InlineData("normalization_type", "\"LNPost\"")]
     [InlineData("act_fn", "\"solu_ln\"")]
-    [InlineData("positional_embedding_type", "\"rotary\"")]
-    [InlineData("gated_mlp", "true")]
-    [InlineData("parallel_attn_mlp", "true")]
-    [InlineData("use_attn_scale", "false")]
-    [InlineData("n_key_value_heads", "2")]
-    [InlineData("use_local_attn", "true")]
+    [InlineData("positional_embedding_type", "\"alibi\"")]
+    [InlineData("use_qk_norm", "true")]
+    [InlineData("output_logits_soft_cap", "30.0")]
     [InlineData("attention_dir", "\"bidirectional\"")]
-    [InlineData("attn_scale", "3.0")]
     public void Refuses_unsupported_architecture_naming_the_field(string field, string value)
     {
         var o = JsonNode.Parse(TransformerLensConfig)!.AsObject();
@@ -124,8 +118,14 @@ public class ConfigAndWeightsTests
         var w = ModelWeights.Random(Tiny, seed: 5);
         var d = w.Tensors.ToDictionary();
 
-        var missing = new Dictionary<string, NamedTensor>(d); missing.Remove("blocks.1.attn.b_K");
-        Assert.Contains("missing 'blocks.1.attn.b_K' [2, 4]", Assert.Throws<InvalidInputException>(() => new ModelWeights(Tiny, missing, "f")).Message);
+        var missing = new Dictionary<string, NamedTensor>(d); missing.Remove("blocks.1.attn.W_K");
+        Assert.Contains("missing 'blocks.1.attn.W_K' [2, 8, 4]", Assert.Throws<InvalidInputException>(() => new ModelWeights(Tiny, missing, "f")).Message);
+
+        // A missing bias reads as zeros, as TransformerLens initialises it (LLaMA-style state dicts have none).
+        var noBias = new Dictionary<string, NamedTensor>(d); noBias.Remove("blocks.1.attn.b_K");
+        var zeroed = new ModelWeights(Tiny, noBias, "f");
+        Assert.Equal(new double[8], zeroed["blocks.1.attn.b_K"].Data);
+        Assert.Equal(["blocks.1.attn.b_K"], zeroed.ZeroFilledBiases);
 
         var extra = new Dictionary<string, NamedTensor>(d) { ["blocks.0.ln1.w"] = new("blocks.0.ln1.w", [8], new double[8]) };
         Assert.Contains("unexpected 'blocks.0.ln1.w'", Assert.Throws<InvalidInputException>(() => new ModelWeights(Tiny, extra, "f")).Message);

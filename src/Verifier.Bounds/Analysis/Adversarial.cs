@@ -14,6 +14,7 @@ public static class Adversarial
     public static IReadOnlyList<AdversarialPair> Run(ModelWeights w, CrosscoderWeights cc, ITask task, TokenDataset data,
         int pairs, int budget, ulong seed, CancellationToken ct = default)
     {
+        w.Config.RequireBasic("adversarial");
         var c = w.Config; var sites = c.SiteNames();
         if (task.DVocab != c.DVocab || task.NCtx > c.NCtx) throw new UsageException($"the task ({task.Describe()}) does not fit the model's vocabulary and context");
         if (task.Label(Enumerable.Repeat(0, task.NCtx).ToArray()) is null && task is not MaxOfKTask)

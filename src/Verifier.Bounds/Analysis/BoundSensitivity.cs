@@ -32,6 +32,7 @@ public static class BoundSensitivity
     public static SensitivityReport Run(ModelWeights w, CrosscoderWeights cc, TokenDataset data, (int Index, double Value)[][][]? features = null,
         IProgress<(int Done, int Total)>? progress = null, CancellationToken ct = default)
     {
+        w.Config.RequireBasic("the bound-removal validation of interactions");
         var c = w.Config; var names = c.SiteNames();
         if (Unavailable(c, cc.Config) is string why) throw new UsageException(why);
         int[] ccSite = names.Select(s => cc.Config.Sites.ToList().IndexOf(s)).ToArray();

@@ -13,6 +13,7 @@ public static class FeatureClusters
 
     public static Result Run(ModelWeights w, CrosscoderWeights cc, TokenDataset data, InteractionReport report, ulong seed)
     {
+        w.Config.RequireBasic("cluster-features");
         var enc = new PlainCrosscoder(cc, w.Config.SiteNames());
         var seqs = data.Sequences.Select(s => (s, f: enc.Encode(w, s.Tokens))).ToArray();
         var features = report.Measured.Keys.SelectMany(k => new[] { k.I, k.J }).Distinct().OrderBy(i => i).ToArray();

@@ -48,6 +48,7 @@ public static class InteractionAnalysis
 
     public static InteractionReport Analyse(ModelWeights w, CrosscoderWeights cc, TokenDataset data, Options o, IProgress<(int Done, int Total)>? progress = null)
     {
+        w.Config.RequireBasic("interactions");
         var c = w.Config; var sites = c.SiteNames();
         int n = cc.Config.Width, d = c.DModel, m = c.DMlp, S = cc.Config.Sites.Count;
         int CcSite(int site) => cc.Config.Sites.ToList().IndexOf(sites[site]);

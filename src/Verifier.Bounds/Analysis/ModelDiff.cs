@@ -21,6 +21,7 @@ public static class ModelDiff
     /// <param name="cc">A crosscoder whose sites are model A's sites (in ModelConfig.SiteNames order) then model B's.</param>
     public static (IReadOnlyList<TokenDiff> Tokens, IReadOnlyList<NeuronDiff> Neurons) Run(ModelWeights a, ModelWeights b, CrosscoderWeights cc, TokenDataset data)
     {
+        a.Config.RequireBasic("diff-models");
         var c = a.Config; var names = c.SiteNames(); int S1 = names.Count, S = 2 * S1, d = c.DModel, n = cc.Config.Width, m = c.DMlp;
         if (c.AttnOnly) throw new UsageException("model diffing by ReLU interaction needs MLP layers");
         if (cc.Config.Sites.Count != S) throw new UsageException($"the crosscoder must cover both models' {S1} sites ({S} in all)");

@@ -14,6 +14,7 @@ public static class Suppression
 
     public static (double Model, double Zero, IReadOnlyList<SuppressionResult> Results) Run(ModelWeights w, CrosscoderWeights cc, TokenDataset data, ulong seed)
     {
+        w.Config.RequireBasic("suppress");
         var c = w.Config; var sites = c.SiteNames();
         if (c.AttnOnly) throw new UsageException("suppression rebuilds MLP pre-activations: the model has no MLP");
         int n = cc.Config.Width, d = c.DModel, m = c.DMlp, S = cc.Config.Sites.Count;
