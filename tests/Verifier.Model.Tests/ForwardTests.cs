@@ -181,7 +181,7 @@ public class ForwardTests(ITestOutputHelper output)
     }
 }
 
-public class TrainingTests
+public class TrainingTests(ITestOutputHelper output)
 {
     static readonly ModelConfig Config = ModelConfig.Create(16, 2, 8, 32, 1, 4, 12, 12, false);
 
@@ -213,6 +213,35 @@ public class TrainingTests
         Assert.Equal(reference.Loss, after.Loss, 1e-10);
         Assert.Equal(reference.Accuracy, after.Accuracy);
         Assert.Equal(300, after.Positions);
+    }
+
+    [Fact]
+    public void A_gpt2_like_model_trains_well_above_chance_on_max_of_k_and_its_norms_start_at_one_and_zero()
+    {
+        var config = (Config with { Normalization = NormKind.LN, Act = ActKind.GeluNew }).Validated();
+        var init = Trainer.Initialise(config, 1);
+        Assert.All(init["blocks.0.ln1.w"].Data, x => Assert.Equal(1.0, x));
+        Assert.All(init["ln_final.b"].Data, x => Assert.Equal(0.0, x));
+        Assert.All(init["blocks.0.attn.b_Q"].Data, x => Assert.Equal(0.0, x));
+        var task = new MaxOfKTask(12, 4);
+        var test = task.Generate(300, 9, "test");
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        using var m = Trainer.Train(task, config, new TrainOptions(Steps: 200, BatchSize: 64, WarmupSteps: 10, Seed: 1));
+        var w = m.ToWeights("F32");
+        var after = Evaluator.Evaluate(w, test);
+        output.WriteLine($"gpt2-like max-of-k (vocab 12, k 4), 200 steps: accuracy {after.Accuracy:P1}, loss {after.Loss:F4}, {sw.Elapsed.TotalSeconds:F1} s");
+        Assert.True(after.Accuracy > 0.8, $"accuracy {after.Accuracy} (chance 1/12)");
+        Assert.Equal(ReferenceForward.Evaluate(w, test).Loss, after.Loss, 1e-10);
+    }
+
+    [Fact]
+    public void Grouped_query_gated_rotary_models_train_and_keep_their_shapes()
+    {
+        var config = (Config with { Normalization = NormKind.RMS, Act = ActKind.Silu, GatedMlp = true, Rotary = true, RotaryDim = 8, NKeyValueHeads = 1 }).Validated();
+        using var m = Trainer.Train(new MaxOfKTask(12, 4), config, new TrainOptions(Steps: 30, BatchSize: 32, WarmupSteps: 5, Seed: 2));
+        var w = m.ToWeights("F64");
+        Assert.Equal([1, 16, 8], w["blocks.0.attn._W_K"].Shape);
+        Assert.NotEqual(Trainer.Initialise(config, 2)["blocks.0.mlp.W_gate"].Data, w["blocks.0.mlp.W_gate"].Data);   // the gate is trained
     }
 
     [Fact]
