@@ -13,7 +13,7 @@ public sealed class ArchitectureCliTests : IDisposable
     string P(string name) => Path.Combine(_dir, name);
 
     static readonly string[] Small = ["--task", "max-of-k", "--vocab", "10", "--k", "4", "--steps", "20", "--batch-size", "32",
-        "--d-model", "16", "--d-head", "8", "--d-mlp", "16", "--n-layers", "2", "--threads", "1"];
+        "--d-model", "16", "--d-head", "8", "--d-mlp", "16", "--n-layers", "2"];
 
     (int Code, string Out, string Err) Train(string name, params string[] extra) => Run(["train-model", .. Small, .. extra, "--out", P(name)]);
 
