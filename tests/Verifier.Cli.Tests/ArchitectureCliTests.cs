@@ -4,7 +4,13 @@ using static Verifier.Cli.Tests.CliTests;
 
 namespace Verifier.Cli.Tests;
 
+/// <summary>Test classes that train in-process run one at a time: two TorchSharp AdamW trainings on two threads of one
+/// process were seen to fail inside libtorch (addcmul_ reading a Scalar), which a command, one per process, never does.</summary>
+[CollectionDefinition(Name)]
+public sealed class TrainingCollection { public const string Name = "in-process training"; }
+
 /// <summary>train-model's architecture presets and options, and the early refusals of commands that handle only the basic model.</summary>
+[Collection(TrainingCollection.Name)]
 public sealed class ArchitectureCliTests : IDisposable
 {
     readonly string _dir = Path.Combine(Path.GetTempPath(), $"verifier-arch-cli-{Guid.NewGuid():N}");
