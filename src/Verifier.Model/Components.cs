@@ -63,7 +63,7 @@ static class Components
             }
             using var c64 = tensor(cos, [T, dh], ScalarType.Float64);
             using var s64 = tensor(sin, [T, dh], ScalarType.Float64);
-            return new RotaryTables(c64.to(dtype, device), s64.to(dtype, device), tensor(partner).to(device));
+            return new RotaryTables(c64.to(dtype, device), s64.to(dtype, device), tensor(partner, device: device));
         }
 
         /// <summary>x [B, H, T, d_head] rotated.</summary>
@@ -79,6 +79,6 @@ static class Components
         var m = new bool[T * T];
         for (int t = 0; t < T; t++)
             for (int s = 0; s < T; s++) m[t * T + s] = s > t || s < c.FirstKey(layer, t);
-        return tensor(m, [T, T]).to(device);
+        return tensor(m, [T, T], device: device);
     }
 }

@@ -87,7 +87,7 @@ public sealed class Transformer : IDisposable
         var v = einsum("btd,hde->bhte", x, P(a + kv + "W_V")) + P(a + kv + "b_V").view(1, G, 1, dh);
         if (G != H)
         {
-            using var group = tensor(Enumerable.Range(0, H).Select(hd => (long)c.KvHeadOf(hd)).ToArray()).to(Device);
+            using var group = tensor(Enumerable.Range(0, H).Select(hd => (long)c.KvHeadOf(hd)).ToArray(), device: Device);
             k = k.index_select(1, group); v = v.index_select(1, group);
         }
         if (rotary is not null) { q = rotary.Apply(q); k = rotary.Apply(k); }
