@@ -111,6 +111,9 @@ public sealed class ArchitectureCliTests : IDisposable
         var sweep = Run("sweep-penalty", "--model", P("g"), "--data", P("d.jsonl"), "--bound-data", P("d.jsonl"), "--steps", "5", "--out", P("sweep"));
         Assert.Equal(4, sweep.Code);
         Assert.Contains("sweep-penalty", sweep.Err);
+        var bench = Run("bench", "bound", "--model", P("g"), "--data", P("d.jsonl"), "--json");
+        Assert.Equal(4, bench.Code);
+        Assert.Contains("bench bound", bench.Err);
         // Without the penalty, a crosscoder trains and evaluates on it.
         var cc = Run("train-crosscoder", "--model", P("g"), "--data", P("d.jsonl"), "--width", "16", "--k", "4", "--steps", "60", "--batch-tokens", "64", "--json", "--out", P("cc"));
         Assert.True(cc.Code == 0, cc.Err);
