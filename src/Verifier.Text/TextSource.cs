@@ -175,14 +175,20 @@ public sealed class ParquetSource(string path, string field) : TextSource(path)
     public override long Length => _groups;
     public override long Position => _done;
 
+    // Parquet.Net 6 reports a UTF-8 (STRING) column as ReadOnlyMemory<char>; older writers' as string.
+    static bool IsText(Type t) => t == typeof(string) || t == typeof(ReadOnlyMemory<char>);
+
+    static string TypeName(Type t) => t.IsGenericType ? $"{t.Name[..t.Name.IndexOf('`')]}<{string.Join(", ", t.GetGenericArguments().Select(TypeName))}>" : t.Name;
+
     public override IEnumerable<TextPiece> Read(CancellationToken ct = default)
     {
         using var fs = new FileStream(Path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16);
         ParquetReader reader;
         try { reader = ParquetReader.CreateAsync(fs, null, false, ct).GetAwaiter().GetResult(); }
-        catch (Exception e) when (e is not OperationCanceledException and not IOException)
+        catch (Exception e) when (e is not OperationCanceledException)
         {
-            throw new InvalidInputException(Path, "file", $"is not a Parquet file: {e.Message}");
+            // Parquet.Net reports a bad footer or magic as IOException ("not a parquet file, head: …").
+            throw new InvalidInputException(Path, "file", $"is not a Parquet file: {e.Message}", e);
         }
         try
         {
@@ -190,8 +196,8 @@ public sealed class ParquetSource(string path, string field) : TextSource(path)
             var df = fields.FirstOrDefault(f => f.Path.ToString() == Field || f.Name == Field && f.Path.ToList().Count == 1)
                 ?? throw new InvalidInputException(Path, $"column '{Field}'",
                     $"missing; the file has {(fields.Length == 0 ? "no columns" : string.Join(", ", fields.Select(f => $"'{f.Path}'")))} (choose one with --text-field)");
-            if (df.ClrType != typeof(string) || df.IsArray)
-                throw new InvalidInputException(Path, $"column '{Field}'", $"expected a string column, got {(df.IsArray ? "a list of " : "")}{df.ClrType.Name}");
+            if (!IsText(df.ClrType) || df.IsArray)
+                throw new InvalidInputException(Path, $"column '{Field}'", $"expected a string column, got {(df.IsArray ? "a list of " : "")}{TypeName(df.ClrType)}");
             _groups = Math.Max(1, reader.RowGroupCount);
             long row = 0;
             for (int g = 0; g < reader.RowGroupCount; g++)
