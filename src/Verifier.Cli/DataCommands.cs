@@ -90,11 +90,13 @@ static class DataCommands
         }
         return ExitCodes.Ok;
     }
+}
 
-    sealed class ReportProgress(Action<double, string> report) : IProgress<(double Fraction, string Status)>
-    {
-        public void Report((double Fraction, string Status) value) => report(value.Fraction, value.Status);
-    }
+/// <summary>A library's IProgress, drawn by <see cref="CommandContext.WithProgress{T}"/>'s callback (synchronously, on
+/// the worker's thread, unlike System.Progress).</summary>
+sealed class ReportProgress(Action<double, string> report) : IProgress<(double Fraction, string Status)>
+{
+    public void Report((double Fraction, string Status) value) => report(value.Fraction, value.Status);
 }
 
 /// <summary>The options of make-data --task text --tokenizer.</summary>
