@@ -13,7 +13,7 @@ namespace Verifier.Cli;
 static class BenchTokenize
 {
     public sealed record FormatResult(string Format, long InputBytes, long Documents, long Tokens, int Windows, double Seconds,
-        double MiBPerSecond, double TokensPerSecond, double PeakMemoryMiB, bool PeakIsPerFormat);
+        double MibPerSecond, double TokensPerSecond, double PeakMemoryMib, bool PeakIsPerFormat);
 
     public sealed record Result(string Source, string Tokenizer, long TextBytes, int NCtx, int Threads, IReadOnlyList<FormatResult> Formats);
 
@@ -82,7 +82,7 @@ static class BenchTokenize
                     ctx.Say($"tokenizer {res.Tokenizer}, {res.TextBytes / (double)(1 << 20):F1} MiB of text ({source}), n_ctx {res.NCtx}, {res.Threads} processors; read + tokenize + window + write the dataset");
                     ctx.Say($"  {"format",-8} {"input MiB",10} {"documents",10} {"tokens",12} {"seconds",8} {"MiB/s",7} {"tokens/s",11} {"peak MiB",9}");
                     foreach (var f in results)
-                        ctx.Say($"  {f.Format,-8} {f.InputBytes / (double)(1 << 20),10:F1} {f.Documents,10:N0} {f.Tokens,12:N0} {f.Seconds,8:F1} {f.MiBPerSecond,7:F2} {f.TokensPerSecond,11:N0} {f.PeakMemoryMiB,9:F0}{(f.PeakIsPerFormat ? "" : " (process peak so far)")}");
+                        ctx.Say($"  {f.Format,-8} {f.InputBytes / (double)(1 << 20),10:F1} {f.Documents,10:N0} {f.Tokens,12:N0} {f.Seconds,8:F1} {f.MibPerSecond,7:F2} {f.TokensPerSecond,11:N0} {f.PeakMemoryMib,9:F0}{(f.PeakIsPerFormat ? "" : " (process peak so far)")}");
                 }
                 return ExitCodes.Ok;
             }
