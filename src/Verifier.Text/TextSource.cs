@@ -61,13 +61,14 @@ public abstract class TextSource
     }
 }
 
-/// <summary>A UTF-8 text file as one document, read in blocks of about <see cref="BlockChars"/> characters cut at
+/// <summary>A UTF-8 text file as one document, read in blocks of about <see cref="BlockChars"/> characters (32 Ki: the
+/// block's strings stay below the large-object heap, so they die young instead of piling up until a full GC) cut at
 /// <see cref="TextSource.SafeCut"/>; a run of more than <see cref="MaxCarry"/> characters without such a cut (no
 /// white space at all) is cut where it stands (between whole characters), the only place where the tokens may differ
 /// from tokenizing the whole file at once.</summary>
 public sealed class PlainTextSource : TextSource
 {
-    public int BlockChars { get; init; } = 1 << 20;
+    public int BlockChars { get; init; } = 1 << 15;
     public int MaxCarry { get; init; } = 1 << 24;
     readonly long _length;
     long _position;
