@@ -9,7 +9,7 @@ static class DataCommands
     public static Command MakeData()
     {
         var task = new TaskOptions();
-        var count = Options.Positive<int>("--count", "Number of sequences", 4096);
+        var count = Options.Positive<int>("--count", "Number of sequences (text --tokenizer: at most this many windows, the first ones; default all)", 4096);
         var seed = Options.Seed("sampling");
         var output = new Option<FileInfo>("--out") { Description = "Output JSON Lines file (spec/dataset.md)", Required = true };
         var all = new Option<bool>("--all") { Description = "The whole input space of an enumerable task (max-of-k, modular-addition, sort) in lexicographic order: writes a small descriptor that every --data accepts, not the sequences (spec/dataset.md)" };

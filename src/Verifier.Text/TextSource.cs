@@ -111,7 +111,9 @@ public sealed class PlainTextSource : TextSource
     }
 }
 
-/// <summary>JSON Lines: each non-blank line one JSON object whose <see cref="Field"/> is a string (a document).</summary>
+/// <summary>JSON Lines: each non-blank line one JSON object whose <see cref="Field"/> is a string (a document); each
+/// line is parsed strictly (<see cref="StrictJson"/>: malformed JSON, a duplicate key or content after the value is
+/// refused with the line named).</summary>
 public sealed class JsonLinesSource(string path, string field) : TextSource(path)
 {
     public string Field { get; } = field;
@@ -144,19 +146,16 @@ public sealed class JsonLinesSource(string path, string field) : TextSource(path
 
     string Parse(string line, long lineNo)
     {
-        JsonDocument doc;
-        try { doc = JsonDocument.Parse(line); }
-        catch (JsonException e) { throw new InvalidInputException(Path, $"line {lineNo}", $"is not valid JSON: {e.Message}"); }
-        using (doc)
-        {
-            if (doc.RootElement.ValueKind != JsonValueKind.Object)
-                throw new InvalidInputException(Path, $"line {lineNo}", $"expected a JSON object with a string field '{Field}', got {Kind(doc.RootElement.ValueKind)}");
-            if (!doc.RootElement.TryGetProperty(Field, out var v))
-                throw new InvalidInputException(Path, $"line {lineNo}, field '{Field}'", "missing (choose the field with --text-field)");
-            if (v.ValueKind != JsonValueKind.String)
-                throw new InvalidInputException(Path, $"line {lineNo}, field '{Field}'", $"expected a string, got {Kind(v.ValueKind)}");
-            return v.GetString()!;
-        }
+        // Strict like every JSON input of the project: one value per line, no key twice (the text field could
+        // otherwise be read two ways).
+        using var doc = StrictJson.ParseDocument(Path, Encoding.UTF8.GetBytes(line), (int)Math.Min(lineNo, int.MaxValue));
+        if (doc.RootElement.ValueKind != JsonValueKind.Object)
+            throw new InvalidInputException(Path, $"line {lineNo}", $"expected a JSON object with a string field '{Field}', got {Kind(doc.RootElement.ValueKind)}");
+        if (!doc.RootElement.TryGetProperty(Field, out var v))
+            throw new InvalidInputException(Path, $"line {lineNo}, field '{Field}'", "missing (choose the field with --text-field)");
+        if (v.ValueKind != JsonValueKind.String)
+            throw new InvalidInputException(Path, $"line {lineNo}, field '{Field}'", $"expected a string, got {Kind(v.ValueKind)}");
+        return v.GetString()!;
     }
 
     static string Kind(JsonValueKind k) => k switch

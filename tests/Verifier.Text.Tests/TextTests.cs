@@ -160,6 +160,8 @@ public sealed class TextTests : IDisposable
     [InlineData("{\"text\":17}\n", "line 1, field 'text'", "expected a string, got a number")]
     [InlineData("[\"text\"]\n", "line 1", "expected a JSON object")]
     [InlineData("\n\n", "documents", "no JSON lines")]
+    [InlineData("{\"text\":\"a\",\"text\":\"b\"}\n", "line 1", "duplicate key 'text'")]
+    [InlineData("{\"text\":\"a\"} {\"text\":\"b\"}\n", "line 1", "content after the end")]
     public void Jsonl_errors_name_the_file_the_line_and_the_field(string content, string where, string what)
     {
         File.WriteAllText(P("e.jsonl"), content);
