@@ -68,6 +68,27 @@ public sealed class TextTests : IDisposable
     }
 
     [Fact]
+    public void A_txt_run_without_white_space_is_cut_at_the_carry_limit_between_whole_characters()
+    {
+        string text = string.Concat(Enumerable.Repeat("ab😀", 40));   // no white space at all; surrogate pairs
+        File.WriteAllText(P("w.txt"), text);
+        var pieces = new PlainTextSource(P("w.txt")) { BlockChars = 8, MaxCarry = 16 }.Read().Select(p => p.Text).ToList();
+        Assert.True(pieces.Count > 3);
+        Assert.Equal(text, string.Concat(pieces));
+        Assert.All(pieces, p => { Assert.False(char.IsHighSurrogate(p[^1])); Assert.False(char.IsLowSurrogate(p[0])); });
+    }
+
+    [Fact]
+    public void Count_stops_reading_once_the_windows_are_written()
+    {
+        // Line 3 is broken, but two windows of n_ctx 2 (and the label after them) are complete before it is read.
+        File.WriteAllLines(P("c.jsonl"), ["{\"text\":\"one two three four five six\"}", "{\"text\":\"seven\"}", "{broken"]);
+        var w = Windows(TextSource.Open(P("c.jsonl"), null), new TextWindowOptions(2, Bos: false, MaxWindows: 2));
+        Assert.Equal(2, w.Count);
+        Assert.Throws<InvalidInputException>(() => Windows(TextSource.Open(P("c.jsonl"), null), new TextWindowOptions(2, Bos: false)));
+    }
+
+    [Fact]
     public void Bos_starts_every_window_and_labels_are_the_next_stream_token()
     {
         var s = Gpt2.Encode("one two three four five six seven").ToArray();   // 7 tokens
