@@ -89,6 +89,23 @@ public sealed class TextTests : IDisposable
     }
 
     [Fact]
+    public void The_shipped_sample_text_has_the_hash_and_size_its_readme_states_and_tokenizes()
+    {
+        var dir = new DirectoryInfo(AppContext.BaseDirectory);
+        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "data", "shakespeare.txt"))) dir = dir.Parent;
+        Assert.NotNull(dir);
+        string path = Path.Combine(dir!.FullName, "data", "shakespeare.txt");
+        byte[] bytes = File.ReadAllBytes(path);
+        string readme = File.ReadAllText(Path.Combine(dir.FullName, "data", "README.md"));
+        Assert.Contains(Convert.ToHexStringLower(SHA256.HashData(bytes)), readme);
+        Assert.Contains($"{bytes.Length:N0} bytes".Replace(',', ' '), readme);   // "287 963 bytes"
+        Assert.DoesNotContain((byte)'\r', bytes);
+        var r = TextDataset.Build(TextSource.Open(path, null), Gpt2, new TextWindowOptions(128), P("s.jsonl"));
+        Assert.True(r.Windows > 500, $"{r.Windows} windows");
+        Assert.StartsWith("First Citizen:", Gpt2.Decode(TokenDataset.Load(P("s.jsonl")).Sequences[0].Tokens.Skip(1)));
+    }
+
+    [Fact]
     public void Bos_starts_every_window_and_labels_are_the_next_stream_token()
     {
         var s = Gpt2.Encode("one two three four five six seven").ToArray();   // 7 tokens
