@@ -192,6 +192,15 @@ public sealed class TextTests : IDisposable
         Assert.Contains("not a Parquet file", bad.Message);
     }
 
+    [Fact]
+    public async Task A_null_parquet_value_is_refused_naming_its_row()
+    {
+        var text = new DataField<string>("text", true);
+        await WriteParquet(P("n.parquet"), [(text, new[] { "Hello world", null!, "x" })]);
+        var e = Assert.Throws<InvalidInputException>(() => Windows(TextSource.Open(P("n.parquet"), null), new TextWindowOptions(2, Bos: false)));
+        Assert.Contains(P("n.parquet"), e.Message); Assert.Contains("row 2, column 'text': is null", e.Message);
+    }
+
     [Theory]
     [InlineData("{\"text\":\"a b c\"}\n{\"text\": oops}\n", "line 2", "not valid JSON")]
     [InlineData("{\"text\":\"a b c\"}\n\n{\"body\":\"x\"}\n", "line 3, field 'text'", "missing")]
