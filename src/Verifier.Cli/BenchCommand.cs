@@ -15,6 +15,7 @@ static class BenchCommand
         var cmd = new Command("bench", "Measure throughput on this machine");
         cmd.Subcommands.Add(Crosscoder());
         cmd.Subcommands.Add(BenchBound.Build());
+        cmd.Subcommands.Add(BenchTokenize.Build());
         return cmd;
     }
 

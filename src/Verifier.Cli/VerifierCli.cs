@@ -82,8 +82,8 @@ sealed class TaskOptions
     public readonly Option<int?> Vocab = new("--vocab") { Description = "Number of value tokens (max-of-k: 64, sort: 16)" };
     public readonly Option<int?> K = new("--k") { Description = "Sequence length k (max-of-k and sort: 5)" };
     public readonly Option<int?> P = new("--p") { Description = "Modulus (modular-addition: 53)" };
-    public readonly Option<string?> Text = new("--text") { Description = "UTF-8 text file (text: character-level language modelling)" };
-    public readonly Option<int?> NCtx = new("--n-ctx") { Description = "Context length (text: 32)" };
+    public readonly Option<string?> Text = new("--text") { Description = "text: the input file; a UTF-8 .txt for character-level language modelling, or (make-data --tokenizer) a .txt, .jsonl or .parquet file" };
+    public readonly Option<int?> NCtx = new("--n-ctx") { Description = "Context length (text: 32; with --tokenizer the window length, BOS included)" };
     public readonly Option<int?> Trigger = new("--trigger") { Description = "max-of-k: plant a backdoor token (with it present, the label is 0)" };
 
     public TaskOptions() => Task.AcceptOnlyFromAmong([.. TaskCatalog.Names]);
