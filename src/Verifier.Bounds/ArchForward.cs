@@ -127,7 +127,7 @@ public sealed class ArchForward
     /// <summary>p_s = 1 / Σ_u e^{σ_u − σ_s} clipped to [0, 1], as <see cref="IntervalModel.Softmax"/>, in extended
     /// arithmetic where a term overflows: 1/[m, +∞] = [0, 1/m] (over wide boxes, clustered's scores can differ by more
     /// than 709; the hull it is intersected with then keeps the enclosure finite instead of refusing the bound).</summary>
-    static Iv[] Softmax(Iv[] sigma)
+    internal static Iv[] Softmax(Iv[] sigma)
     {
         foreach (var x in sigma) if (!x.IsFinite) throw new IntervalOverflowException($"the interval of an attention score {x}");
         var p = new Iv[sigma.Length];

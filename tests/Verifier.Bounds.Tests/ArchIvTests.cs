@@ -120,6 +120,23 @@ public class ArchIvTests
         Assert.True(d.Contains(3) && d.Width < 1e-14 && !d.Contains(3 * Math.Sqrt(5)));
     }
 
+    [Fact]
+    public void An_overflowing_softmax_sum_gives_a_finite_enclosure_instead_of_a_refusal()
+    {
+        // Scores 800 apart: e^{σ_1 − σ_0} overflows float64. The true p = (e^{−800}/(1 + e^{−800}), 1/(1 + e^{−800})).
+        var p = ArchForward.Softmax([new Iv(-1, 1), new Iv(799, 801)]);
+        Assert.True(p[0].Lo == 0 && p[0].Hi < 1e-300, $"{p[0]}");
+        Assert.True(p[1].Contains(1) && p[1].Lo > 0.999, $"{p[1]}");
+        Assert.Throws<IntervalOverflowException>(() => IntervalModel.Softmax([new Iv(-1, 1), new Iv(799, 801)]));   // the basic path refuses
+        // Finite sums: the same enclosure as the basic path's.
+        var r = new Rng(5);
+        for (int k = 0; k < 100; k++)
+        {
+            var sigma = RandomBox(r, 1 + r.NextInt(5), 10, 3);
+            Assert.Equal(IntervalModel.Softmax(sigma), ArchForward.Softmax(sigma));
+        }
+    }
+
     [Property]
     public void Non_basic_claims_carry_the_larger_slack(double x)
     {
