@@ -94,14 +94,22 @@ public sealed class ArchForward
             }
         }
         var D = _divisor[l];
+        bool local = C.IsLocal(l);
         for (int hd = 0; hd < H; hd++)
         {
             int g = C.KvHeadOf(hd);
+            Iv[]? running = null;                     // hull of V[0..t] for a global layer (min/max are exact: same boxes)
             for (int t = 0; t < T; t++)
             {
                 int first = C.FirstKey(l, t);
                 Iv[]? z = null;
-                if (hull)
+                if (hull && !local)
+                {
+                    running ??= (Iv[])V[g][0].Clone();
+                    for (int e = 0; e < dh; e++) running[e] = Iv.Hull(running[e], V[g][t][e]);
+                    z = (Iv[])running.Clone();
+                }
+                else if (hull)
                 {
                     z = (Iv[])V[g][first].Clone();
                     for (int s = first + 1; s <= t; s++) for (int e = 0; e < dh; e++) z[e] = Iv.Hull(z[e], V[g][s][e]);
