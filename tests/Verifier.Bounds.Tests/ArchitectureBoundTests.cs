@@ -169,6 +169,28 @@ public class ArchitectureBoundTests(ITestOutputHelper output)
         }
     }
 
+    [Property(MaxTest = 15)]
+    public void A_non_basic_config_of_the_basic_function_gets_the_basic_paths_bounds(ulong seed, bool attnOnly, bool twoLayers)
+    {
+        // use_attn_scale false with d_head 1, or scale_attn_by_inverse_layer_idx in a one-layer model, is the basic function
+        // under a non-basic config (divisor √1 = 1, layer factor 1): the scalar R3 path
+        // (ArchForward) and the basic paths (FastForward's R2, IntervalModel, BoxForward) must agree up to rounding, and
+        // differ only by their slack (2⁻²⁴ against 2⁻³⁰).
+        var r = new Rng(seed);
+        int dh = twoLayers ? 1 : 1 + r.NextInt(3), vocab = 3 + r.NextInt(5);
+        var basic = ModelConfig.Create(2 + r.NextInt(5), 1 + r.NextInt(2), dh, 2 + r.NextInt(5), twoLayers ? 2 : 1, 2 + r.NextInt(3), vocab, vocab, attnOnly);
+        var twin = (twoLayers ? basic with { UseAttnScale = false } : basic with { ScaleAttnByInverseLayerIdx = true }).Validated();
+        using var a = new FamilyWorld(basic, seed); using var b = new FamilyWorld(twin, seed);
+        Assert.True(a.Model.Config.IsBasic); Assert.False(b.Model.Config.IsBasic);   // as loaded from disk
+        foreach (var (strategy, clusters) in new[] { (Strategies.BruteForce, 1), (Strategies.Trivial, 1), (Strategies.Clustered, 1), (Strategies.Clustered, 2) })
+        {
+            double x = a.Bound(strategy, clusters).B0, y = b.Bound(strategy, clusters).B0;
+            double unslackX = x / (1 + 1.0 / (1 << 30)), unslackY = y / (1 + 1.0 / (1 << 24));
+            Assert.True(y >= x, $"{strategy} c={clusters}: non-basic {y:R} below basic {x:R}");
+            Assert.True(Math.Abs(unslackY - unslackX) <= 1e-9 * Math.Max(1, x), $"{strategy} c={clusters}: basic {x:R}, non-basic {y:R}");
+        }
+    }
+
     [Theory]
     [MemberData(nameof(Families))]
     public void Non_basic_brute_force_claims_carry_the_2_to_minus_24_slack(string family)
