@@ -110,6 +110,7 @@ static class CrosscoderCommands
                 pr.GetValue(batch), pr.GetValue(lr), pr.GetValue(seed), (long)pr.GetValue(bufferMb) << 20, pr.GetValue(deadTokens),
                 InteractionPenalty: pr.GetValue(penalty) >= 0 ? pr.GetValue(penalty) : throw new UsageException("--interaction-penalty must be ≥ 0"));
             if (o.Mode != CrosscoderModes.ReluL1 && o.K > o.Width) throw new UsageException($"--k {o.K} exceeds --width {o.Width}");
+            if (o.InteractionPenalty > 0) CrosscoderTrainer.RequirePenaltyArchitecture(weights.Config);   // before any data is read
             if (AtomicOutput.WouldRefuse(dir, pr.GetValue(force))) throw new OutputExistsException(dir);
             var dataset = TokenDataset.Load(dataPath, weights.Config);
             string? evalPath = pr.GetValue(evalData)?.FullName;

@@ -35,6 +35,7 @@ static class DiffCommand
             string dirA = pr.GetValue(modelA)!.FullName, dirB = pr.GetValue(modelB)!.FullName, dataPath = pr.GetValue(data)!.FullName;
             OutputGuard.Check("--out", pr.GetValue(output)!.FullName, directory: true, [dirA, dirB, dataPath, pr.GetValue(reuse)?.FullName], store: pr.GetValue(db)!.FullName);
             var a = ModelWeights.Load(dirA); var b = ModelWeights.Load(dirB);
+            a.Config.RequireBasic("diff-models (ReLU interaction scores)");      // before a joint crosscoder is trained
             if (a.Config != b.Config) throw new MismatchException($"{dirA} and {dirB} have different configurations; diffing needs the same shapes");
             var dataset = TokenDataset.Load(dataPath, a.Config);
             string dir = pr.GetValue(output)!.FullName;

@@ -12,26 +12,6 @@ sealed class SyncProgress<T>(Action<T> report) : IProgress<T>
     public void Report(T value) => report(value);
 }
 
-/// <summary>The architecture options of train-model and demo.</summary>
-sealed class ArchitectureOptions
-{
-    public readonly Option<int> DModel = Options.Positive<int>("--d-model", "Residual stream width", 32);
-    public readonly Option<int> NHeads = Options.Positive<int>("--n-heads", "Attention heads per layer", 2);
-    public readonly Option<int> DHead = Options.Positive<int>("--d-head", "Width of each head", 16);
-    public readonly Option<int> DMlp = Options.Positive<int>("--d-mlp", "MLP hidden width (ReLU)", 64);
-    public readonly Option<int> NLayers = Options.Positive<int>("--n-layers", "Number of layers", 1);
-    public readonly Option<bool> AttnOnly = new("--attn-only") { Description = "Attention-only layers (no MLP)" };
-
-    public void AddTo(Command c)
-    {
-        foreach (var o in new Option[] { DModel, NHeads, DHead, DMlp, NLayers, AttnOnly }) c.Options.Add(o);
-    }
-
-    public ModelConfig For(ITask task, ParseResult pr) => ModelConfig.Create(
-        pr.GetValue(DModel), pr.GetValue(NHeads), pr.GetValue(DHead), pr.GetValue(DMlp), pr.GetValue(NLayers),
-        task.NCtx, task.DVocab, task.DVocabOut, pr.GetValue(AttnOnly));
-}
-
 /// <summary>The optimiser options of train-model and demo.</summary>
 sealed class TrainingOptions
 {
@@ -122,7 +102,7 @@ static class ModelCommands
         var init = new Option<DirectoryInfo?>("--init") { Description = "Start from this model's weights (fine-tuning; its shapes must match)" };
         var force = Options.Force();
         var json = Options.Json();
-        var cmd = new Command("train-model", "Train a transformer (attention + ReLU MLP, TransformerLens layout) on a built-in task with AdamW");
+        var cmd = new Command("train-model", "Train a transformer (TransformerLens layout; --arch basic, gpt2-like, pythia-like, llama-like or neo-like, each field overridable) on a built-in task with AdamW");
         task.AddTo(cmd); arch.AddTo(cmd); train.AddTo(cmd);
         cmd.Options.Add(output); cmd.Options.Add(init); cmd.Options.Add(force); cmd.Options.Add(json);
         cmd.SetAction((pr, ct) => Task.FromResult(CommandRunner.Run(pr, json, ct, ctx =>
@@ -136,13 +116,13 @@ static class ModelCommands
             {
                 initial = ModelWeights.Load(initDir.FullName);
                 if (initial.Config != config)
-                    throw new MismatchException($"{initDir.FullName}: its configuration differs from the one asked for (pass the same --d-model, --n-heads, … and task sizes)");
+                    throw new MismatchException($"{initDir.FullName}: its configuration differs from the one asked for (pass the same --d-model, --n-heads, …, --arch and architecture options, and task sizes)");
             }
             var o = train.For(pr);
             TrainMetrics? metrics = null;
             AtomicOutput.WriteDirectory(dir, pr.GetValue(force), tmp => metrics = ModelTraining.TrainInto(tmp, t, config, o, ctx, initial));
             if (ctx.Json) ctx.WriteJson(new { Out = dir, Config = config, Metrics = metrics });
-            else ctx.Say($"Wrote {dir}: {t.Describe()}; {metrics!.Parameters} parameters; {ModelTraining.Describe(metrics)}");
+            else ctx.Say($"Wrote {dir}: {t.Describe()}; architecture {ArchitectureOptions.Describe(config)}; {metrics!.Parameters} parameters; {ModelTraining.Describe(metrics)}");
             return ExitCodes.Ok;
         })));
         return cmd;
@@ -170,11 +150,12 @@ static class ModelCommands
                 ReferenceForward.Evaluate(weights, dataset);
                 throw new NumericException(weights.Source, "loss", $"is {r.Loss}: the float64 forward pass overflows; the weights are finite but too large for a finite loss");
             }
-            double? refLoss = null, refAcc = null;
+            double? refLoss = null, refAcc = null, logitAbs = null, logitRel = null;
             if (pr.GetValue(reference))
             {
                 var rr = ReferenceForward.Evaluate(weights, dataset);
                 refLoss = rr.Loss; refAcc = rr.Accuracy;
+                (logitAbs, logitRel) = Evaluator.LogitDifference(weights, dataset, pr.GetValue(batch));
             }
             if (ctx.Json)
                 ctx.WriteJson(new
@@ -182,12 +163,17 @@ static class ModelCommands
                     r.Loss, r.Accuracy, r.Positions, r.Sequences, Dtype = "float64", Model = dir, Data = path,
                     ModelSha256 = Hashing.Sha256File(Path.Combine(dir, ModelWeights.WeightsFileName)),
                     DataSha256 = dataset.ContentHash(), ReferenceLoss = refLoss, ReferenceAccuracy = refAcc,
+                    ReferenceMaxLogitDifference = logitAbs, ReferenceMaxLogitRelativeDifference = logitRel, Architecture = weights.Config.Features(),
                 });
             else
             {
                 ctx.Say($"loss      {r.Loss:R}");
                 ctx.Say($"accuracy  {r.Accuracy:R}  ({Math.Round(r.Accuracy * r.Positions)}/{r.Positions} positions, {r.Sequences} sequences, float64)");
-                if (refLoss is { } rl) ctx.Say($"reference loss {rl:R} (plain C# float64; |difference| {Math.Abs(rl - r.Loss):E2})");
+                if (refLoss is { } rl)
+                {
+                    ctx.Say($"reference loss {rl:R} (plain C# float64; |difference| {Math.Abs(rl - r.Loss):E2})");
+                    ctx.Say($"reference logits: largest |difference| {logitAbs:E2}, relative {logitRel:E2} (architecture {ArchitectureOptions.Describe(weights.Config)})");
+                }
             }
             return ExitCodes.Ok;
         })));
@@ -210,7 +196,7 @@ static class ModelCommands
             if (ctx.Json)
                 ctx.WriteJson(new
                 {
-                    Model = dir, Config = c, Parameters = parameters, Sites = c.SiteNames(), Sha256 = sha,
+                    Model = dir, Config = c, Architecture = c.Features(), Parameters = parameters, Sites = c.SiteNames(), Sha256 = sha,
                     Tensors = w.Tensors.Values.OrderBy(t => t.Name, StringComparer.Ordinal).Select(t => new { t.Name, t.Shape, t.Dtype }),
                 });
             else
@@ -218,6 +204,7 @@ static class ModelCommands
                 ctx.Say($"{dir}");
                 ctx.Say($"  d_model {c.DModel}, n_heads {c.NHeads}, d_head {c.DHead}, " + (c.AttnOnly ? "attention-only" : $"d_mlp {c.DMlp}") +
                         $", n_layers {c.NLayers}, n_ctx {c.NCtx}, d_vocab {c.DVocab}, d_vocab_out {c.DVocabOut}");
+                ctx.Say($"  architecture: {ArchitectureOptions.Describe(c)}");
                 ctx.Say($"  {parameters} parameters in {w.Tensors.Count} tensors; sha256 {sha}");
                 ctx.Say($"  residual sites: {string.Join(", ", c.SiteNames())}");
             }

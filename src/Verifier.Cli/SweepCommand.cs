@@ -45,6 +45,7 @@ static class SweepCommand
             string dir = pr.GetValue(output)!.FullName;
             OutputGuard.Check("--out", dir, directory: true, [modelDir, dataPath, boundPath]);
             var weights = ModelWeights.Load(modelDir);
+            weights.Config.RequireBasic("sweep-penalty (the interaction penalty and the crosscoder-tables bound)");
             var dataset = TokenDataset.Load(dataPath, weights.Config);
             var bound = TokenDataset.Load(boundPath, weights.Config);
             var rows = new List<Row>();

@@ -25,6 +25,21 @@ public static class CrosscoderTrainer
         return (p.sum(1) - p.max(1).values).mean();
     }
 
+    /// <summary>Refuses (exit 4), by field, a model the interaction penalty cannot mean anything for: it takes the MLP's
+    /// pre-activation to be resid_mid · W_in + b_in feeding a ReLU, so normalisation before the MLP, a gated MLP or
+    /// another activation would make it penalise something else. Attention options do not matter to it.</summary>
+    public static void RequirePenaltyArchitecture(ModelConfig c)
+    {
+        string? field = c.AttnOnly ? null
+            : c.Normalization != NormKind.None ? $"normalization_type {ModelConfig.NormName(c.Normalization)}"
+            : c.GatedMlp ? "gated_mlp true"
+            : c.Act != ActKind.Relu ? $"act_fn {ModelConfig.ActName(c.Act)}"
+            : c.ParallelAttnMlp ? "parallel_attn_mlp true" : null;
+        if (field is not null)
+            throw new UnsupportedConfigException("config.json", field.Split(' ')[0],
+                $"the interaction penalty (--interaction-penalty) assumes the MLP reads resid_mid directly through W_in into a ReLU (no normalisation, no gate, no parallel MLP); this model has {field}");
+    }
+
     /// <summary>Trains a crosscoder on the model's activations at <paramref name="siteIndex"/> over
     /// <paramref name="sequences"/>, with Adam (5% linear warm-up, linear decay over the last 20%).
     /// relu-l1: loss = Σ_s ‖x^s − a'^s‖² + λ Σ_i f_i Σ_s ‖W_dec^s[i]‖ (λ warmed up from 0 over the first 5%).
@@ -67,6 +82,7 @@ public static class CrosscoderTrainer
         var names = model.Config.SiteNames();
         var penaltyLayers = new List<(int Slot, Tensor Win)>();
         if (o.InteractionPenalty > 0 && models.Count > 1) throw new ArgumentException("the interaction penalty needs a single model");
+        if (o.InteractionPenalty > 0) RequirePenaltyArchitecture(model.Config);
         if (o.InteractionPenalty > 0 && !model.Config.AttnOnly)
             for (int l = 0; l < model.Config.NLayers; l++)
             {

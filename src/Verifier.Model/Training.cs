@@ -55,14 +55,18 @@ public sealed record DataSplit(IReadOnlyList<Sequence>? TrainSet, TokenDataset H
 
 public static class Trainer
 {
-    /// <summary>TransformerLens's default initialisation scale, 0.8/√d_model, with zero biases.</summary>
+    /// <summary>TransformerLens's default initialisation: weights (W_gate like W_in, _W_K/_W_V like W_K/W_V) normal with
+    /// std 0.8/√d_model, biases (b_*, _b_*, normalisation b) zero, normalisation gains w one.</summary>
     public static ModelWeights Initialise(ModelConfig config, ulong seed)
     {
         var random = ModelWeights.Random(config, seed, std: 0.8 / Math.Sqrt(config.DModel));
-        var tensors = random.Tensors.Values.ToDictionary(
-            t => t.Name,
-            t => t.Name.Split('.')[^1].StartsWith("b_") ? t with { Data = new double[t.Data.Length] } : t,
-            StringComparer.Ordinal);
+        var tensors = random.Tensors.Values.ToDictionary(t => t.Name, t => t.Name.Split('.')[^1] switch
+        {
+            "w" => t with { Data = Enumerable.Repeat(1.0, t.Data.Length).ToArray() },
+            "b" => t with { Data = new double[t.Data.Length] },
+            var last when last.StartsWith("b_", StringComparison.Ordinal) || last.StartsWith("_b_", StringComparison.Ordinal) => t with { Data = new double[t.Data.Length] },
+            _ => t,
+        }, StringComparer.Ordinal);
         return new ModelWeights(config, tensors);
     }
 
@@ -145,5 +149,39 @@ public static class Evaluator
             }
         }
         return new Result(total / positions, (double)correct / positions, positions, data.Count);
+    }
+
+    /// <summary>The largest difference between the TorchSharp float64 logits and the plain C# reference forward's
+    /// (<see cref="ReferenceForward.Run"/>) over every position of the dataset: absolute, and relative to max(1, |logit|).</summary>
+    public static (double MaxAbs, double MaxRel) LogitDifference(ModelWeights weights, TokenDataset data, int batchSize = 1024)
+    {
+        using var model = new Transformer(weights, ScalarType.Float64);
+        using var noGrad = no_grad();
+        int V = weights.Config.DVocabOut;
+        double abs = 0, rel = 0;
+        foreach (var group in data.Sequences.GroupBy(s => s.Tokens.Length))
+        {
+            var seqs = group.ToList();
+            for (int start = 0; start < seqs.Count; start += batchSize)
+            {
+                using var scope = NewDisposeScope();
+                var chunk = seqs.GetRange(start, Math.Min(batchSize, seqs.Count - start));
+                var (tokens, _) = Transformer.Batch(chunk);
+                var logits = model.Forward(tokens).contiguous().data<double>().ToArray();
+                int T = chunk[0].Tokens.Length;
+                for (int b = 0; b < chunk.Count; b++)
+                {
+                    var r = ReferenceForward.Run(weights, chunk[b].Tokens).Logits;
+                    for (int t = 0; t < T; t++)
+                        for (int v = 0; v < V; v++)
+                        {
+                            double x = r[t, v], y = logits[(b * T + t) * V + v], diff = Math.Abs(x - y);
+                            abs = Math.Max(abs, diff);
+                            rel = Math.Max(rel, diff / Math.Max(1.0, Math.Max(Math.Abs(x), Math.Abs(y))));
+                        }
+                }
+            }
+        }
+        return (abs, rel);
     }
 }

@@ -5,8 +5,10 @@ using static TorchSharp.torch;
 
 namespace Verifier.Model;
 
-/// <summary>The transformer of BOUNDS.md §1 in TorchSharp, parameters held under their TransformerLens names
-/// and shapes. Attention with biases and a causal mask, ReLU MLP (or none), learned positions, no LayerNorm.</summary>
+/// <summary>The transformer of BOUNDS.md §1 and spec/model.md in TorchSharp, parameters held under their TransformerLens
+/// names and shapes: every architecture <see cref="ReferenceForward"/> computes (normalisation, activations, gated and
+/// parallel MLPs, rotary, grouped-query and local attention, attention scale options), with the components in
+/// Components.cs written as the same formulas.</summary>
 public sealed class Transformer : IDisposable
 {
     readonly Dictionary<string, Parameter> _p = new(StringComparer.Ordinal);
@@ -19,7 +21,6 @@ public sealed class Transformer : IDisposable
     public Transformer(ModelWeights weights, ScalarType dtype = ScalarType.Float32, Device? device = null)
     {
         Config = weights.Config;
-        Config.RequireBasic("the TorchSharp model (eval, training, activations)");
         Dtype = dtype;
         Device = device ?? CPU;
         foreach (var (name, shape) in Config.ParameterShapes())
@@ -50,40 +51,62 @@ public sealed class Transformer : IDisposable
             sites?.Add(h.detach().clone());
             return patch is null ? h : patch(site++, h);
         }
-        var h = AtSite(P("embed.W_E").index_select(0, tokens.reshape(-1)).reshape(B, T, c.DModel)
-              + P("pos_embed.W_pos").narrow(0, 0, T));                                  // h⁰ = W_E[x] + W_pos
-        using var mask = ones(T, T, ScalarType.Bool, Device).triu(1);                     // s > t is masked
+        var h = P("embed.W_E").index_select(0, tokens.reshape(-1)).reshape(B, T, c.DModel);
+        if (c.HasPosEmbed) h = h + P("pos_embed.W_pos").narrow(0, 0, T);                   // h⁰ = W_E[x] + W_pos
+        h = AtSite(h);
+        using var rotary = c.Rotary ? Components.RotaryTables.For(c, T, Dtype, Device) : null;
         for (int l = 0; l < c.NLayers; l++)
         {
-            h = h + Attention(l, h, mask);                                              // h^{l,mid}
-            if (!c.AttnOnly)
+            using var mask = Components.Mask(c, l, T, Device);                              // s > t, or outside a local window
+            var attn = Attention(l, Norm($"blocks.{l}.ln1.", c.Normalization, h), mask, rotary);
+            if (c.AttnOnly)
+                h = h + attn;
+            else if (c.ParallelAttnMlp)
+                h = h + attn + Mlp(l, Norm($"blocks.{l}.ln2.", c.Normalization, h));         // both read resid_pre
+            else
             {
-                h = AtSite(h);
-                h = h + Mlp(l, h);                                                      // h^l
+                h = AtSite(h + attn);                                                       // h^{l,mid}
+                h = h + Mlp(l, Norm($"blocks.{l}.ln2.", c.Normalization, h));               // h^l
             }
             h = AtSite(h);
         }
-        return h.matmul(P("unembed.W_U")) + P("unembed.b_U");
+        return Norm("ln_final.", c.FinalNorm, h).matmul(P("unembed.W_U")) + P("unembed.b_U");
     }
 
-    Tensor Attention(int l, Tensor h, Tensor mask)
+    Tensor Norm(string prefix, NormKind kind, Tensor h) => Components.Normalize(h, kind, Config.Eps,
+        kind is NormKind.LN or NormKind.RMS ? P(prefix + "w") : null, kind is NormKind.LN ? P(prefix + "b") : null);
+
+    Tensor Attention(int l, Tensor x, Tensor mask, Components.RotaryTables? rotary)
     {
-        string a = $"blocks.{l}.attn.";
-        int H = Config.NHeads, dh = Config.DHead;
-        // q, k, v: [B, H, T, d_head]
-        var q = einsum("btd,hde->bhte", h, P(a + "W_Q")) + P(a + "b_Q").view(1, H, 1, dh);
-        var k = einsum("btd,hde->bhte", h, P(a + "W_K")) + P(a + "b_K").view(1, H, 1, dh);
-        var v = einsum("btd,hde->bhte", h, P(a + "W_V")) + P(a + "b_V").view(1, H, 1, dh);
-        var scores = q.matmul(k.transpose(-1, -2)) / Math.Sqrt(dh);                    // σ_ts = q_t·k_s/√d_head
-        var pattern = scores.masked_fill(mask, double.NegativeInfinity).softmax(-1);   // p_t = softmax(σ_t), s ≤ t
+        var c = Config;
+        string a = $"blocks.{l}.attn.", kv = c.NKeyValueHeads is null ? "" : "_";
+        int H = c.NHeads, G = c.KvHeads, dh = c.DHead;
+        // q: [B, H, T, d_head]; k, v: [B, n_kv, T, d_head], then query head h reads key/value head KvHeadOf(h)
+        var q = einsum("btd,hde->bhte", x, P(a + "W_Q")) + P(a + "b_Q").view(1, H, 1, dh);
+        var k = einsum("btd,hde->bhte", x, P(a + kv + "W_K")) + P(a + kv + "b_K").view(1, G, 1, dh);
+        var v = einsum("btd,hde->bhte", x, P(a + kv + "W_V")) + P(a + kv + "b_V").view(1, G, 1, dh);
+        if (G != H)
+        {
+            using var group = tensor(Enumerable.Range(0, H).Select(hd => (long)c.KvHeadOf(hd)).ToArray(), device: Device);
+            k = k.index_select(1, group); v = v.index_select(1, group);
+        }
+        if (rotary is not null) { q = rotary.Apply(q); k = rotary.Apply(k); }
+        var (sqrtDHead, baseScale, layerFactor) = c.AttnDivisor(l);
+        double divisor = (sqrtDHead ? Math.Sqrt(dh) : baseScale) * layerFactor;
+        var scores = q.matmul(k.transpose(-1, -2)) / divisor;                          // σ_ts = q_t·k_s / D_l
+        var pattern = scores.masked_fill(mask, double.NegativeInfinity).softmax(-1);   // p_t = softmax(σ_t) over allowed s
         var z = pattern.matmul(v);                                                     // z_t = Σ_s p_ts v_s
         return einsum("bhte,hed->btd", z, P(a + "W_O")) + P(a + "b_O");                // Σ_heads z_t W_O + b_O
     }
 
-    Tensor Mlp(int l, Tensor h)
+    /// <summary>act(x W_in + b_in) W_out + b_out; gated: (act(x W_gate) ⊙ x W_in + b_in) W_out + b_out.</summary>
+    Tensor Mlp(int l, Tensor x)
     {
         string m = $"blocks.{l}.mlp.";
-        return nn.functional.relu(h.matmul(P(m + "W_in")) + P(m + "b_in")).matmul(P(m + "W_out")) + P(m + "b_out");
+        var post = Config.GatedMlp
+            ? Components.Activate(Config.Act, x.matmul(P(m + "W_gate"))) * x.matmul(P(m + "W_in")) + P(m + "b_in")
+            : Components.Activate(Config.Act, x.matmul(P(m + "W_in")) + P(m + "b_in"));
+        return post.matmul(P(m + "W_out")) + P(m + "b_out");
     }
 
     /// <summary>The current parameters as float64 weights, stored on disk as <paramref name="dtype"/>.</summary>

@@ -5,6 +5,7 @@ using Verifier.Core;
 namespace Verifier.Cli.Tests;
 
 /// <summary>The verifier command run in-process, as a user would run it: exit codes, stdout/stderr, files.</summary>
+[Collection(TrainingCollection.Name)]
 public sealed class CliTests : IDisposable
 {
     readonly string _dir = Path.Combine(Path.GetTempPath(), $"verifier-cli-{Guid.NewGuid():N}");

@@ -25,9 +25,11 @@ public sealed class CrosscoderTests : IDisposable
             mode == CrosscoderModes.ReluL1 ? 1.0 : null, Enumerable.Repeat(1.0, sites).ToArray(), Sha, null, 0);
 
     /// <summary>W_enc = [I, −I], W_dec = [I; −I] per coordinate of every site: ReLU(x) − ReLU(−x) = x, exactly.</summary>
-    static CrosscoderWeights Identity()
+    static CrosscoderWeights Identity() => Identity(Config, 3);
+
+    static CrosscoderWeights Identity(ModelConfig config, int S)
     {
-        int S = 3, d = Config.DModel, n = 2 * S * d;
+        int d = config.DModel, n = 2 * S * d;
         var enc = new double[S * d * n]; var dec = new double[n * S * d];
         for (int s = 0; s < S; s++)
             for (int i = 0; i < d; i++)
@@ -36,7 +38,8 @@ public sealed class CrosscoderTests : IDisposable
                 enc[j * n + j] = 1; enc[j * n + S * d + j] = -1;          // W_enc[s, i, feature]
                 dec[j * S * d + j] = 1; dec[(S * d + j) * S * d + j] = -1; // W_dec[feature, s, i]
             }
-        var c = CcConfig(n, CrosscoderModes.ReluL1);
+        var c = new CrosscoderConfig(n, d, config.SiteNames().Take(S).ToList(), CrosscoderModes.ReluL1, null, 1.0,
+            Enumerable.Repeat(1.0, S).ToArray(), Sha, null, 0);
         return new CrosscoderWeights(c, new Dictionary<string, NamedTensor>
         {
             ["W_enc"] = new("W_enc", [S, d, n], enc), ["W_dec"] = new("W_dec", [n, S, d], dec),
@@ -58,6 +61,66 @@ public sealed class CrosscoderTests : IDisposable
         });
         Assert.Equal(50, e.Sequences);
         Assert.Equal(200, e.Tokens);
+    }
+
+    /// <summary>LayerNorm + gelu_new (gpt2-like) and a parallel rotary model (pythia-like, no resid_mid): splicing the
+    /// identity back in at every site changes nothing, so the splice re-enters the right forward at the right site.</summary>
+    [Theory]
+    [InlineData("gpt2-like")]
+    [InlineData("pythia-like")]
+    [InlineData("llama-like")]
+    public void Splicing_an_identity_crosscoder_into_other_families_changes_nothing(string arch)
+    {
+        var shape = ModelConfig.Create(8, 2, 4, 16, 2, 4, 10, 10, attnOnly: false);
+        var config = arch switch
+        {
+            "gpt2-like" => shape with { Normalization = NormKind.LN, Act = ActKind.GeluNew },
+            "pythia-like" => shape with { Normalization = NormKind.LN, Act = ActKind.Gelu, Rotary = true, RotaryDim = 2, ParallelAttnMlp = true },
+            _ => shape with { Normalization = NormKind.RMS, Act = ActKind.Silu, GatedMlp = true, Rotary = true, RotaryDim = 4, NKeyValueHeads = 1 },
+        };
+        var w = ModelWeights.Random(config.Validated(), 3, std: 0.5);
+        int S = config.SiteNames().Count;
+        var e = CrosscoderEvaluator.Evaluate(w, Identity(config, S), Data(40));
+        Assert.Equal(S, e.Sites.Count);
+        Assert.All(e.Sites, s =>
+        {
+            Assert.True(s.Fvu < 1e-12, $"{s.Site} FVU {s.Fvu}");
+            Assert.Equal(e.CleanLoss, s.SplicedLoss, 1e-6);
+            Assert.True(Math.Abs(s.ZeroAblationLoss - e.CleanLoss) > 1e-3, $"{s.Site}: zero ablation {s.ZeroAblationLoss} = clean {e.CleanLoss}: the site was not patched");
+        });
+    }
+
+    [Fact]
+    public void A_crosscoder_trained_on_a_trained_gpt2_like_model_reconstructs_every_site()
+    {
+        var config = ModelConfig.Create(16, 2, 8, 32, 2, 4, 10, 10, attnOnly: false) with { Normalization = NormKind.LN, Act = ActKind.GeluNew };
+        var task = new MaxOfKTask(10, 4);
+        using var trained = Trainer.Train(task, config.Validated(), new TrainOptions(Steps: 120, BatchSize: 64, WarmupSteps: 10, Seed: 2));
+        var weights = trained.ToWeights("F32");
+        var o = new CrosscoderOptions(Width: 64, K: 8, Steps: 300, BatchTokens: 128, Seed: 3);
+        var all = Enumerable.Range(0, config.SiteNames().Count).ToArray();
+        var (cc, _) = CrosscoderTrainer.Train(trained, Data(500).Sequences, all, o);
+        CrosscoderWeights saved;
+        using (cc)
+            saved = cc.ToWeights(new CrosscoderConfig(64, config.DModel, config.SiteNames(), CrosscoderModes.TopK, 8, null, cc.Scales, Sha, null, 3));
+        var e = CrosscoderEvaluator.Evaluate(weights, saved, Data(200, seed: 7));
+        Assert.Equal(5, e.Sites.Count);
+        Assert.All(e.Sites, s => Assert.True(s.Fvu < 0.5 && s.Cosine > 0.5, $"{s.Site}: FVU {s.Fvu}, cosine {s.Cosine}"));
+        Assert.True(double.IsFinite(e.CleanLoss) && e.Sites.All(s => double.IsFinite(s.SplicedLoss)));
+    }
+
+    [Fact]
+    public void The_interaction_penalty_refuses_normalised_or_gated_models_by_field()
+    {
+        var ln = Config with { Normalization = NormKind.LN, Act = ActKind.GeluNew };
+        using var model = new Transformer(ModelWeights.Random(ln, 1));
+        var e = Assert.Throws<UnsupportedConfigException>(() =>
+            CrosscoderTrainer.Train(model, Data(20).Sequences, [1], new CrosscoderOptions(Width: 8, K: 2, Steps: 1, InteractionPenalty: 0.1)));
+        Assert.Contains("'normalization_type'", e.Message);
+        var gated = Assert.Throws<UnsupportedConfigException>(() => CrosscoderTrainer.RequirePenaltyArchitecture(Config with { GatedMlp = true }));
+        Assert.Contains("'gated_mlp'", gated.Message);
+        Assert.Contains("'act_fn'", Assert.Throws<UnsupportedConfigException>(() => CrosscoderTrainer.RequirePenaltyArchitecture(Config with { Act = ActKind.Silu })).Message);
+        CrosscoderTrainer.RequirePenaltyArchitecture(Config with { Rotary = true, RotaryDim = 2 });   // attention options do not matter
     }
 
     [Fact]

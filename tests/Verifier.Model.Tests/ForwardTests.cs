@@ -3,11 +3,13 @@ using FsCheck.Fluent;
 using FsCheck.Xunit;
 using TorchSharp;
 using Verifier.Core;
+using Verifier.TestSupport;
+using Xunit.Abstractions;
 using static TorchSharp.torch;
 
 namespace Verifier.Model.Tests;
 
-public class ForwardTests
+public class ForwardTests(ITestOutputHelper output)
 {
     /// <summary>Random tiny configurations, attention-only and with MLP, d_vocab_out ≠ d_vocab sometimes.</summary>
     static ModelConfig RandomConfig(Rng r)
@@ -55,6 +57,81 @@ public class ForwardTests
             }
         }
         return true;
+    }
+
+    /// <summary>Largest |TorchSharp − reference| over logits and sites, absolute and relative to max(1, |value|), for
+    /// random weights of <paramref name="config"/> on random full-length sequences.</summary>
+    static (double Abs, double Rel, int Sites) Agreement(ModelConfig config, ulong seed)
+    {
+        var r = new Rng(seed);
+        var w = ModelWeights.Random(config, seed, std: 0.5);
+        int B = 3, T = config.NCtx;
+        var seqs = Enumerable.Range(0, B).Select(_ =>
+        {
+            var t = Enumerable.Range(0, T).Select(_ => r.NextInt(config.DVocab)).ToArray();
+            return new Sequence(t, new int[T]);
+        }).ToList();
+        using var model = new Transformer(w, ScalarType.Float64);
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        var sites = new List<Tensor>();
+        var (tokens, _) = Transformer.Batch(seqs);
+        var logits = model.Forward(tokens, sites).contiguous().data<double>().ToArray();
+        var siteData = sites.Select(s => s.contiguous().data<double>().ToArray()).ToList();
+        double abs = 0, rel = 0;
+        void Compare(double a, double b) { abs = Math.Max(abs, Math.Abs(a - b)); rel = Math.Max(rel, RelErr(a, b)); }
+        for (int b = 0; b < B; b++)
+        {
+            var reference = ReferenceForward.Run(w, seqs[b].Tokens);
+            Assert.Equal(reference.Sites.Length, sites.Count);
+            for (int t = 0; t < T; t++)
+            {
+                for (int v = 0; v < config.DVocabOut; v++) Compare(reference.Logits[t, v], logits[(b * T + t) * config.DVocabOut + v]);
+                for (int s = 0; s < sites.Count; s++)
+                    for (int i = 0; i < config.DModel; i++) Compare(reference.Sites[s][t, i], siteData[s][(b * T + t) * config.DModel + i]);
+            }
+        }
+        return (abs, rel, sites.Count);
+    }
+
+    [Fact]
+    public void Every_family_TorchSharp_float64_forward_equals_the_reference_forward_to_1e_12()
+    {
+        output.WriteLine($"{"family",-20} {"sites",5} {"max |diff|",12} {"max rel",12} {"eval rel",12}");
+        var failed = new List<string>();
+        foreach (var (name, config) in Families.Table)
+        {
+            var c = config.Validated();
+            double abs = 0, rel = 0; int sites = 0;
+            for (ulong seed = 1; seed <= 3; seed++)
+            {
+                var a = Agreement(c, seed);
+                abs = Math.Max(abs, a.Abs); rel = Math.Max(rel, a.Rel); sites = a.Sites;
+            }
+            // What eval --reference reports: the batched evaluator's logits against the reference's on a dataset.
+            var data = new TokenDataset(Enumerable.Range(0, 6).Select(i =>
+                new Sequence(Enumerable.Range(0, 1 + i % c.NCtx).Select(t => (t * 3 + i) % c.DVocab).ToArray(), new int[1 + i % c.NCtx])).ToList());
+            var eval = Evaluator.LogitDifference(ModelWeights.Random(c, 9, std: 0.5), data, batchSize: 2);
+            output.WriteLine($"{name,-20} {sites,5} {abs,12:E2} {rel,12:E2} {eval.MaxRel,12:E2}");
+            if (!(rel <= 1e-12 && eval.MaxRel <= 1e-12)) failed.Add($"{name} ({rel:E2}, eval {eval.MaxRel:E2})");
+        }
+        Assert.True(failed.Count == 0, "families beyond 1e-12: " + string.Join(", ", failed));
+    }
+
+    [Fact]
+    public void A_local_layer_does_not_read_keys_outside_its_window()
+    {
+        var local = ModelConfig.Create(8, 2, 4, 12, 1, 5, 7, 7, false) with { Normalization = NormKind.LN, Act = ActKind.GeluNew, AttnTypes = "local", WindowSize = 2 };
+        using var m = new Transformer(ModelWeights.Random(local.Validated(), 5, std: 0.5), ScalarType.Float64);
+        using var global = new Transformer(ModelWeights.Random(local with { AttnTypes = null, WindowSize = 0 }, 5, std: 0.5), ScalarType.Float64);
+        using var noGrad = no_grad();
+        var (x, _) = Transformer.Batch([new Sequence([1, 2, 3, 4, 5], new int[5])]);
+        var (y, _) = Transformer.Batch([new Sequence([6, 2, 3, 4, 5], new int[5])]);   // differs only at position 0
+        using var lx = m.Forward(x); using var ly = m.Forward(y);
+        Assert.True(lx.narrow(1, 2, 3).allclose(ly.narrow(1, 2, 3), rtol: 0, atol: 0));   // t ≥ 2 reads s ∈ {t − 1, t}
+        Assert.False(lx.narrow(1, 1, 1).allclose(ly.narrow(1, 1, 1)));
+        using var gx = global.Forward(x); using var gy = global.Forward(y);
+        Assert.False(gx.narrow(1, 4, 1).allclose(gy.narrow(1, 4, 1)));                      // the same weights, global: it does
     }
 
     [Fact]
@@ -108,7 +185,7 @@ public class ForwardTests
     }
 }
 
-public class TrainingTests
+public class TrainingTests(ITestOutputHelper output)
 {
     static readonly ModelConfig Config = ModelConfig.Create(16, 2, 8, 32, 1, 4, 12, 12, false);
 
@@ -140,6 +217,35 @@ public class TrainingTests
         Assert.Equal(reference.Loss, after.Loss, 1e-10);
         Assert.Equal(reference.Accuracy, after.Accuracy);
         Assert.Equal(300, after.Positions);
+    }
+
+    [Fact]
+    public void A_gpt2_like_model_trains_well_above_chance_on_max_of_k_and_its_norms_start_at_one_and_zero()
+    {
+        var config = (Config with { Normalization = NormKind.LN, Act = ActKind.GeluNew }).Validated();
+        var init = Trainer.Initialise(config, 1);
+        Assert.All(init["blocks.0.ln1.w"].Data, x => Assert.Equal(1.0, x));
+        Assert.All(init["ln_final.b"].Data, x => Assert.Equal(0.0, x));
+        Assert.All(init["blocks.0.attn.b_Q"].Data, x => Assert.Equal(0.0, x));
+        var task = new MaxOfKTask(12, 4);
+        var test = task.Generate(300, 9, "test");
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        using var m = Trainer.Train(task, config, new TrainOptions(Steps: 200, BatchSize: 64, WarmupSteps: 10, Seed: 1));
+        var w = m.ToWeights("F32");
+        var after = Evaluator.Evaluate(w, test);
+        output.WriteLine($"gpt2-like max-of-k (vocab 12, k 4), 200 steps: accuracy {after.Accuracy:P1}, loss {after.Loss:F4}, {sw.Elapsed.TotalSeconds:F1} s");
+        Assert.True(after.Accuracy > 0.8, $"accuracy {after.Accuracy} (chance 1/12)");
+        Assert.Equal(ReferenceForward.Evaluate(w, test).Loss, after.Loss, 1e-10);
+    }
+
+    [Fact]
+    public void Grouped_query_gated_rotary_models_train_and_keep_their_shapes()
+    {
+        var config = (Config with { Normalization = NormKind.RMS, Act = ActKind.Silu, GatedMlp = true, Rotary = true, RotaryDim = 8, NKeyValueHeads = 1 }).Validated();
+        using var m = Trainer.Train(new MaxOfKTask(12, 4), config, new TrainOptions(Steps: 30, BatchSize: 32, WarmupSteps: 5, Seed: 2));
+        var w = m.ToWeights("F64");
+        Assert.Equal([1, 16, 8], w["blocks.0.attn._W_K"].Shape);
+        Assert.NotEqual(Trainer.Initialise(config, 2)["blocks.0.mlp.W_gate"].Data, w["blocks.0.mlp.W_gate"].Data);   // the gate is trained
     }
 
     [Fact]
