@@ -2,36 +2,21 @@ using System.Text.Json;
 using FsCheck.Xunit;
 using Verifier.Bounds;
 using Verifier.Core;
+using Verifier.TestSupport;
 using Xunit.Abstractions;
 
 namespace Verifier.Bounds.Tests;
 
-/// <summary>brute-force, trivial and clustered on random small models of every TransformerLens family (the table of
-/// tests/Verifier.Core.Tests/ArchitectureTests.cs): the bounds are never below the float64 loss, brute force is within
+/// <summary>brute-force, trivial and clustered on random small models of every TransformerLens family (the shared table
+/// of tests/Families): the bounds are never below the float64 loss, brute force is within
 /// 1e-6 of it, the forward enclosures hold the reference's logits, and every other strategy refuses by name.</summary>
 public class ArchitectureBoundTests(ITestOutputHelper output)
 {
-    static ModelConfig Basic(int layers = 1, bool attnOnly = false, int nCtx = 5) => ModelConfig.Create(8, 2, 4, 12, layers, nCtx, 7, 7, attnOnly);
+    public static IEnumerable<object[]> FamilyNames() => Families.Names();
 
-    public static IReadOnlyList<(string Name, ModelConfig Config)> FamilyTable() =>
-    [
-        ("gpt2-like", Basic(2) with { Normalization = NormKind.LN, Act = ActKind.GeluNew }),
-        ("gelu-1l", Basic(1) with { Normalization = NormKind.LN, Act = ActKind.Gelu }),
-        ("attn-only-2l", Basic(2, attnOnly: true) with { Normalization = NormKind.LN }),
-        ("pythia-like", Basic(2) with { Normalization = NormKind.LN, Act = ActKind.Gelu, Rotary = true, RotaryDim = 2, ParallelAttnMlp = true }),
-        ("gptj-like", Basic(1) with { Normalization = NormKind.LN, Act = ActKind.GeluNew, Rotary = true, RotaryDim = 4, RotaryAdjacentPairs = true, ParallelAttnMlp = true }),
-        ("neo-like", Basic(2) with { Normalization = NormKind.LN, Act = ActKind.GeluNew, UseAttnScale = false, AttnTypes = "global,local", WindowSize = 2 }),
-        ("llama-like", Basic(2) with { Normalization = NormKind.RMS, Act = ActKind.Silu, GatedMlp = true, Rotary = true, RotaryDim = 4, NKeyValueHeads = 1 }),
-        ("folded-lnpre", Basic(1) with { Normalization = NormKind.LNPre, Act = ActKind.GeluFast }),
-        ("rmspre", Basic(1) with { Normalization = NormKind.RMSPre, Act = ActKind.GeluPytorchTanh }),
-        ("final-rms", Basic(1) with { Normalization = NormKind.LN, FinalRms = true, Act = ActKind.Gelu }),
-        ("inverse-layer-scale", Basic(2) with { ScaleAttnByInverseLayerIdx = true }),
-        ("attn-scale-3", Basic(1) with { AttnScale = 3.0 }),
-    ];
+    static IReadOnlyList<(string Name, ModelConfig Config)> FamilyTable() => Families.Table;
 
-    public static IEnumerable<object[]> Families() => FamilyTable().Select(f => new object[] { f.Name });
-
-    static ModelConfig Family(string name) => FamilyTable().Single(f => f.Name == name).Config.Validated();
+    static ModelConfig Family(string name) => Families.Get(name);
 
     /// <summary>A model of one family with random weights, random sequences and a random crosscoder, on disk.</summary>
     sealed class FamilyWorld : IDisposable
@@ -192,7 +177,7 @@ public class ArchitectureBoundTests(ITestOutputHelper output)
     }
 
     [Theory]
-    [MemberData(nameof(Families))]
+    [MemberData(nameof(FamilyNames))]
     public void Non_basic_brute_force_claims_carry_the_2_to_minus_24_slack(string family)
     {
         using var f = new FamilyWorld(Family(family), 7);
