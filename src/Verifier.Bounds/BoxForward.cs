@@ -8,8 +8,11 @@ namespace Verifier.Bounds;
 /// two enclosures is an enclosure.</summary>
 public static class BoxForward
 {
+    /// <returns>The boxes the unembedding reads: h^L, through ln_final for a model that has one (a non-basic model is
+    /// propagated by <see cref="ArchForward"/>, proofs/R3G-generator-enclosures.md).</returns>
     public static Iv[][] Run(IntervalModel m, Iv[][] h, bool useScores)
     {
+        if (!m.C.IsBasic) return new ArchForward(m.Weights).Forward(h, scores: useScores, hull: true);
         var c = m.C; int T = h.Length;
         for (int l = 0; l < c.NLayers; l++)
         {

@@ -17,6 +17,7 @@ public static class BruteForceStrategy
         int block = DefaultBlock)
     {
         if (block < 1) throw new UsageException($"--block must be at least 1 (got {block})");
+        if (!inputs.Model.Config.IsBasic) return ArchBruteForce.Run(inputs, path, progress, ct, block);
         var c = inputs.Model.Config;
         var fast = new FastForward(inputs.Model);
         using var w = new TranscriptWriter(path, inputs.Artefacts(), Strategies.BruteForce, new JsonObject { ["block"] = block });

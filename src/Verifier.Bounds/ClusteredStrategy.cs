@@ -48,7 +48,7 @@ public static class ClusteredStrategy
                 .Where(t => inputs.Data.Sequences[i].Labels[t] >= 0).Select(t => (t, y: inputs.Data.Sequences[i].Labels[t]))).Distinct()
                 .OrderBy(p => p.t).ThenBy(p => p.y).ToList();
             var diffs = needed.ToDictionary(p => p, p => BoxForward.LogitDifferences(w, sites[p.t], p.y));
-            var bound = needed.ToDictionary(p => p, p => Claim.Slack(IntervalModel.CrossEntropyFromDifferences(diffs[p]).Hi));
+            var bound = needed.ToDictionary(p => p, p => ArchIv.Slack(c, IntervalModel.CrossEntropyFromDifferences(diffs[p]).Hi));
             // ACC: (t, y) is certain when every logit difference is negative over the whole box.
             var certain = needed.Where(p => IntervalModel.MaxUpper(diffs[p]) < 0).ToHashSet();
             var boxJson = new JsonArray(box.Select(b => (JsonNode)new JsonArray(

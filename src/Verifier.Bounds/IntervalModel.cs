@@ -13,12 +13,12 @@ public sealed class IntervalModel(ModelWeights w)
 
     double[] W(string name) => Weights[name].Data;
 
-    /// <summary>h⁰_t = W_E[x_t] + W_pos[t].</summary>
+    /// <summary>h⁰_t = W_E[x_t] + W_pos[t] (W_E[x_t] alone for a model without learned positions: rotary).</summary>
     public Iv[] Embed(int token, int t)
     {
-        var we = W("embed.W_E"); var wp = W("pos_embed.W_pos"); int d = C.DModel;
+        var we = W("embed.W_E"); var wp = C.HasPosEmbed ? W("pos_embed.W_pos") : null; int d = C.DModel;
         var h = new Iv[d];
-        for (int i = 0; i < d; i++) h[i] = Iv.Point(we[token * d + i]) + Iv.Point(wp[t * d + i]);
+        for (int i = 0; i < d; i++) h[i] = wp is null ? Iv.Point(we[token * d + i]) : Iv.Point(we[token * d + i]) + Iv.Point(wp[t * d + i]);
         return h;
     }
 

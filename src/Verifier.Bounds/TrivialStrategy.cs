@@ -43,7 +43,7 @@ public static class TrivialStrategy
     {
         var c = weights.Config;
         var m = new IntervalModel(weights);
-        var we = weights["embed.W_E"].Data; var wp = weights["pos_embed.W_pos"].Data;
+        var we = weights["embed.W_E"].Data; var wp = c.HasPosEmbed ? weights["pos_embed.W_pos"].Data : null;   // none with rotary positions
         int d = c.DModel, T = c.NCtx;
         // h⁰ box per position: any token.
         var h = new Iv[T][];
@@ -54,7 +54,7 @@ public static class TrivialStrategy
             {
                 double lo = double.PositiveInfinity, hi = double.NegativeInfinity;
                 for (int x = 0; x < c.DVocab; x++) { lo = Math.Min(lo, we[x * d + i]); hi = Math.Max(hi, we[x * d + i]); }
-                h[t][i] = new Iv(lo, hi) + Iv.Point(wp[t * d + i]);
+                h[t][i] = wp is null ? new Iv(lo, hi) : new Iv(lo, hi) + Iv.Point(wp[t * d + i]);
             }
         }
         h = BoxForward.Run(m, h, useScores: false);
@@ -63,7 +63,7 @@ public static class TrivialStrategy
         {
             ct.ThrowIfCancellationRequested();
             var diffs = Enumerable.Range(0, c.DVocabOut).Select(y => BoxForward.LogitDifferences(weights, h[t], y)).ToArray();
-            table[t] = diffs.Select(d => Claim.Slack(IntervalModel.CrossEntropyFromDifferences(d).Hi)).ToArray();
+            table[t] = diffs.Select(d => ArchIv.Slack(c, IntervalModel.CrossEntropyFromDifferences(d).Hi)).ToArray();
             certain[t] = diffs.Select(d => IntervalModel.MaxUpper(d) < 0).ToArray();
         }
         return (table, certain);
