@@ -100,16 +100,19 @@ static class ModelCommands
         var train = new TrainingOptions();
         var output = new Option<DirectoryInfo>("--out") { Description = "Model directory to write (config.json, model.safetensors, metrics.json, test.jsonl)", Required = true };
         var init = new Option<DirectoryInfo?>("--init") { Description = "Start from this model's weights (fine-tuning; its shapes must match)" };
+        var data = new Option<FileInfo?>("--data") { Description = "Train on this dataset file (JSON Lines, one sequence length) instead of a built-in --task, e.g. BPE windows from make-data --task text --tokenizer gpt2 --vocab-top N; its d_vocab is --vocab, or the d_vocab of FILE.vocab.json when that exists; 30% of its sequences (by seed) are held out" };
+        task.Task.Required = false;
         var force = Options.Force();
         var json = Options.Json();
         var cmd = new Command("train-model", "Train a transformer (TransformerLens layout; --arch basic, gpt2-like, pythia-like, llama-like or neo-like, each field overridable) on a built-in task with AdamW");
         task.AddTo(cmd); arch.AddTo(cmd); train.AddTo(cmd);
-        cmd.Options.Add(output); cmd.Options.Add(init); cmd.Options.Add(force); cmd.Options.Add(json);
+        cmd.Options.Add(output); cmd.Options.Add(init); cmd.Options.Add(data); cmd.Options.Add(force); cmd.Options.Add(json);
         cmd.SetAction((pr, ct) => Task.FromResult(CommandRunner.Run(pr, json, ct, ctx =>
         {
             string dir = pr.GetValue(output)!.FullName;
-            OutputGuard.Check("--out", dir, directory: true, [task.TextPath(pr), pr.GetValue(init)?.FullName]);
-            var t = task.Create(pr);
+            OutputGuard.Check("--out", dir, directory: true, [task.TextPath(pr), pr.GetValue(init)?.FullName, pr.GetValue(data)?.FullName]);
+            var t = pr.GetValue(data) is { } file ? DatasetTaskFor(file.FullName, task, pr) : pr.GetValue(task.Task) is null
+                ? throw new UsageException("train-model needs --task (a built-in task) or --data FILE (a dataset)") : task.Create(pr);
             var config = arch.For(t, pr);
             ModelWeights? initial = null;
             if (pr.GetValue(init) is { } initDir)
@@ -126,6 +129,26 @@ static class ModelCommands
             return ExitCodes.Ok;
         })));
         return cmd;
+    }
+
+    /// <summary>The task of <c>train-model --data FILE</c>: the file's sequences, d_vocab from --vocab or FILE.vocab.json.</summary>
+    static DatasetTask DatasetTaskFor(string path, TaskOptions task, ParseResult pr)
+    {
+        if (pr.GetValue(task.Task) is string name) throw new UsageException($"--data and --task {name} exclude each other: train on a dataset file or on a built-in task");
+        foreach (var (o, v) in new (Option, object?)[] { (task.K, pr.GetValue(task.K)), (task.P, pr.GetValue(task.P)), (task.Text, pr.GetValue(task.Text)),
+                     (task.NCtx, pr.GetValue(task.NCtx)), (task.Trigger, pr.GetValue(task.Trigger)) })
+            if (v is not null) throw new UsageException($"{o.Name} does not apply to --data (the file fixes the sequences and n_ctx)");
+        int vocab;
+        string map = path + ".vocab.json";
+        if (pr.GetValue(task.Vocab) is int v2) vocab = v2;
+        else if (File.Exists(map))
+        {
+            var root = StrictJson.Parse(map, File.ReadAllText(map));
+            vocab = root is System.Text.Json.Nodes.JsonObject o && o["d_vocab"] is System.Text.Json.Nodes.JsonValue dv && dv.TryGetValue(out int n) && n >= 2
+                ? n : throw new InvalidInputException(map, "d_vocab", "expected an integer ≥ 2 (the file make-data --vocab-top writes)");
+        }
+        else throw new UsageException($"--data needs --vocab N (the dataset's d_vocab); no {Path.GetFileName(map)} beside it says it");
+        return new DatasetTask(path, TokenDataset.Load(path), vocab);
     }
 
     public static Command Eval()

@@ -239,3 +239,41 @@ public static class TaskCatalog
         }
     }
 }
+
+/// <summary>Training on a dataset file (e.g. BPE windows from <c>make-data --task text --tokenizer …</c>): its sequences
+/// are the task's finite input set, so training draws from a seeded subset and the held-out part is never trained on.
+/// The vocabulary is given (the dataset carries ids only; spec/dataset.md): every token and label must lie below it.</summary>
+public sealed class DatasetTask : IFiniteTask
+{
+    readonly Sequence[] _all;
+    public string Name => "dataset";
+    public int DVocab { get; }
+    public int DVocabOut => DVocab;
+    public int NCtx { get; }
+    public string Source { get; }
+
+    public DatasetTask(string path, TokenDataset data, int dVocab)
+    {
+        if (dVocab < 2) throw new UsageException($"--vocab must be at least 2 for --data (got {dVocab})");
+        if (data.Count < 2) throw new InvalidInputException(path, "sequences", $"has {data.Count} sequence(s); training needs at least 2 (one is held out)");
+        _all = data.Sequences.ToArray();
+        for (int i = 0; i < _all.Length; i++)
+        {
+            var s = _all[i];
+            for (int t = 0; t < s.Tokens.Length; t++)
+            {
+                if (s.Tokens[t] >= dVocab) throw new InvalidInputException(path, $"line {i + 1}: tokens[{t}]", $"= {s.Tokens[t]} is outside the vocabulary [0, {dVocab}) given by --vocab");
+                if (s.Labels[t] >= dVocab) throw new InvalidInputException(path, $"line {i + 1}: labels[{t}]", $"= {s.Labels[t]} is outside the vocabulary [0, {dVocab}) given by --vocab");
+            }
+        }
+        NCtx = _all[0].Tokens.Length;
+        int other = Array.FindIndex(_all, s => s.Tokens.Length != NCtx);
+        if (other >= 0) throw new InvalidInputException(path, $"line {other + 1}: tokens", $"has {_all[other].Tokens.Length} tokens where line 1 has {NCtx}; training batches need sequences of one length");
+        DVocab = dVocab;
+        Source = path;
+    }
+
+    public IReadOnlyList<Sequence> All() => _all;
+    public Sequence Sample(Rng rng) => _all[rng.NextInt(_all.Length)];
+    public string Describe() => $"dataset {Path.GetFileName(Source)} ({_all.Length} sequences, d_vocab {DVocab}, n_ctx {NCtx})";
+}
