@@ -25,6 +25,17 @@ public sealed partial class TranscriptChecker
     {
         if (s.Inputs.Length != 0) Fail(s, "inputs: BF uses none");
         var seq = Seq(s);
+        var (sum, wrong) = C.IsBasic ? BasicSequence(seq) : Arch.SequenceInterval(seq);   // R3: every architecture
+        double claim = s.Number("loss_sum");
+        Certify(s, $"loss_sum of sequence {s.ScopeInt("sequence")}", claim, sum.Hi);
+        var errors = Errors(s, wrong, seq.LabelledCount, $"of sequence {s.ScopeInt("sequence")}");
+        long own = Costs.Forward(C, seq.Tokens.Length, seq.LabelledCount);
+        Cost(s, own, true); _ownFlops += own;
+        return new Info { Lemma = s.Lemma, Sequence = s.ScopeInt("sequence"), Scalar = claim, Errors = errors };
+    }
+
+    (R Sum, int Wrong) BasicSequence(Sequence seq)
+    {
         var h = seq.Tokens.Select((x, t) => _f.Embed(x, t)).ToArray();
         for (int l = 0; l < C.NLayers; l++)
         {
@@ -33,7 +44,7 @@ public sealed partial class TranscriptChecker
             if (!C.AttnOnly) h = h.Select(x => Forward.Plus(x, _f.Mlp(l, x))).ToArray();
         }
         var sum = R.Zero;
-        long wrong = 0;
+        int wrong = 0;
         for (int t = 0; t < seq.Tokens.Length; t++)
         {
             if (seq.Labels[t] < 0) continue;
@@ -41,13 +52,12 @@ public sealed partial class TranscriptChecker
             sum = sum + Forward.CeFromDiffs(d);
             if (!Forward.Certain(d)) wrong++;
         }
-        double claim = s.Number("loss_sum");
-        Certify(s, $"loss_sum of sequence {s.ScopeInt("sequence")}", claim, sum.Hi);
-        var errors = Errors(s, wrong, seq.LabelledCount, $"of sequence {s.ScopeInt("sequence")}");
-        long own = Costs.Forward(C, seq.Tokens.Length, seq.LabelledCount);
-        Cost(s, own, true); _ownFlops += own;
-        return new Info { Lemma = s.Lemma, Sequence = s.ScopeInt("sequence"), Scalar = claim, Errors = errors };
+        return (sum, wrong);
     }
+
+    /// <summary>The forward pass of every architecture (proofs/R3-architectures.md), for a model that is not basic.</summary>
+    ArchForward Arch => _arch ??= new ArchForward(_w);
+    ArchForward? _arch;
 
     // ---- BFB -----------------------------------------------------------------------------------------------
     /// <summary>Brute force over the block of sequences [first, end) (proofs/BF-brute-force.md, BFB): each sequence's
@@ -58,10 +68,10 @@ public sealed partial class TranscriptChecker
         if (s.Inputs.Length != 0) Fail(s, "inputs: BFB uses none");
         int first = s.ScopeInt("first"), end = s.ScopeInt("end");
         if (first < 0 || end <= first || end > _data.Count) Fail(s, $"scope: the block [{first}, {end}) is not a non-empty range of the dataset's {_data.Count} sequences");
-        _block ??= new BlockForward(_w);
+        Func<Sequence, (double, int)> run = C.IsBasic ? (_block ??= new BlockForward(_w)).Sequence : Arch.Sequence;   // R3 for non-basic models
         var loss = new double[end - first]; var wrong = new int[end - first];
         var seqs = _data.Sequences;
-        try { Parallel.For(first, end, i => (loss[i - first], wrong[i - first]) = _block.Sequence(seqs[i])); }
+        try { Parallel.For(first, end, i => (loss[i - first], wrong[i - first]) = run(seqs[i])); }
         catch (AggregateException e) when (e.InnerExceptions.FirstOrDefault(x => x is CheckFailure) is { } failure)
         {
             System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(failure);
@@ -133,16 +143,16 @@ public sealed partial class TranscriptChecker
         int t = s.ScopeInt("position");
         if (t < 0 || t >= C.NCtx) Fail(s, $"scope.position {t} is outside [0, n_ctx = {C.NCtx})");
         Once(s, $"IP position {t}");
-        var we = _w["embed.W_E"].Data; var wp = _w["pos_embed.W_pos"].Data; int d = C.DModel;
+        var we = _w["embed.W_E"].Data; var wp = C.HasPosEmbed ? _w["pos_embed.W_pos"].Data : null; int d = C.DModel;
         var box = new R[t + 1][];
         for (int u = 0; u <= t; u++)
             box[u] = Enumerable.Range(0, d).Select(i =>
             {
                 double lo = double.PositiveInfinity, hi = double.NegativeInfinity;
                 for (int x = 0; x < C.DVocab; x++) { lo = Math.Min(lo, we[x * d + i]); hi = Math.Max(hi, we[x * d + i]); }
-                return new R(lo, hi) + R.Of(wp[u * d + i]);
+                return wp is null ? new R(lo, hi) : new R(lo, hi) + R.Of(wp[u * d + i]);
             }).ToArray();
-        var h = _f.Boxes(box, scores: false)[t];
+        var h = C.IsBasic ? _f.Boxes(box, scores: false)[t] : Arch.Final(Arch.Boxes(box, scores: false)[t]);   // R3: ln_final before the unembedding
         var claim = s.Vector("ce_by_label");
         if (claim.Length != C.DVocabOut) Fail(s, $"ce_by_label has {claim.Length} entries, expected d_vocab_out = {C.DVocabOut}");
         var certain = new bool[claim.Length];
@@ -560,7 +570,7 @@ public sealed partial class TranscriptChecker
             var lo = V(b[0]); var hi = V(b[1]);
             return Enumerable.Range(0, d).Select(i => lo[i] <= hi[i] ? new R(lo[i], hi[i]) : throw new Rejection(s.Id, s.Lemma, $"data.box[{t}] has lo > hi")).ToArray();
         }).ToArray();
-        var h = _f.Boxes(box, scores: true);
+        var h = C.IsBasic ? _f.Boxes(box, scores: true) : Arch.Boxes(box, scores: true).Select(Arch.Final).ToArray();   // R3
         if (!s.Claim.TryGetProperty("ce", out var ce) || ce.ValueKind != JsonValueKind.Array) Fail(s, "claim.ce must be a list of [t, y, bound]");
         var table = new Dictionary<(int, int), double>();
         var certainCells = new HashSet<(int, int)>();
@@ -596,7 +606,7 @@ public sealed partial class TranscriptChecker
             if (seq.Tokens.Length > cl.Box!.Length) Fail(s, $"sequence {i} is longer than the cluster's box");
             for (int t = 0; t < seq.Tokens.Length; t++)
             {
-                var e = _f.Embed(seq.Tokens[t], t);
+                var e = C.IsBasic ? _f.Embed(seq.Tokens[t], t) : Arch.Embed(seq.Tokens[t], t);
                 for (int j = 0; j < e.Length; j++)
                     if (e[j].Lo < cl.Box[t][j].Lo || e[j].Hi > cl.Box[t][j].Hi) Fail(s, $"sequence {i}'s embedding at position {t} is not inside the cluster's box (coordinate {j})");
                 if (seq.Labels[t] >= 0)
