@@ -97,9 +97,13 @@ sealed class ArchWorld : IDisposable
         };
     }
 
-    public JsonObject Mean(int id, int[] inputs, double sum, string lemma = "MEAN") => Step(id, lemma, inputs,
-        new JsonObject { ["positions"] = Data.LabelledPositions }, new JsonObject { ["b0"] = Up(U.Div(sum, Data.LabelledPositions)) },
-        lemma == "MEAN" ? inputs.Length + 1 : Data.LabelledPositions + 1, true);
+    public JsonObject Mean(int id, int[] inputs, double sum, string lemma = "MEAN", long? errors = null)
+    {
+        var claim = new JsonObject { ["b0"] = Up(U.Div(sum, Data.LabelledPositions)) };
+        if (errors is { } e) claim["errors"] = e;
+        return Step(id, lemma, inputs, new JsonObject { ["positions"] = Data.LabelledPositions }, claim,
+            lemma == "MEAN" ? inputs.Length + 1 : Data.LabelledPositions + 1, true);
+    }
 
     /// <summary>A claim a little above a certified upper end (the generator's R3 slack).</summary>
     public static double Up(double x) => Math.BitIncrement(x + Math.Abs(x) * Math.Pow(2, -24) + Math.Pow(2, -40));
@@ -125,20 +129,22 @@ sealed class ArchWorld : IDisposable
     {
         var steps = new List<JsonObject>();
         double total = 0;
+        long allErrors = 0;
         for (int first = 0; first < Data.Count; first += 2)
         {
             int end = Math.Min(Data.Count, first + 2);
-            double sum = 0; long flops = 0;
+            double sum = 0; long flops = 0, errors = 0;
             for (int q = first; q < end; q++)
             {
-                sum = U.Add(sum, Arch.Sequence(Data.Sequences[q]).Loss);
+                var (loss, wrong) = Arch.Sequence(Data.Sequences[q]);
+                sum = U.Add(sum, loss); errors += wrong;
                 flops += Costs.Forward(C, Data.Sequences[q].Tokens.Length, Data.Sequences[q].LabelledCount);
             }
             double c = claim(first, sum);
-            total = U.Add(total, c);
-            steps.Add(Step(steps.Count, "BFB", [], new JsonObject { ["first"] = first, ["end"] = end }, new JsonObject { ["loss_sum"] = c }, flops, true));
+            total = U.Add(total, c); allErrors += errors;
+            steps.Add(Step(steps.Count, "BFB", [], new JsonObject { ["first"] = first, ["end"] = end }, new JsonObject { ["loss_sum"] = c, ["errors"] = errors }, flops, true));
         }
-        steps.Add(Mean(steps.Count, Enumerable.Range(0, steps.Count).ToArray(), total));
+        steps.Add(Mean(steps.Count, Enumerable.Range(0, steps.Count).ToArray(), total, errors: allErrors));
         return Transcript("brute-force", steps);
     }
 
@@ -515,8 +521,10 @@ public class ArchCheckerTests(ITestOutputHelper output)
         {
             var v = w.Check(t);
             Assert.True(v.Accepted, $"{family} {name}: {v.Summary}");
-            var (trueLoss, _, _) = ReferenceForward.Evaluate(w.Model, w.Data);
+            var (trueLoss, accuracy, _) = ReferenceForward.Evaluate(w.Model, w.Data);
             Assert.True(v.B0 >= trueLoss, $"{family} {name}: b0 {v.B0} below the true loss {trueLoss}");
+            if (v.AccuracyLb is { } a) Assert.True(a <= accuracy, $"{family} {name}: certified accuracy {a} above the true {accuracy}");
+            if (name == "BFB") Assert.NotNull(v.AccuracyLb);
         }
     }
 
@@ -591,23 +599,29 @@ public class ArchCheckerTests(ITestOutputHelper output)
         Assert.Contains("not inside the cluster's box", v.Reason);
     }
 
-    [Fact]
-    public void A_crosscoder_lemma_on_a_LayerNorm_model_is_refused_by_name_with_the_models_features()
+    [Theory]
+    [InlineData("N1", "crosscoder-exhaustive", "gpt2-like")]
+    [InlineData("L2", "crosscoder-exhaustive", "llama-like")]
+    [InlineData("T1", "crosscoder-tables", "neo-like")]
+    [InlineData("INFO", "crosscoder-tables", "rmspre")]
+    [InlineData("CT", "crosscoder-compact", "attn-scale-3")]
+    [InlineData("CC", "mixed", "pythia-like")]
+    public void A_crosscoder_lemma_on_a_non_basic_model_is_refused_by_name_with_the_models_features(string lemma, string strategy, string family)
     {
-        using var w = new ArchWorld(Family("gpt2-like"), seed: 31);
+        using var w = new ArchWorld(Family(family), seed: 31);
         w.SaveCrosscoder(1);
-        var t = w.Transcript("crosscoder-exhaustive",
+        var t = w.Transcript(strategy,
         [
-            ArchWorld.Step(0, "N1", [], new JsonObject { ["model"] = "m" }, new JsonObject(), 0, false),
+            ArchWorld.Step(0, lemma, [], new JsonObject(), new JsonObject(), 0, false),
             w.Mean(1, [0], 0),
         ], crosscoder: true);
         var v = w.Check(t);
         Assert.False(v.Accepted);
-        Assert.Equal("N1", v.Lemma);
+        Assert.Equal(lemma, v.Lemma);
         Assert.Equal(0, v.Step);
-        Assert.Contains("lemma N1 covers only the basic architecture", v.Reason);
-        Assert.Contains("normalization_type LN", v.Reason);
-        Assert.Contains("act_fn gelu_new", v.Reason);
+        Assert.Contains($"lemma {lemma} covers only the basic architecture", v.Reason);
+        Assert.Contains(w.C.Features()[0], v.Reason);
+        Assert.Contains(string.Join(", ", w.C.Features()), v.Reason);
     }
 
     [Fact]
