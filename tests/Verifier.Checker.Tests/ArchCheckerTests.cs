@@ -495,6 +495,47 @@ public class ArchCheckerTests(ITestOutputHelper output)
         }
     }
 
+    /// <summary>(b) over random seeds, weight scales and families: BF contains the float64 loss of every sequence, and the
+    /// IP and CL box propagations contain the final residual and bound the CE of random inputs in their boxes.</summary>
+    [Property(MaxTest = 40)]
+    public void Random_models_of_every_family_are_enclosed(ulong seed)
+    {
+        var table = FamilyTable();
+        var (family, config) = table[(int)(seed % (ulong)table.Count)];
+        double std = new[] { 0.1, 0.3, 0.8 }[(int)(seed / 16 % 3)];
+        using var w = new ArchWorld(config.Validated(), seed, sequences: 3, std: std);
+        for (int q = 0; q < w.Data.Count; q++)
+        {
+            var (sum, _) = w.Arch.SequenceInterval(w.Data.Sequences[q]);
+            double exact = w.TrueLoss(q);
+            if (!double.IsFinite(exact)) continue;
+            Assert.True(In(exact, sum, 1e-12 * (1 + Math.Abs(exact))), $"{family} std {std} seed {seed} sequence {q}: {exact:R} outside [{sum.Lo:R}, {sum.Hi:R}]");
+        }
+        var c = w.C; var r = new Rng(seed ^ 0x5bd1e995);
+        int T = c.NCtx, d = c.DModel;
+        // a random box around random embeddings (CL-style) or the IP hull of every token
+        bool ip = r.NextInt(2) == 0;
+        var box = Enumerable.Range(0, T).Select(t => Enumerable.Range(0, d).Select(i =>
+        {
+            var v = Enumerable.Range(0, c.DVocab).Select(x => w.Arch.Embed(x, t)[i]).ToArray();
+            return new R(v.Min(b => b.Lo), v.Max(b => b.Hi));
+        }).ToArray()).ToArray();
+        var h = w.Arch.Boxes(box, scores: !ip);
+        for (int k = 0; k < 5; k++)
+        {
+            var tokens = Enumerable.Range(0, T).Select(_ => r.NextInt(c.DVocab)).ToArray();
+            var run = ReferenceForward.Run(w.Model, tokens);
+            for (int t = 0; t < T; t++)
+            {
+                for (int i = 0; i < d; i++)
+                    Assert.True(In(run.Sites[^1][t, i], h[t][i], 1e-12 * (1 + Math.Abs(run.Sites[^1][t, i]))), $"{family} std {std} ip={ip}: position {t} coordinate {i}");
+                int y = r.NextInt(c.DVocabOut);
+                double ce = ReferenceForward.CrossEntropy(run.Logits, t, y);
+                Assert.True(ce <= Forward.CeFromDiffs(w.Arch.LogitDiffsBox(h[t], y)).Hi * (1 + 1e-12) + 1e-12, $"{family} std {std} ip={ip}: CE at {t}");
+            }
+        }
+    }
+
     [Fact]
     public void The_general_forward_agrees_with_the_basic_one_on_a_basic_model()
     {
