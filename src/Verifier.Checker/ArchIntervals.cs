@@ -13,7 +13,7 @@ public static class ArchIntervals
 
     /// <summary>A float64 constant widened by <paramref name="ulps"/> each way: it then contains both the real constant
     /// it approximates (√(2/π), 0.7978845608, 0.044715, written in decimal) and the float64 ReferenceForward uses.</summary>
-    public static R Const(double c, int ulps = 4) => new(Dn(c, ulps), Up(c, ulps));
+    public static R Const(double c, int ulps) => new(Dn(c, ulps), Up(c, ulps));
 
     static R Meet(R a, double lo, double hi) => new(Math.Max(a.Lo, lo), Math.Min(a.Hi, hi));
 
@@ -64,7 +64,9 @@ public static class ArchIntervals
         return y;
     }
 
-    static readonly R GeluTanhC = Const(Activation.TanhGeluC), GeluFastC = Const(Activation.GeluFastC), Cubic = Const(0.044715), Half = R.Of(0.5);
+    // A decimal literal is parsed correctly rounded (within ½ ulp): ±1 ulp holds the real constant and the float64.
+    // Math.Sqrt(2/Math.PI): π, 2/π and the root each round by ½ ulp, ≤ 1.5 ulp in all: ±2 ulps.
+    static readonly R GeluTanhC = Const(Activation.TanhGeluC, 2), GeluFastC = Const(Activation.GeluFastC, 1), Cubic = Const(0.044715, 1);
     /// <summary>Below the minimum of every gelu variant (≈ −0.1700) and of silu (≈ −0.2785): proofs/R3-architectures.md.</summary>
     public const double GeluFloor = -0.18, SiluFloor = -0.28;
 
@@ -88,7 +90,7 @@ public static class ArchIntervals
                     return kind == ActKind.GeluFast ? p * GeluFastC * (R.One + Cubic * p * p) : GeluTanhC * (p + Cubic * p * p * p);
                 }
                 var t = new R(Math.Max(-1, Dn(Math.Tanh(U(a.Lo).Lo), 4)), Math.Min(1, Up(Math.Tanh(U(a.Hi).Hi), 4)));
-                return Floor(Half * a * (R.One + t), GeluFloor);
+                return Floor(0.5 * (a * (R.One + t)), GeluFloor);
             }
             case ActKind.Silu:
             {
@@ -129,7 +131,7 @@ public static class ArchIntervals
     {
         var (sqrtDHead, baseScale, layerFactor) = c.AttnDivisor(layer);
         var b = sqrtDHead ? R.Sqrt(R.Of(c.DHead)) : R.Of(baseScale);
-        return b * R.Of(layerFactor);
+        return layerFactor == 1 ? b : b * R.Of(layerFactor);   // ×1 is exact
     }
 }
 
