@@ -25,17 +25,7 @@ public sealed partial class TranscriptChecker
     {
         if (s.Inputs.Length != 0) Fail(s, "inputs: BF uses none");
         var seq = Seq(s);
-        var (sum, wrong) = C.IsBasic ? BasicSequence(seq) : Arch.SequenceInterval(seq);   // R3: every architecture
-        double claim = s.Number("loss_sum");
-        Certify(s, $"loss_sum of sequence {s.ScopeInt("sequence")}", claim, sum.Hi);
-        var errors = Errors(s, wrong, seq.LabelledCount, $"of sequence {s.ScopeInt("sequence")}");
-        long own = Costs.Forward(C, seq.Tokens.Length, seq.LabelledCount);
-        Cost(s, own, true); _ownFlops += own;
-        return new Info { Lemma = s.Lemma, Sequence = s.ScopeInt("sequence"), Scalar = claim, Errors = errors };
-    }
-
-    (R Sum, int Wrong) BasicSequence(Sequence seq)
-    {
+        if (!C.IsBasic) return BruteForceArch(s, seq);   // R3: every other architecture (LemmasArch.cs)
         var h = seq.Tokens.Select((x, t) => _f.Embed(x, t)).ToArray();
         for (int l = 0; l < C.NLayers; l++)
         {
@@ -44,7 +34,7 @@ public sealed partial class TranscriptChecker
             if (!C.AttnOnly) h = h.Select(x => Forward.Plus(x, _f.Mlp(l, x))).ToArray();
         }
         var sum = R.Zero;
-        int wrong = 0;
+        long wrong = 0;
         for (int t = 0; t < seq.Tokens.Length; t++)
         {
             if (seq.Labels[t] < 0) continue;
@@ -52,12 +42,13 @@ public sealed partial class TranscriptChecker
             sum = sum + Forward.CeFromDiffs(d);
             if (!Forward.Certain(d)) wrong++;
         }
-        return (sum, wrong);
+        double claim = s.Number("loss_sum");
+        Certify(s, $"loss_sum of sequence {s.ScopeInt("sequence")}", claim, sum.Hi);
+        var errors = Errors(s, wrong, seq.LabelledCount, $"of sequence {s.ScopeInt("sequence")}");
+        long own = Costs.Forward(C, seq.Tokens.Length, seq.LabelledCount);
+        Cost(s, own, true); _ownFlops += own;
+        return new Info { Lemma = s.Lemma, Sequence = s.ScopeInt("sequence"), Scalar = claim, Errors = errors };
     }
-
-    /// <summary>The forward pass of every architecture (proofs/R3-architectures.md), for a model that is not basic.</summary>
-    ArchForward Arch => _arch ??= new ArchForward(_w);
-    ArchForward? _arch;
 
     // ---- BFB -----------------------------------------------------------------------------------------------
     /// <summary>Brute force over the block of sequences [first, end) (proofs/BF-brute-force.md, BFB): each sequence's
@@ -68,10 +59,11 @@ public sealed partial class TranscriptChecker
         if (s.Inputs.Length != 0) Fail(s, "inputs: BFB uses none");
         int first = s.ScopeInt("first"), end = s.ScopeInt("end");
         if (first < 0 || end <= first || end > _data.Count) Fail(s, $"scope: the block [{first}, {end}) is not a non-empty range of the dataset's {_data.Count} sequences");
-        Func<Sequence, (double, int)> run = C.IsBasic ? (_block ??= new BlockForward(_w)).Sequence : Arch.Sequence;   // R3 for non-basic models
+        if (!C.IsBasic) return BruteForceBlockArch(s, first, end);   // R3: every other architecture (LemmasArch.cs)
+        _block ??= new BlockForward(_w);
         var loss = new double[end - first]; var wrong = new int[end - first];
         var seqs = _data.Sequences;
-        try { Parallel.For(first, end, i => (loss[i - first], wrong[i - first]) = run(seqs[i])); }
+        try { Parallel.For(first, end, i => (loss[i - first], wrong[i - first]) = _block.Sequence(seqs[i])); }
         catch (AggregateException e) when (e.InnerExceptions.FirstOrDefault(x => x is CheckFailure) is { } failure)
         {
             System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(failure);
