@@ -21,7 +21,10 @@ public static class ArchIntervals
     /// linear map (x_i counted once: c_i = x_i − (1/d)·Σ_j x_j with the x_i terms collected), RMS/RMSPre do not; the
     /// scale S = √(v + eps) with v = (1/d)·Σ c_i² enclosed from the per-coordinate squares; N_i = c_i / S ∩ [−√d, √d];
     /// then ·w (LN, RMS) and + b (LN).</summary>
-    public static R[] Normalize(NormKind kind, R[] x, double[]? w, double[]? b, double eps)
+    public static R[] Normalize(NormKind kind, R[] x, double[]? w, double[]? b, double eps) => Normalize(kind, x, w, b, eps, meanValue: true);
+
+    /// <summary>Rule N alone when <paramref name="meanValue"/> is false; N ∩ N′ (the mean-value form) when true.</summary>
+    public static R[] Normalize(NormKind kind, R[] x, double[]? w, double[]? b, double eps, bool meanValue)
     {
         if (kind == NormKind.None) return x;
         int d = x.Length;
@@ -51,17 +54,55 @@ public static class ArchIntervals
             vLo = Dn(vLo + Dn(m * m)); vHi = Up(vHi + Up(M * M));
         }
         vLo = Math.Max(0, Dn(vLo / d)); vHi = Up(vHi / d);
-        var s = R.Sqrt(new R(Math.Max(0, Dn(vLo + eps)), Up(vHi + eps)));
+        var v = new R(Math.Max(0, Dn(vLo + eps)), Up(vHi + eps));   // v + eps
+        var s = R.Sqrt(v);
         double root = Up(Math.Sqrt(d), 2);
+        var mv = meanValue ? MeanValue(centre, x, c, v, s, eps) : null;
         var y = new R[d];
         for (int i = 0; i < d; i++)
         {
             var n = Meet(c[i] / s, -root, root);
+            if (mv is not null)
+            {
+                if (!(Math.Max(n.Lo, mv[i].Lo) <= Math.Min(n.Hi, mv[i].Hi)))
+                    throw new CheckFailure("arithmetic", "the two enclosures of a normalisation are disjoint (an internal error: refused rather than guessed)");
+                n = Meet(n, mv[i].Lo, mv[i].Hi);
+            }
             if (w is not null) n = n * R.Of(w[i]);
             if (b is not null) n = n + R.Of(b[i]);
             y[i] = n;
         }
         return y;
+    }
+
+    /// <summary>R3 N′, the mean-value form intersected with N (proofs/R3-architectures.md): for x in the box X and its
+    /// point m, N_i(x) = N_i(m) + Σ_k ∂N_i/∂x_k(ξ)·(x_k − m_k) for some ξ in X, with
+    /// ∂N_i/∂x_k = (P_ik − c_i·c_k/(d·(v + eps)))/√(v + eps), P = I − 11ᵀ/d (LN, LNPre) or I (RMS, RMSPre), and c, v + eps,
+    /// √(v + eps) at ξ enclosed by <paramref name="c"/>, <paramref name="v"/>, <paramref name="s"/> (rule N). The sum is
+    /// formed in O(d): Σ_k P_ik Δ_k = (1 − 1/d)Δ_i − (1/d)Σ_{k≠i}Δ_k and Σ_k c_i c_k Δ_k = c_i·Σ_k c_k Δ_k. Null for a point
+    /// box (nothing to gain) or a non-finite one.</summary>
+    static R[]? MeanValue(bool centre, R[] x, R[] c, R v, R s, double eps)
+    {
+        int d = x.Length;
+        if (x.All(r => r.Lo == r.Hi) || !x.All(r => double.IsFinite(r.Lo) && double.IsFinite(r.Hi))) return null;
+        var m = x.Select(r => Math.Clamp(r.Lo + 0.5 * (r.Hi - r.Lo), r.Lo, r.Hi)).ToArray();   // a float64 inside each X_k
+        var nm = Normalize(centre ? NormKind.LNPre : NormKind.RMSPre, m.Select(R.Of).ToArray(), null, null, eps, meanValue: false);
+        var delta = new R[d];
+        for (int k = 0; k < d; k++) delta[k] = x[k] - R.Of(m[k]);
+        var cd = R.Zero;                                        // Σ_k c_k Δ_k
+        for (int k = 0; k < d; k++) cd = cd + c[k] * delta[k];
+        var q = R.One / (R.Of(d) * v);                          // 1/(d·(v + eps))
+        double sumLo = 0, sumHi = 0;
+        for (int k = 0; k < d; k++) { sumLo = Dn(sumLo + delta[k].Lo); sumHi = Up(sumHi + delta[k].Hi); }
+        var inv = new R(Dn(1.0 / d), Up(1.0 / d));
+        var keep = R.One - inv;
+        var r = new R[d];
+        for (int i = 0; i < d; i++)
+        {
+            var pd = centre ? keep * delta[i] - inv * new R(Dn(sumLo - delta[i].Lo), Up(sumHi - delta[i].Hi)) : delta[i];
+            r[i] = nm[i] + (pd - c[i] * q * cd) / s;
+        }
+        return r;
     }
 
     // A decimal literal is parsed correctly rounded (within ½ ulp): ±1 ulp holds the real constant and the float64.
