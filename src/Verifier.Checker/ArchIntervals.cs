@@ -57,7 +57,8 @@ public static class ArchIntervals
         var v = new R(Math.Max(0, Dn(vLo + eps)), Up(vHi + eps));   // v + eps
         var s = R.Sqrt(v);
         double root = Up(Math.Sqrt(d), 2);
-        var mv = meanValue ? MeanValue(centre, x, c, v, s, eps) : null;
+        // N′ for the centred kinds only: for RMS/RMSPre rule N is already the first-order form (measured: equal widths).
+        var mv = meanValue && centre ? MeanValue(centre, x, c, v, s, eps) : null;
         var y = new R[d];
         for (int i = 0; i < d; i++)
         {

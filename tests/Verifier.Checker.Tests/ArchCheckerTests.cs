@@ -303,19 +303,40 @@ public class ArchCheckerTests(ITestOutputHelper output)
             var w = ModelWeights.Random(c.Validated(), seed, std: 1.0);
             double scale = r.NextInt(3) switch { 0 => 1e-3, 1 => 1, _ => 100 };
             var box = Enumerable.Range(0, d).Select(_ => RandomBox(r, scale)).ToArray();
-            var y = ArchIntervals.Normalize(kind, box, kind is NormKind.LN or NormKind.RMS ? w["ln_final.w"].Data : null,
-                kind == NormKind.LN ? w["ln_final.b"].Data : null, eps);
+            double[]? g = kind is NormKind.LN or NormKind.RMS ? w["ln_final.w"].Data : null, bias = kind == NormKind.LN ? w["ln_final.b"].Data : null;
+            var y = ArchIntervals.Normalize(kind, box, g, bias, eps);                            // N ∩ N′
+            var yN = ArchIntervals.Normalize(kind, box, g, bias, eps, meanValue: false);         // rule N alone
+            for (int i = 0; i < d; i++) Assert.True(y[i].Lo >= yN[i].Lo && y[i].Hi <= yN[i].Hi, "N ∩ N′ is inside N");
             for (int k = 0; k < 20; k++)
             {
                 var x = new double[1, d];
                 for (int i = 0; i < d; i++) x[0, i] = Inside(r, box[i]);
                 var exact = ReferenceForward.Normalize(w, "ln_final.", kind, x);
                 for (int i = 0; i < d; i++)
-                    Assert.True(In(exact[0, i], y[i], 1e-12 * (1 + Math.Abs(exact[0, i]))),
-                        $"{kind} d={d} eps={eps:R}: coordinate {i} = {exact[0, i]:R} outside [{y[i].Lo:R}, {y[i].Hi:R}]");
+                    Assert.True(In(exact[0, i], y[i], 1e-12 * (1 + Math.Abs(exact[0, i]))) && In(exact[0, i], yN[i], 1e-12 * (1 + Math.Abs(exact[0, i]))),
+                        $"{kind} d={d} eps={eps:R}: coordinate {i} = {exact[0, i]:R} outside [{y[i].Lo:R}, {y[i].Hi:R}] or [{yN[i].Lo:R}, {yN[i].Hi:R}]");
             }
             double root = Math.Sqrt(d) * (1 + 1e-15);
             if (kind is NormKind.LNPre or NormKind.RMSPre) Assert.All(y, v => Assert.True(v.Lo >= -root && v.Hi <= root, "the √d clamp"));
+        }
+    }
+
+    /// <summary>N′ earns its keep: on narrow boxes around a residual, N ∩ N′ is clearly narrower than rule N alone (LN).</summary>
+    [Fact]
+    public void The_mean_value_form_narrows_normalisations_of_narrow_boxes()
+    {
+        var r = new Rng(41);
+        foreach (var kind in new[] { NormKind.LNPre })   // RMS: rule N is already first order, N′ is not applied
+        {
+            double ratio = 0;
+            for (int n = 0; n < 50; n++)
+            {
+                var box = Enumerable.Range(0, 32).Select(_ => { double c = r.NextDouble() - 0.5, h = 1e-9 * r.NextDouble(); return new R(c - h, c + h); }).ToArray();
+                double Width(R[] v) => v.Sum(x => x.Hi - x.Lo);
+                ratio += Width(ArchIntervals.Normalize(kind, box, null, null, 1e-5)) / Width(ArchIntervals.Normalize(kind, box, null, null, 1e-5, meanValue: false)) / 50;
+            }
+            output.WriteLine($"{kind}: width(N ∩ N′) / width(N) = {ratio:F3} on narrow boxes (d = 32)");
+            Assert.True(ratio < 0.9, $"{kind}: {ratio}");
         }
     }
 
