@@ -272,8 +272,10 @@ public sealed partial class TranscriptChecker
     /// dataset's tokens, labels and lengths against the model's vocabulary and n_ctx when they were loaded.</summary>
     void CheckDimensions()
     {
-        if (!C.IsBasic)
-            throw new CheckFailure("artefacts", $"the checker's lemmas cover only the basic architecture (no normalisation, ReLU, learned positions, global attention scaled by sqrt(d_head)); this model has {string.Join(", ", C.Features())}");
+        // Non-basic models are refused per step (CheckStep, AllArchitectures), not here: BF, BFB, IP, CL and the
+        // aggregations cover every architecture (proofs/R3-architectures.md).
+        foreach (var (name, shape) in C.ParameterShapes())
+            if (!_w[name].Shape.SequenceEqual(shape)) throw new CheckFailure("artefacts", $"model tensor {name} has shape [{string.Join(", ", _w[name].Shape)}], expected [{string.Join(", ", shape)}]");
         if (_cc is null) return;
         var cfg = _cc.Config;
         if (cfg.DModel != C.DModel) throw new CheckFailure("artefacts", $"the crosscoder's d_model {cfg.DModel} differs from the model's d_model {C.DModel}");
@@ -281,8 +283,6 @@ public sealed partial class TranscriptChecker
             if (!Sites.Contains(site)) throw new CheckFailure("artefacts", $"the crosscoder's site '{site}' is not a residual site of the model ({string.Join(", ", Sites)})");
         foreach (var (name, shape) in CrosscoderWeights.Shapes(cfg))
             if (!_cc[name].Shape.SequenceEqual(shape)) throw new CheckFailure("artefacts", $"crosscoder tensor {name} has shape [{string.Join(", ", _cc[name].Shape)}], expected [{string.Join(", ", shape)}]");
-        foreach (var (name, shape) in C.ParameterShapes())
-            if (!_w[name].Shape.SequenceEqual(shape)) throw new CheckFailure("artefacts", $"model tensor {name} has shape [{string.Join(", ", _w[name].Shape)}], expected [{string.Join(", ", shape)}]");
     }
 
     void CheckArtefacts(JsonElement e, string modelDir, string? ccDir)
@@ -415,11 +415,18 @@ public sealed partial class TranscriptChecker
         Only(s.Scope, f.Scope, "scope"); Only(s.Claim, f.Claim, "claim"); Only(s.Data, f.Data, "data");
     }
 
+    /// <summary>The lemmas that certify every architecture ModelConfig accepts (proofs/R3-architectures.md): brute force,
+    /// box propagation and the pure aggregations. Every other lemma (the crosscoder's) refuses a non-basic model by name.</summary>
+    public static readonly IReadOnlySet<string> AllArchitectures = new HashSet<string>(StringComparer.Ordinal)
+        { "BF", "BFB", "IP", "IPMEAN", "CL", "CLMEMBERS", "MEAN", "SHARD" };
+
     void CheckStep(Step s)
     {
         KnownFields(s);
         if (!LemmasByStrategy[_strategy].Contains(s.Lemma))
             Fail(s, $"lemma '{s.Lemma}' is not a lemma of the strategy '{_strategy}' (proofs/README.md)");
+        if (!C.IsBasic && !AllArchitectures.Contains(s.Lemma))
+            Fail(s, $"lemma {s.Lemma} covers only the basic architecture (no normalisation, ReLU, learned positions, global attention scaled by sqrt(d_head)); this model has {string.Join(", ", C.Features())} (the lemmas for every architecture: {string.Join(", ", AllArchitectures)}; proofs/R3-architectures.md)");
         if (_finalMeanStep >= 0) Fail(s, "no step may follow the final MEAN/IPMEAN step");
         var info = s.Lemma switch
         {

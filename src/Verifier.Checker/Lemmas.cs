@@ -25,6 +25,7 @@ public sealed partial class TranscriptChecker
     {
         if (s.Inputs.Length != 0) Fail(s, "inputs: BF uses none");
         var seq = Seq(s);
+        if (!C.IsBasic) return BruteForceArch(s, seq);   // R3: every other architecture (LemmasArch.cs)
         var h = seq.Tokens.Select((x, t) => _f.Embed(x, t)).ToArray();
         for (int l = 0; l < C.NLayers; l++)
         {
@@ -58,6 +59,7 @@ public sealed partial class TranscriptChecker
         if (s.Inputs.Length != 0) Fail(s, "inputs: BFB uses none");
         int first = s.ScopeInt("first"), end = s.ScopeInt("end");
         if (first < 0 || end <= first || end > _data.Count) Fail(s, $"scope: the block [{first}, {end}) is not a non-empty range of the dataset's {_data.Count} sequences");
+        if (!C.IsBasic) return BruteForceBlockArch(s, first, end);   // R3: every other architecture (LemmasArch.cs)
         _block ??= new BlockForward(_w);
         var loss = new double[end - first]; var wrong = new int[end - first];
         var seqs = _data.Sequences;
@@ -133,16 +135,16 @@ public sealed partial class TranscriptChecker
         int t = s.ScopeInt("position");
         if (t < 0 || t >= C.NCtx) Fail(s, $"scope.position {t} is outside [0, n_ctx = {C.NCtx})");
         Once(s, $"IP position {t}");
-        var we = _w["embed.W_E"].Data; var wp = _w["pos_embed.W_pos"].Data; int d = C.DModel;
+        var we = _w["embed.W_E"].Data; var wp = C.HasPosEmbed ? _w["pos_embed.W_pos"].Data : null; int d = C.DModel;
         var box = new R[t + 1][];
         for (int u = 0; u <= t; u++)
             box[u] = Enumerable.Range(0, d).Select(i =>
             {
                 double lo = double.PositiveInfinity, hi = double.NegativeInfinity;
                 for (int x = 0; x < C.DVocab; x++) { lo = Math.Min(lo, we[x * d + i]); hi = Math.Max(hi, we[x * d + i]); }
-                return new R(lo, hi) + R.Of(wp[u * d + i]);
+                return wp is null ? new R(lo, hi) : new R(lo, hi) + R.Of(wp[u * d + i]);
             }).ToArray();
-        var h = _f.Boxes(box, scores: false)[t];
+        var h = C.IsBasic ? _f.Boxes(box, scores: false)[t] : Arch.Final(Arch.Boxes(box, scores: false)[t]);   // R3: ln_final before the unembedding
         var claim = s.Vector("ce_by_label");
         if (claim.Length != C.DVocabOut) Fail(s, $"ce_by_label has {claim.Length} entries, expected d_vocab_out = {C.DVocabOut}");
         var certain = new bool[claim.Length];
@@ -560,7 +562,7 @@ public sealed partial class TranscriptChecker
             var lo = V(b[0]); var hi = V(b[1]);
             return Enumerable.Range(0, d).Select(i => lo[i] <= hi[i] ? new R(lo[i], hi[i]) : throw new Rejection(s.Id, s.Lemma, $"data.box[{t}] has lo > hi")).ToArray();
         }).ToArray();
-        var h = _f.Boxes(box, scores: true);
+        var h = C.IsBasic ? _f.Boxes(box, scores: true) : Arch.Boxes(box, scores: true).Select(Arch.Final).ToArray();   // R3
         if (!s.Claim.TryGetProperty("ce", out var ce) || ce.ValueKind != JsonValueKind.Array) Fail(s, "claim.ce must be a list of [t, y, bound]");
         var table = new Dictionary<(int, int), double>();
         var certainCells = new HashSet<(int, int)>();
@@ -596,7 +598,7 @@ public sealed partial class TranscriptChecker
             if (seq.Tokens.Length > cl.Box!.Length) Fail(s, $"sequence {i} is longer than the cluster's box");
             for (int t = 0; t < seq.Tokens.Length; t++)
             {
-                var e = _f.Embed(seq.Tokens[t], t);
+                var e = C.IsBasic ? _f.Embed(seq.Tokens[t], t) : Arch.Embed(seq.Tokens[t], t);
                 for (int j = 0; j < e.Length; j++)
                     if (e[j].Lo < cl.Box[t][j].Lo || e[j].Hi > cl.Box[t][j].Hi) Fail(s, $"sequence {i}'s embedding at position {t} is not inside the cluster's box (coordinate {j})");
                 if (seq.Labels[t] >= 0)

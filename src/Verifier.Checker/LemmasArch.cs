@@ -1,0 +1,51 @@
+using Verifier.Core;
+
+namespace Verifier.Checker;
+
+/// <summary>BF and BFB for every model that is not basic (proofs/R3-architectures.md): the same statements as
+/// proofs/BF-brute-force.md, each sequence through <see cref="ArchForward"/> (R1 + R3) instead of the basic model's
+/// forward passes. The basic paths (Forward.cs, Kernel.cs) are untouched; Lemmas.cs dispatches here on C.IsBasic.</summary>
+public sealed partial class TranscriptChecker
+{
+    /// <summary>The forward pass of every architecture, built on first use.</summary>
+    ArchForward Arch => _arch ??= new ArchForward(_w);
+    ArchForward? _arch;
+
+    Info BruteForceArch(Step s, Sequence seq)
+    {
+        var (sum, wrong) = Arch.SequenceInterval(seq);
+        int q = s.ScopeInt("sequence");
+        double claim = s.Number("loss_sum");
+        Certify(s, $"loss_sum of sequence {q}", claim, sum.Hi);
+        var errors = Errors(s, wrong, seq.LabelledCount, $"of sequence {q}");
+        long own = Costs.Forward(C, seq.Tokens.Length, seq.LabelledCount);   // the basic formula for every architecture (spec/costs.md)
+        Cost(s, own, true); _ownFlops += own;
+        return new Info { Lemma = s.Lemma, Sequence = q, Scalar = claim, Errors = errors };
+    }
+
+    /// <summary>BFB: the block's sequences on every core, each certified alone; the upper ends summed in index order, so
+    /// the certified value does not depend on scheduling.</summary>
+    Info BruteForceBlockArch(Step s, int first, int end)
+    {
+        var arch = Arch;
+        var loss = new double[end - first]; var wrong = new int[end - first];
+        var seqs = _data.Sequences;
+        try { Parallel.For(first, end, i => (loss[i - first], wrong[i - first]) = arch.Sequence(seqs[i])); }
+        catch (AggregateException e) when (e.InnerExceptions.FirstOrDefault(x => x is CheckFailure) is { } failure)
+        {
+            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(failure);
+        }
+        double sum = 0; long errors = 0, own = 0, labelled = 0;
+        for (int i = first; i < end; i++)
+        {
+            sum = U.Add(sum, loss[i - first]); errors += wrong[i - first];
+            own += Costs.Forward(C, seqs[i].Tokens.Length, seqs[i].LabelledCount);
+            labelled += seqs[i].LabelledCount;
+        }
+        double claim = s.Number("loss_sum");
+        Certify(s, $"loss_sum of sequences [{first}, {end})", claim, sum);
+        var claimedErrors = Errors(s, errors, labelled, $"of sequences [{first}, {end})");
+        Cost(s, own, true); _ownFlops += own;
+        return new Info { Lemma = s.Lemma, Sequence = first, End = end, Scalar = claim, Errors = claimedErrors };
+    }
+}
