@@ -97,7 +97,7 @@ public sealed class ArchitectureCliTests : IDisposable
     }
 
     [Fact]
-    public void Commands_that_assume_ReLU_interactions_refuse_a_gpt2_like_model_before_working()
+    public void Commands_that_assume_ReLU_interactions_refuse_a_gpt2_like_model_before_working_and_bench_bound_accepts_it()
     {
         Assert.Equal(0, Train("g", "--arch", "gpt2-like").Code);
         Assert.Equal(0, Run("make-data", "--task", "max-of-k", "--vocab", "10", "--k", "4", "--count", "50", "--out", P("d.jsonl")).Code);
@@ -111,9 +111,9 @@ public sealed class ArchitectureCliTests : IDisposable
         var sweep = Run("sweep-penalty", "--model", P("g"), "--data", P("d.jsonl"), "--bound-data", P("d.jsonl"), "--steps", "5", "--out", P("sweep"));
         Assert.Equal(4, sweep.Code);
         Assert.Contains("sweep-penalty", sweep.Err);
+        // bench bound runs and checks brute force and trivial on it (every architecture since R3); exit 7 if any were rejected.
         var bench = Run("bench", "bound", "--model", P("g"), "--data", P("d.jsonl"), "--json");
-        Assert.Equal(4, bench.Code);
-        Assert.Contains("bench bound", bench.Err);
+        Assert.True(bench.Code == 0, bench.Err);
         // Without the penalty, a crosscoder trains and evaluates on it.
         var cc = Run("train-crosscoder", "--model", P("g"), "--data", P("d.jsonl"), "--width", "16", "--k", "4", "--steps", "60", "--batch-tokens", "64", "--json", "--out", P("cc"));
         Assert.True(cc.Code == 0, cc.Err);
