@@ -58,11 +58,16 @@ static class DemoCommand
         var budgets = new Option<string>("--budgets") { Description = "FLOP budgets (fractions of brute force's) for the mixed strategy, comma-separated", DefaultValueFactory = _ => "0.4,0.5,0.6,0.7,0.8,0.9" };
         var force = Options.Force();
         var json = Options.Json();
-        var cmd = new Command("demo", "Run the whole pipeline on the built-in defaults (max-of-k) and print a short summary");
+        var arch = new Option<string>("--arch") { Description = "basic: the max-of-k model (no normalisation, ReLU) and every strategy | gpt2-like: a 2-layer LayerNorm + gelu_new language model on the Shakespeare sample (GPT-2 BPE, 256 most frequent ids), bounded by brute force, clustered and trivial", DefaultValueFactory = _ => "basic" };
+        arch.AcceptOnlyFromAmong("basic", "gpt2-like");
+        var text = new Option<FileInfo?>("--text") { Description = "gpt2-like: the UTF-8 text to train on (default: the Shakespeare sample built into verifier, data/shakespeare.txt)" };
+        var cmd = new Command("demo", "Run the whole pipeline on built-in defaults (max-of-k, or --arch gpt2-like: a small language model) and print a short summary");
         cmd.Options.Add(output); train.AddTo(cmd);
-        foreach (var o in new Option[] { width, k, ccSteps, sequences, boundSequences, clusterCounts, budgets, force, json }) cmd.Options.Add(o);
+        foreach (var o in new Option[] { width, k, ccSteps, sequences, boundSequences, clusterCounts, budgets, arch, text, force, json }) cmd.Options.Add(o);
         cmd.SetAction((pr, ct) => Task.FromResult(CommandRunner.Run(pr, json, ct, ctx =>
         {
+            if (pr.GetValue(arch) == "gpt2-like") return LanguageModel(pr, ctx, output, train, width, k, ccSteps, sequences, boundSequences, clusterCounts, budgets, text, force);
+            if (pr.GetValue(text) is not null) throw new UsageException("--text applies to --arch gpt2-like only (the basic demo is max-of-k)");
             var sw = Stopwatch.StartNew();
             var task = TaskCatalog.Create("max-of-k", new TaskCatalog.Parameters());
             var config = ModelConfig.Create(32, 2, 16, 64, 1, task.NCtx, task.DVocab, task.DVocabOut, attnOnly: false);
@@ -177,5 +182,71 @@ static class DemoCommand
             return verdicts.Values.All(v => v.Accepted) && auditIntact ? ExitCodes.Ok : ExitCodes.Rejected;
         })));
         return cmd;
+    }
+
+    static bool Given(ParseResult pr, Option o) => pr.GetResult(o) is { Implicit: false };
+
+    /// <summary>demo --arch gpt2-like (DemoLanguageModel), with its own defaults for every option not given.</summary>
+    static int LanguageModel(ParseResult pr, CommandContext ctx, Option<DirectoryInfo> output, TrainingOptions train, Option<int> width, Option<int> k,
+        Option<int> ccSteps, Option<int> sequences, Option<int> boundSequences, Option<string> clusterCounts, Option<string> budgets, Option<FileInfo?> text, Option<bool> force)
+    {
+        if (Given(pr, budgets)) throw new UsageException("--budgets does not apply to --arch gpt2-like (the mixed strategy needs crosscoder-compact, which supports only the basic architecture)");
+        var sw = Stopwatch.StartNew();
+        var d = new DemoLanguageModel.Sizes();
+        var z = d with
+        {
+            BoundSequences = Given(pr, boundSequences) ? pr.GetValue(boundSequences) : d.BoundSequences,
+            Clusters = Given(pr, clusterCounts) ? pr.GetValue(clusterCounts)! : d.Clusters,
+        };
+        var t = train.For(pr);
+        var o = t with
+        {
+            Steps = Given(pr, train.Steps) ? t.Steps : z.Steps, BatchSize = Given(pr, train.BatchSize) ? t.BatchSize : z.BatchSize,
+            WarmupSteps = Math.Min(100, (Given(pr, train.Steps) ? t.Steps : z.Steps) / 10),
+        };
+        var cco = new CrosscoderOptions(Width: Given(pr, width) ? pr.GetValue(width) : 128, Mode: CrosscoderModes.TopK, K: pr.GetValue(k),
+            Steps: Given(pr, ccSteps) ? pr.GetValue(ccSteps) : 500, Seed: pr.GetValue(train.Seed));
+        int ccSeqs = Given(pr, sequences) ? pr.GetValue(sequences) : int.MaxValue;
+        string dir = pr.GetValue(output)!.FullName;
+        string? textFile = pr.GetValue(text)?.FullName;
+        if (textFile is not null && !File.Exists(textFile)) throw new InvalidInputException(textFile, "file", "does not exist");
+        OutputGuard.Check("--out", dir, directory: true, [textFile]);
+        DemoLanguageModel.Outcome? r = null;
+        AtomicOutput.WriteDirectory(dir, pr.GetValue(force), tmp => r = DemoLanguageModel.Run(ctx, tmp, dir, textFile, z, o, cco, ccSeqs));
+        var frontier = Frontier(r!.Bounds.Select(b => (b.Name, b.Result.Cost.Flops, b.Result.B0)).ToList());
+        var e = r.Crosscoder.Evaluation; var m = r.Model; var c = r.Config;
+        if (ctx.Json)
+            ctx.WriteJson(new
+            {
+                Out = dir, Architecture = c.Features(), Task = m.TaskDescription, m.Parameters, m.HeldOutAccuracy, m.HeldOutLoss, r.ReferenceLoss,
+                TrainSeconds = m.WallSeconds, WallSeconds = Math.Round(sw.Elapsed.TotalSeconds, 2), ModelSha256 = m.WeightsSha256,
+                Text = new { r.Text.Windows, r.Text.StreamTokens, r.Text.DVocab, r.Text.ContentHash },
+                Crosscoder = new { cco.Width, cco.K, e.MeanFvu, e.MeanL0, MinLossRecovered = e.Sites.Min(s => s.LossRecovered), r.Crosscoder.TrainSeconds, e.Sites },
+                Bounds = r.Bounds.Select(b => new
+                {
+                    Strategy = b.Name, b.Result.B0, b.Result.AccuracyLb, b.Result.TrueLoss, b.Result.Cost.Flops, b.Result.WallSeconds, NonDominated = frontier.Contains(b.Name),
+                    Verdict = r.Verdicts[b.Name].Accepted ? "accepted" : "rejected", CheckerSeconds = r.Verdicts[b.Name].Seconds,
+                }),
+                NotRun = "crosscoder-exhaustive, crosscoder-tables, crosscoder-compact, mixed: their lemmas support only the basic architecture",
+                Plot = Path.Combine(dir, "frontier.png"), Store = Path.Combine(dir, VerifierStore.DefaultFileName), r.AuditIntact, r.StoreHead,
+            });
+        else
+        {
+            ctx.Say($"Verifier demo (gpt2-like language model) → {dir}");
+            ctx.Say($"  text      {(textFile ?? "the built-in Shakespeare sample")}: {r.Text.StreamTokens:N0} GPT-2 tokens, {r.Text.Windows:N0} windows of {r.Text.NCtx} (BOS first), ids mapped to the {r.Text.DVocab - 1} most frequent + <unk>");
+            ctx.Say($"  model     {c.NLayers} layers, d_model {c.DModel}, {c.NHeads} heads × {c.DHead}, d_mlp {c.DMlp}; {string.Join(", ", c.Features())}; {m.Parameters} parameters");
+            ctx.Say($"  training  {m.Steps} steps AdamW, seed {m.Seed}, {m.WallSeconds:F1} s");
+            ctx.Say($"  held out  accuracy {m.HeldOutAccuracy:P2}, loss {m.HeldOutLoss:F4} (float64 TorchSharp, {m.HeldOutPositions} positions); plain C# float64 |Δ| {Math.Abs(r.ReferenceLoss - m.HeldOutLoss):E1}");
+            ctx.Say($"  crosscoder width {cco.Width}, top-{cco.K}, {e.Sites.Count} sites, {cco.Steps} steps, {r.Crosscoder.TrainSeconds:F1} s: mean FVU {e.MeanFvu:F4}, mean L0 {e.MeanL0:F2}");
+            ctx.Say($"            spliced-in loss recovered: {string.Join(", ", e.Sites.Select(s => $"{s.Site} {s.LossRecovered:P1}"))}");
+            ctx.Say($"  bounds    on {r.BoundSequences} held-out windows (true loss {r.Bounds[0].Result.TrueLoss:G6}); * = non-dominated in (FLOPs, b₀):");
+            ctx.Say($"            {"strategy",-24} {"b₀",14} {"FLOPs",16} {"bound s",8} {"check",9} {"check s",8} {"acc ≥",8}");
+            foreach (var (name, b) in r.Bounds)
+                ctx.Say($"          {(frontier.Contains(name) ? "*" : " ")} {name,-24} {b.B0,14:G6} {b.Cost.Flops,16:N0} {b.WallSeconds,8:F2} {(r.Verdicts[name].Accepted ? "accepted" : "REJECTED"),9} {r.Verdicts[name].Seconds,8:F2} {(b.AccuracyLb is { } a ? $"{Math.Floor(a * 1e3) / 10:F1} %" : ""),8}");
+            ctx.Say($"            uniform guess: ln d_vocab_out = {Math.Log(c.DVocabOut):F4}; not run: the crosscoder strategies and mixed (their lemmas support only the basic architecture)");
+            ctx.Say($"  store     {Path.Combine(dir, VerifierStore.DefaultFileName)} (audit chain {(r.AuditIntact ? "intact" : "BROKEN")}, head {r.StoreHead}); plot {Path.Combine(dir, "frontier.png")}");
+            ctx.Say($"  total     {sw.Elapsed.TotalSeconds:F1} s");
+        }
+        return r.Verdicts.Values.All(v => v.Accepted) && r.AuditIntact ? ExitCodes.Ok : ExitCodes.Rejected;
     }
 }

@@ -1,0 +1,102 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Reflection;
+using Verifier.Bounds;
+using Verifier.Checker;
+using Verifier.Core;
+using Verifier.Crosscoders;
+using Verifier.Model;
+using Verifier.Store;
+using Verifier.Text;
+
+namespace Verifier.Cli;
+
+/// <summary><c>demo --arch gpt2-like</c>: a 2-layer LayerNorm + gelu_new language model on the Shakespeare sample the
+/// repository ships (GPT-2 BPE, the most frequent ids kept), a crosscoder over its residual sites, every strategy that
+/// certifies this architecture (brute force, clustered, trivial), their checks, the store and the frontier.</summary>
+static class DemoLanguageModel
+{
+    /// <summary>The sizes of the demo's model: small enough to bound by brute force on a laptop's cores in about a minute.</summary>
+    public sealed record Sizes(int NCtx = 16, int VocabTop = 256, int DModel = 32, int NHeads = 4, int DHead = 8, int DMlp = 128, int NLayers = 2,
+        int Steps = 400, int BatchSize = 32, double LearningRate = 3e-3, int BoundSequences = 64, string Clusters = "1,8,64");
+
+    /// <summary>The Shakespeare sample (data/shakespeare.txt) embedded in the CLI, so the demo needs no checkout.</summary>
+    public static void WriteSample(string path)
+    {
+        using var s = Assembly.GetExecutingAssembly().GetManifestResourceStream("shakespeare.txt")
+            ?? throw new InvalidOperationException("the embedded Shakespeare sample is missing from this build");
+        using var f = File.Create(path);
+        s.CopyTo(f);
+    }
+
+    public sealed record Outcome(TrainMetrics Model, CrosscoderMetrics Crosscoder, TextDatasetResult Text, string BoundPath, int BoundSequences,
+        List<(string Name, BoundResult Result)> Bounds, Dictionary<string, Verdict> Verdicts, bool AuditIntact, string? StoreHead, ModelConfig Config,
+        double ReferenceLoss);
+
+    /// <summary>Everything, written inside <paramref name="tmp"/> (renamed to <paramref name="dir"/> by the caller).</summary>
+    public static Outcome Run(CommandContext ctx, string tmp, string dir, string? textFile, Sizes z, TrainOptions o, CrosscoderOptions cco, int ccSequences)
+    {
+        string textPath = Path.Combine(tmp, "text.txt");
+        if (textFile is null) WriteSample(textPath); else File.Copy(textFile, textPath);
+        string windows = Path.Combine(tmp, "windows.jsonl");
+        var text = ctx.WithProgress("tokenizing (GPT-2 BPE)", report => TextDataset.Build(TextSource.Open(textPath, null), TextTokenizer.Open("gpt2"),
+            new TextWindowOptions(z.NCtx, VocabTop: z.VocabTop), windows, false, new ReportProgress(report), ctx.Cancel));
+        var data = TokenDataset.Load(windows);
+        var task = new DatasetTask(windows, data, text.DVocab);
+        var shape = ModelConfig.Create(z.DModel, z.NHeads, z.DHead, z.DMlp, z.NLayers, task.NCtx, task.DVocab, task.DVocabOut, attnOnly: false);
+        var config = ArchitectureOptions.Preset("gpt2-like", shape);
+
+        string modelDir = Path.Combine(tmp, "model");
+        Directory.CreateDirectory(modelDir);
+        var m = ModelTraining.TrainInto(modelDir, task, config, o, ctx);
+        var weights = ModelWeights.Load(modelDir);
+        var test = TokenDataset.Load(Path.Combine(modelDir, ModelTraining.TestFile), weights.Config);
+        var (refLoss, _, _) = ReferenceForward.Evaluate(weights, test);
+
+        // The crosscoder reads the residual sites on (up to ccSequences of) the windows.
+        var ccData = new TokenDataset(data.Sequences.Take(ccSequences).ToArray());
+        string ccPath = Path.Combine(tmp, "activations-data.jsonl");
+        ccData.Save(ccPath);
+        string ccDir = Path.Combine(tmp, "crosscoder");
+        Directory.CreateDirectory(ccDir);
+        var cm = CrosscoderTraining.TrainInto(ccDir, modelDir, weights, ccPath, ccData, null, null, weights.Config.SiteNames(), cco, ctx);
+
+        // Bounds on held-out windows (never trained on).
+        string boundPath = Path.Combine(tmp, "bound-data.jsonl");
+        int nb = Math.Min(z.BoundSequences, test.Count);
+        new TokenDataset(test.Sequences.Take(nb).ToArray()).Save(boundPath);
+        var plan = new List<(string, int)> { (Strategies.BruteForce, 1) };
+        foreach (var c in z.Clusters.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+            plan.Add((Strategies.Clustered, int.TryParse(c, out int k) && k > 0 ? k : throw new UsageException($"--clusters: '{c}' is not a positive integer")));
+        plan.Add((Strategies.Trivial, 1));
+        string tdir = Path.Combine(tmp, "transcripts");
+        Directory.CreateDirectory(tdir);
+        var bounds = new List<(string Name, BoundResult Result)>();
+        foreach (var (strategy, clusters) in plan)
+        {
+            var inputs = BoundCommand.Load(modelDir, ccDir, boundPath, strategy, allowMismatch: false);
+            string name = strategy == Strategies.Clustered ? $"clustered-{clusters}" : strategy;
+            bounds.Add((name, BoundCommand.Run(ctx, strategy, inputs, Path.Combine(tdir, name + ".json"), trueLoss: true, clusters, o.Seed)));
+        }
+        var verdicts = new Dictionary<string, Verdict>();
+        bool intact; string? head;
+        using (var store = new VerifierStore(Path.Combine(tmp, VerifierStore.DefaultFileName)))
+        {
+            foreach (var (name, r) in bounds)
+            {
+                var inputs = BoundCommand.Load(modelDir, ccDir, boundPath, r.Strategy, allowMismatch: false);
+                BoundCommand.Record(store, inputs, r, r.Strategy == Strategies.Clustered ? int.Parse(name.Split('-')[^1]) : null, p => DemoCommand.FinalPath(tmp, dir, p), null);
+                var v = ctx.WithProgress($"checking {name}", _ => TranscriptChecker.Check(r.Transcript, modelDir, ccDir, boundPath));
+                CheckCommand.Record(store, v, r.Transcript);
+                verdicts[name] = v;
+            }
+            var modelSha = Hashing.Sha256File(Path.Combine(modelDir, ModelWeights.WeightsFileName));
+            var points = Verifier.Store.Frontier.Compute(store.Runs(modelSha, TokenDataset.Load(boundPath).ContentHash()));
+            FrontierPlot.Write(points, Path.Combine(tmp, "frontier.png"), Math.Log(config.DVocabOut));
+            FrontierPlot.Write(points, Path.Combine(tmp, "frontier.svg"), Math.Log(config.DVocabOut));
+            intact = store.VerifyAudit().Intact;
+            head = store.LastWrite?.ToString();
+        }
+        return new Outcome(m, cm, text, boundPath, nb, bounds, verdicts, intact, head, config, refLoss);
+    }
+}
