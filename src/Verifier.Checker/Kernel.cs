@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Numerics;
+using System.Runtime.InteropServices;
 using Verifier.Core;
 
 namespace Verifier.Checker;
@@ -70,35 +71,39 @@ public static class Kernel
             at[used] = i; xs[used] = mi; a[used] = Up(Up(g.C * Math.Abs(mi)) + ri); a2[used] = Up(Math.Abs(mi) + ri); used++;
         }
         for (int j = 0; j < k; j++) { double bj = b.IsEmpty ? 0 : b[j]; ym[j] = bj; yr[j] = Up(g.C * Math.Abs(bj)); }
-        int v = Vector<double>.Count, col = 0;
-        for (; col + 4 * v <= k; col += 4 * v)
+        // The loads below are unchecked; the shapes were checked above (every at[c] < n, so a row's columns lie in W).
+        ref double W0 = ref MemoryMarshal.GetReference(w), A0 = ref MemoryMarshal.GetReference(absW), R0 = ref MemoryMarshal.GetReference(wRad);
+        ref double Y0 = ref MemoryMarshal.GetReference(ym), S0 = ref MemoryMarshal.GetReference(yr);
+        int col = 0;
+        nuint v = (nuint)Vector<double>.Count;
+        for (; col + 4 * (int)v <= k; col += 4 * (int)v)
         {
-            var m0 = new Vector<double>(ym[col..]); var m1 = new Vector<double>(ym[(col + v)..]);
-            var m2 = new Vector<double>(ym[(col + 2 * v)..]); var m3 = new Vector<double>(ym[(col + 3 * v)..]);
-            var s0 = new Vector<double>(yr[col..]); var s1 = new Vector<double>(yr[(col + v)..]);
-            var s2 = new Vector<double>(yr[(col + 2 * v)..]); var s3 = new Vector<double>(yr[(col + 3 * v)..]);
+            nuint o0 = (nuint)col;
+            var m0 = Vector.LoadUnsafe(ref Y0, o0); var m1 = Vector.LoadUnsafe(ref Y0, o0 + v);
+            var m2 = Vector.LoadUnsafe(ref Y0, o0 + 2 * v); var m3 = Vector.LoadUnsafe(ref Y0, o0 + 3 * v);
+            var s0 = Vector.LoadUnsafe(ref S0, o0); var s1 = Vector.LoadUnsafe(ref S0, o0 + v);
+            var s2 = Vector.LoadUnsafe(ref S0, o0 + 2 * v); var s3 = Vector.LoadUnsafe(ref S0, o0 + 3 * v);
             for (int c = 0; c < used; c++)
             {
-                int o = at[c] * k + col;
+                nuint o = (nuint)at[c] * (nuint)k + o0;
                 var x = new Vector<double>(xs[c]); var ac = new Vector<double>(a[c]);
-                var wr = w.Slice(o, 4 * v); var ar = absW.Slice(o, 4 * v);
-                m0 = Vector.FusedMultiplyAdd(x, new Vector<double>(wr), m0);
-                m1 = Vector.FusedMultiplyAdd(x, new Vector<double>(wr[v..]), m1);
-                m2 = Vector.FusedMultiplyAdd(x, new Vector<double>(wr[(2 * v)..]), m2);
-                m3 = Vector.FusedMultiplyAdd(x, new Vector<double>(wr[(3 * v)..]), m3);
-                s0 = Vector.FusedMultiplyAdd(ac, new Vector<double>(ar), s0);
-                s1 = Vector.FusedMultiplyAdd(ac, new Vector<double>(ar[v..]), s1);
-                s2 = Vector.FusedMultiplyAdd(ac, new Vector<double>(ar[(2 * v)..]), s2);
-                s3 = Vector.FusedMultiplyAdd(ac, new Vector<double>(ar[(3 * v)..]), s3);
+                m0 = Vector.FusedMultiplyAdd(x, Vector.LoadUnsafe(ref W0, o), m0);
+                m1 = Vector.FusedMultiplyAdd(x, Vector.LoadUnsafe(ref W0, o + v), m1);
+                m2 = Vector.FusedMultiplyAdd(x, Vector.LoadUnsafe(ref W0, o + 2 * v), m2);
+                m3 = Vector.FusedMultiplyAdd(x, Vector.LoadUnsafe(ref W0, o + 3 * v), m3);
+                s0 = Vector.FusedMultiplyAdd(ac, Vector.LoadUnsafe(ref A0, o), s0);
+                s1 = Vector.FusedMultiplyAdd(ac, Vector.LoadUnsafe(ref A0, o + v), s1);
+                s2 = Vector.FusedMultiplyAdd(ac, Vector.LoadUnsafe(ref A0, o + 2 * v), s2);
+                s3 = Vector.FusedMultiplyAdd(ac, Vector.LoadUnsafe(ref A0, o + 3 * v), s3);
                 if (!rad) continue;
-                var a2c = new Vector<double>(a2[c]); var rr = wRad.Slice(o, 4 * v);
-                s0 = Vector.FusedMultiplyAdd(a2c, new Vector<double>(rr), s0);
-                s1 = Vector.FusedMultiplyAdd(a2c, new Vector<double>(rr[v..]), s1);
-                s2 = Vector.FusedMultiplyAdd(a2c, new Vector<double>(rr[(2 * v)..]), s2);
-                s3 = Vector.FusedMultiplyAdd(a2c, new Vector<double>(rr[(3 * v)..]), s3);
+                var a2c = new Vector<double>(a2[c]);
+                s0 = Vector.FusedMultiplyAdd(a2c, Vector.LoadUnsafe(ref R0, o), s0);
+                s1 = Vector.FusedMultiplyAdd(a2c, Vector.LoadUnsafe(ref R0, o + v), s1);
+                s2 = Vector.FusedMultiplyAdd(a2c, Vector.LoadUnsafe(ref R0, o + 2 * v), s2);
+                s3 = Vector.FusedMultiplyAdd(a2c, Vector.LoadUnsafe(ref R0, o + 3 * v), s3);
             }
-            m0.CopyTo(ym[col..]); m1.CopyTo(ym[(col + v)..]); m2.CopyTo(ym[(col + 2 * v)..]); m3.CopyTo(ym[(col + 3 * v)..]);
-            s0.CopyTo(yr[col..]); s1.CopyTo(yr[(col + v)..]); s2.CopyTo(yr[(col + 2 * v)..]); s3.CopyTo(yr[(col + 3 * v)..]);
+            m0.StoreUnsafe(ref Y0, o0); m1.StoreUnsafe(ref Y0, o0 + v); m2.StoreUnsafe(ref Y0, o0 + 2 * v); m3.StoreUnsafe(ref Y0, o0 + 3 * v);
+            s0.StoreUnsafe(ref S0, o0); s1.StoreUnsafe(ref S0, o0 + v); s2.StoreUnsafe(ref S0, o0 + 2 * v); s3.StoreUnsafe(ref S0, o0 + 3 * v);
         }
         for (; col < k; col++)
         {
