@@ -15,6 +15,9 @@ public sealed class FastForward
     readonly PointMatrix[] _q, _kv, _o, _in, _out;
     readonly PointMatrix _u;
     readonly Iv _scale;
+    /// <summary>R2's constants for the score dot products (n = d_head) and the mixes p·v (n = 1..n_ctx).</summary>
+    readonly MidRad.Constants _kq;
+    readonly MidRad.Constants[] _kz;
 
     /// <summary>Test only: run the last layer at every position, not only at the labelled ones (the bound is the same,
     /// proofs/BF-brute-force.md, "Only labelled positions in the last layer").</summary>
@@ -49,6 +52,8 @@ public sealed class FastForward
         var wu = w["unembed.W_U"].Data; var bu = w["unembed.b_U"].Data;
         _u = new PointMatrix(d, C.DVocabOut, (i, j) => wu[i * C.DVocabOut + j], j => bu[j]);
         _scale = Iv.Point(1) / Iv.Sqrt(Iv.Point(dh));
+        _kq = MidRad.Constants.For(dh);
+        _kz = Enumerable.Range(0, C.NCtx + 1).Select(MidRad.Constants.For).ToArray();
     }
 
     /// <summary>Per-thread buffers, sized for n_ctx.</summary>
@@ -162,7 +167,7 @@ public sealed class FastForward
     {
         int H = C.NHeads, dh = C.DHead, hd = H * dh, kv = 2 * hd;
         int qo = t * hd + h * dh;
-        var kq = MidRad.Constants.For(dh);
+        var kq = _kq;
         for (int u = 0; u <= t; u++)
         {
             int ko = u * kv + h * dh;
@@ -177,7 +182,7 @@ public sealed class FastForward
             s.Sigma[u] = MidRad.ToIv(m, rho) * _scale;
         }
         Softmax(s.Sigma.AsSpan(0, t + 1), s.P);
-        var kz = MidRad.Constants.For(t + 1);
+        var kz = _kz[t + 1];
         var zm = s.Zm.AsSpan(h * dh, dh); var zr = s.Zr.AsSpan(h * dh, dh);
         zm.Clear(); zr.Clear();
         for (int u = 0; u <= t; u++)
@@ -194,6 +199,7 @@ public sealed class FastForward
     }
 
     /// <summary><see cref="IntervalModel.Softmax"/> into a buffer: p_s = 1 / Σ_u exp(σ_u − σ_s), clipped to [0, 1].</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]   // hot loops: optimised from the first call
     static void Softmax(ReadOnlySpan<Iv> sigma, Span<Iv> p)
     {
         for (int s = 0; s < sigma.Length; s++)

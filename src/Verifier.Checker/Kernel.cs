@@ -122,9 +122,14 @@ public static class Kernel
 
     /// <summary>Σ_i xᵢ·yᵢ for two midpoint–radius vectors (attention scores, p·v): (ŝ, ρ).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]   // hot loops: optimised from the first call
-    public static (double M, double R) Dot(ReadOnlySpan<double> xm, ReadOnlySpan<double> xr, ReadOnlySpan<double> ym, ReadOnlySpan<double> yr)
+    public static (double M, double R) Dot(ReadOnlySpan<double> xm, ReadOnlySpan<double> xr, ReadOnlySpan<double> ym, ReadOnlySpan<double> yr) =>
+        Dot(Gamma(xm.Length), xm, xr, ym, yr);
+
+    /// <summary>The same with <paramref name="g"/> = Gamma(n) computed once by the caller.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]   // hot loops: optimised from the first call
+    public static (double M, double R) Dot((double C, double K, double E) g, ReadOnlySpan<double> xm, ReadOnlySpan<double> xr, ReadOnlySpan<double> ym, ReadOnlySpan<double> yr)
     {
-        var g = Gamma(xm.Length);
+        if (xr.Length != xm.Length || ym.Length != xm.Length || yr.Length != xm.Length) throw new ArgumentException("Kernel.Dot: the lengths differ");
         double m = 0, s = 0;
         for (int i = 0; i < xm.Length; i++)
         {
@@ -182,10 +187,15 @@ public sealed class BlockForward
     sealed record Layer(double[] WQ, double[] BQ, double[] AQ, double[] WKV, double[] BKV, double[] AKV, double[] WO, double[] BO, double[] AO,
         double[]? WIn, double[]? BIn, double[]? AIn, double[]? WOut, double[]? BOut, double[]? AOut);
     readonly Layer[] _layers;
+    /// <summary>Gamma(n) for the sums the forward pass takes: n = d_model, heads·d_head, d_mlp, d_head, and 1..n_ctx (p·V).</summary>
+    readonly (double C, double K, double E) _gd, _ghd, _gmlp, _gdh;
+    readonly (double C, double K, double E)[] _gt;
 
     public BlockForward(ModelWeights w)
     {
         C = w.Config;
+        _gd = Kernel.Gamma(C.DModel); _ghd = Kernel.Gamma(C.NHeads * C.DHead); _gmlp = Kernel.Gamma(Math.Max(C.DMlp, 1)); _gdh = Kernel.Gamma(C.DHead);
+        _gt = Enumerable.Range(0, C.NCtx + 1).Select(Kernel.Gamma).ToArray();
         double[] P(string name) => w[name].Data;
         double[] A(string name) => w[name].Data.Select(Math.Abs).ToArray();
         _we = P("embed.W_E"); _wp = P("pos_embed.W_pos"); _wu = P("unembed.W_U"); _bu = P("unembed.b_U"); _absWu = A("unembed.W_U");
@@ -253,7 +263,7 @@ public sealed class BlockForward
             }
         int labelled = 0;
         for (int t = 0; t < T; t++) if (AllPositions || seq.Labels[t] >= 0) w.Rows[labelled++] = t;
-        var gd = Kernel.Gamma(d); var ghd = Kernel.Gamma(hd);
+        var gd = _gd; var ghd = _ghd;
         for (int l = 0; l < _layers.Length; l++)
         {
             var L = _layers[l];
@@ -277,8 +287,15 @@ public sealed class BlockForward
                 Kernel.Add(hm, hr, w.Om, w.Or);
                 if (L.WIn is null) continue;
                 Kernel.Row(gd, hm, hr, L.WIn, L.AIn!, default, C.DMlp, L.BIn, w.Um, w.Ur);
-                for (int j = 0; j < C.DMlp; j++) (w.Um[j], w.Ur[j]) = Kernel.MidRad(R.Relu(Kernel.Interval(w.Um[j], w.Ur[j])));
-                Kernel.Row(Kernel.Gamma(C.DMlp), w.Um, w.Ur, L.WOut!, L.AOut!, default, d, L.BOut, w.Om, w.Or);
+                // ReLU on [m − r, m + r]: unchanged where the interval is ≥ 0 (ReLU is the identity there), exactly 0 where it
+                // is ≤ 0, else R.Relu of the outward interval, back to midpoint–radius.
+                for (int j = 0; j < C.DMlp; j++)
+                {
+                    var x = Kernel.Interval(w.Um[j], w.Ur[j]);
+                    if (x.Lo >= 0) continue;
+                    (w.Um[j], w.Ur[j]) = x.Hi <= 0 ? (0, 0) : Kernel.MidRad(R.Relu(x));
+                }
+                Kernel.Row(_gmlp, w.Um, w.Ur, L.WOut!, L.AOut!, default, d, L.BOut, w.Om, w.Or);
                 Kernel.Add(hm, hr, w.Om, w.Or);
             }
         }
@@ -297,13 +314,14 @@ public sealed class BlockForward
 
     /// <summary>Head h at row t: σ_s = (q_t·k_s)·(1/√d_head) for s ≤ t (R2 dot, then R1), p = softmax(σ) (R1, as
     /// <see cref="Forward.Softmax"/>), z = p·V[0..t] (R2 with midpoint–radius weights v), into Zm/Zr at h·d_head.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]   // hot loops: optimised from the first call
     void Head(Work w, int h, int t)
     {
         int H = C.NHeads, dh = C.DHead, hd = H * dh, kv = 2 * hd;
         var q = w.Qm.AsSpan(t * hd + h * dh, dh); var qr = w.Qr.AsSpan(t * hd + h * dh, dh);
         for (int s = 0; s <= t; s++)
         {
-            var (m, r) = Kernel.Dot(q, qr, w.KVm.AsSpan(s * kv + h * dh, dh), w.KVr.AsSpan(s * kv + h * dh, dh));
+            var (m, r) = Kernel.Dot(_gdh, q, qr, w.KVm.AsSpan(s * kv + h * dh, dh), w.KVr.AsSpan(s * kv + h * dh, dh));
             w.Sigma[s] = Kernel.Interval(m, r) * _scale;
         }
         for (int s = 0; s <= t; s++)
@@ -319,7 +337,7 @@ public sealed class BlockForward
             }
         }
         int n = t + 1;
-        Kernel.Row(Kernel.Gamma(n), w.Pm.AsSpan(0, n), w.Pr.AsSpan(0, n), w.Vm.AsSpan(0, n * dh), w.Va.AsSpan(0, n * dh), w.Vr.AsSpan(0, n * dh), dh,
+        Kernel.Row(_gt[n], w.Pm.AsSpan(0, n), w.Pr.AsSpan(0, n), w.Vm.AsSpan(0, n * dh), w.Va.AsSpan(0, n * dh), w.Vr.AsSpan(0, n * dh), dh,
             default, w.Zm.AsSpan(h * dh, dh), w.Zr.AsSpan(h * dh, dh));
     }
 
@@ -327,6 +345,7 @@ public sealed class BlockForward
     /// arrays: δ_i = succ(hi_i − lo_y) is the upper end of z_i − z_y (R1), CE ≤ M + log(e^{−M} + Σ_{i≠y} e^{δ_i − M}) with
     /// M = max(0, max δ_i), exp and log 4 ulps up, every add and subtraction one ulp up; and whether every δ_i &lt; 0
     /// (ACC: y is then the arg-max).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]   // hot loops: optimised from the first call
     internal static (double Ce, bool Certain) CeUpper(ReadOnlySpan<double> lm, ReadOnlySpan<double> lr, int y)
     {
         double loY = Math.BitDecrement(lm[y] - lr[y]), M = 0, top = double.NegativeInfinity;
