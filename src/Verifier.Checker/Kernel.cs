@@ -33,13 +33,19 @@ public static class Kernel
         return Up(Up(sHat * g.K) + g.E);
     }
 
-    /// <summary>Y = X·W + b for rows of X given as midpoints and radii [rows, n]; W [n, k] exact (its |W| passed in), or
+    /// <summary>Y = X·W + b for rows of X given as midpoints and radii [rows, n]; W [n, k] exact (its |W| passed in: <see cref="Rows"/>), or
     /// itself midpoint–radius when <paramref name="wRad"/> is given (then aᵢ′ = |mxᵢ| + rxᵢ multiplies it). Each row is
     /// an independent R2 product (<see cref="Row"/>).</summary>
     public static void Product(double[] xm, double[] xr, int rows, int n, double[] w, double[] absW, int wOff, int k, double[]? b, int bOff,
         double[] ym, double[] yr, double[]? wRad = null)
     {
         var g = Gamma(n);
+        if (wRad is null)
+        {
+            Rows(g, xm.AsSpan(0, rows * n), xr.AsSpan(0, rows * n), rows, n, w.AsSpan(wOff, n * k), absW.AsSpan(wOff, n * k), k,
+                b is null ? default : b.AsSpan(bOff, k), ym.AsSpan(0, rows * k), yr.AsSpan(0, rows * k));
+            return;
+        }
         for (int row = 0; row < rows; row++)
             Row(g, xm.AsSpan(row * n, n), xr.AsSpan(row * n, n), w.AsSpan(wOff, n * k), absW.AsSpan(wOff, n * k),
                 wRad is null ? default : wRad.AsSpan(wOff, n * k), k, b is null ? default : b.AsSpan(bOff, k), ym.AsSpan(row * k, k), yr.AsSpan(row * k, k));
@@ -53,8 +59,15 @@ public static class Kernel
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]   // hot loops: optimised from the first call
     public static void Row((double C, double K, double E) g, ReadOnlySpan<double> xm, ReadOnlySpan<double> xr, ReadOnlySpan<double> w,
         ReadOnlySpan<double> absW, ReadOnlySpan<double> wRad, int k, ReadOnlySpan<double> b, Span<double> ym, Span<double> yr)
+        => Row(g, xm, xr, w, absW, wRad, k, b, default, ym, yr);
+
+    /// <summary>The same with β = <see cref="Beta"/>(g, b) computed once by the caller (empty: computed here).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]   // hot loops: optimised from the first call
+    public static void Row((double C, double K, double E) g, ReadOnlySpan<double> xm, ReadOnlySpan<double> xr, ReadOnlySpan<double> w,
+        ReadOnlySpan<double> absW, ReadOnlySpan<double> wRad, int k, ReadOnlySpan<double> b, ReadOnlySpan<double> beta, Span<double> ym, Span<double> yr)
     {
         int n = xm.Length;
+        if (!beta.IsEmpty && (b.IsEmpty || beta.Length != k)) throw new ArgumentException("Kernel.Row: β without b, or of the wrong length");
         if (xr.Length != n || w.Length != n * k || absW.Length != n * k || (!wRad.IsEmpty && wRad.Length != n * k)
             || (!b.IsEmpty && b.Length != k) || ym.Length != k || yr.Length != k)
             throw new ArgumentException("Kernel.Row: the shapes do not match");
@@ -68,9 +81,12 @@ public static class Kernel
         {
             double mi = xm[i], ri = xr[i];
             if (mi == 0 && ri == 0) continue;
-            at[used] = i; xs[used] = mi; a[used] = Up(Up(g.C * Math.Abs(mi)) + ri); a2[used] = Up(Math.Abs(mi) + ri); used++;
+            at[used] = i; xs[used] = mi; a[used] = Up(Up(g.C * Math.Abs(mi)) + ri);
+            if (rad) a2[used] = Up(Math.Abs(mi) + ri);
+            used++;
         }
-        for (int j = 0; j < k; j++) { double bj = b.IsEmpty ? 0 : b[j]; ym[j] = bj; yr[j] = Up(g.C * Math.Abs(bj)); }
+        if (!beta.IsEmpty) { b.CopyTo(ym); beta.CopyTo(yr); }
+        else for (int j = 0; j < k; j++) { double bj = b.IsEmpty ? 0 : b[j]; ym[j] = bj; yr[j] = Up(g.C * Math.Abs(bj)); }
         // The loads below are unchecked; the shapes were checked above (every at[c] < n, so a row's columns lie in W).
         ref double W0 = ref MemoryMarshal.GetReference(w), A0 = ref MemoryMarshal.GetReference(absW), R0 = ref MemoryMarshal.GetReference(wRad);
         ref double Y0 = ref MemoryMarshal.GetReference(ym), S0 = ref MemoryMarshal.GetReference(yr);
@@ -118,6 +134,80 @@ public static class Kernel
             ym[col] = m; yr[col] = sh;
         }
         for (int j = 0; j < k; j++) yr[j] = Rho(g, ym[j], yr[j]);
+    }
+
+    /// <summary>β_j = succ(c·|b_j|) ≥ c·|b_j| for every column (R2's bias term).</summary>
+    public static double[] Beta((double C, double K, double E) g, double[] b) => b.Select(x => Up(g.C * Math.Abs(x))).ToArray();
+
+    /// <summary>R2 products for <paramref name="rows"/> rows of X ([rows, n], midpoint–radius) with the same exact W [n, k]:
+    /// rows two at a time (<see cref="RowPair"/>, each loaded column of W serving both), a last odd row by <see cref="Row"/>.</summary>
+    public static void Rows((double C, double K, double E) g, ReadOnlySpan<double> xm, ReadOnlySpan<double> xr, int rows, int n, ReadOnlySpan<double> w,
+        ReadOnlySpan<double> absW, int k, ReadOnlySpan<double> b, Span<double> ym, Span<double> yr)
+    {
+        if (!b.IsEmpty && b.Length != k) throw new ArgumentException("Kernel.Rows: b has the wrong length");
+        int row = 0;
+        for (; row + 2 <= rows; row += 2)
+            RowPair(g, xm.Slice(row * n, 2 * n), xr.Slice(row * n, 2 * n), n, w, absW, k, b, ym.Slice(row * k, 2 * k), yr.Slice(row * k, 2 * k));
+        if (row < rows) Row(g, xm.Slice(row * n, n), xr.Slice(row * n, n), w, absW, default, k, b, ym.Slice(row * k, k), yr.Slice(row * k, k));
+    }
+
+    /// <summary>Two independent R2 products x₀·W + b and x₁·W + b (x [2, n], y [2, k]) in one pass over W: for each block of
+    /// two vectors of columns, four accumulators per row (ŝ and Ŝ of each row), fused multiply-adds. Each row's sums
+    /// are plain R2 sums in one order (Row's statement); an input that is 0 ± 0 gets aᵢ = succ(0) ≥ c·0 + 0, still an
+    /// admissible coefficient, and its midpoint term is an exact zero.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]   // hot loops: optimised from the first call
+    static void RowPair((double C, double K, double E) g, ReadOnlySpan<double> xm, ReadOnlySpan<double> xr, int n, ReadOnlySpan<double> w,
+        ReadOnlySpan<double> absW, int k, ReadOnlySpan<double> b, Span<double> ym, Span<double> yr)
+    {
+        if (xm.Length != 2 * n || xr.Length != 2 * n || w.Length != n * k || absW.Length != n * k || (!b.IsEmpty && b.Length != k)
+            || ym.Length != 2 * k || yr.Length != 2 * k)
+            throw new ArgumentException("Kernel.RowPair: the shapes do not match");
+        Span<double> a = n <= 512 ? stackalloc double[2 * n] : new double[2 * n];   // aᵢ ≥ c|mxᵢ| + rxᵢ of both rows
+        for (int i = 0; i < 2 * n; i++) a[i] = Up(Up(g.C * Math.Abs(xm[i])) + xr[i]);
+        for (int j = 0; j < k; j++)
+        {
+            double bj = b.IsEmpty ? 0 : b[j], beta = Up(g.C * Math.Abs(bj));
+            ym[j] = bj; ym[k + j] = bj; yr[j] = beta; yr[k + j] = beta;
+        }
+        // Unchecked loads; the shapes were checked above.
+        ref double W0 = ref MemoryMarshal.GetReference(w), A0 = ref MemoryMarshal.GetReference(absW);
+        ref double Y0 = ref MemoryMarshal.GetReference(ym), S0 = ref MemoryMarshal.GetReference(yr);
+        nuint v = (nuint)Vector<double>.Count, nk = (nuint)k;
+        int col = 0;
+        for (; col + 2 * (int)v <= k; col += 2 * (int)v)
+        {
+            nuint o0 = (nuint)col;
+            var p0 = Vector.LoadUnsafe(ref Y0, o0); var p1 = Vector.LoadUnsafe(ref Y0, o0 + v);
+            var q0 = Vector.LoadUnsafe(ref Y0, nk + o0); var q1 = Vector.LoadUnsafe(ref Y0, nk + o0 + v);
+            var s0 = Vector.LoadUnsafe(ref S0, o0); var s1 = Vector.LoadUnsafe(ref S0, o0 + v);
+            var t0 = Vector.LoadUnsafe(ref S0, nk + o0); var t1 = Vector.LoadUnsafe(ref S0, nk + o0 + v);
+            for (int i = 0; i < n; i++)
+            {
+                nuint o = (nuint)i * nk + o0;
+                var w0 = Vector.LoadUnsafe(ref W0, o); var w1 = Vector.LoadUnsafe(ref W0, o + v);
+                var x = new Vector<double>(xm[i]); var y = new Vector<double>(xm[n + i]);
+                p0 = Vector.FusedMultiplyAdd(x, w0, p0); p1 = Vector.FusedMultiplyAdd(x, w1, p1);
+                q0 = Vector.FusedMultiplyAdd(y, w0, q0); q1 = Vector.FusedMultiplyAdd(y, w1, q1);
+                var a0 = Vector.LoadUnsafe(ref A0, o); var a1 = Vector.LoadUnsafe(ref A0, o + v);
+                var ax = new Vector<double>(a[i]); var ay = new Vector<double>(a[n + i]);
+                s0 = Vector.FusedMultiplyAdd(ax, a0, s0); s1 = Vector.FusedMultiplyAdd(ax, a1, s1);
+                t0 = Vector.FusedMultiplyAdd(ay, a0, t0); t1 = Vector.FusedMultiplyAdd(ay, a1, t1);
+            }
+            p0.StoreUnsafe(ref Y0, o0); p1.StoreUnsafe(ref Y0, o0 + v); q0.StoreUnsafe(ref Y0, nk + o0); q1.StoreUnsafe(ref Y0, nk + o0 + v);
+            s0.StoreUnsafe(ref S0, o0); s1.StoreUnsafe(ref S0, o0 + v); t0.StoreUnsafe(ref S0, nk + o0); t1.StoreUnsafe(ref S0, nk + o0 + v);
+        }
+        for (; col < k; col++)
+            for (int r = 0; r < 2; r++)
+            {
+                double m = ym[r * k + col], sh = yr[r * k + col];
+                for (int i = 0; i < n; i++)
+                {
+                    m = Math.FusedMultiplyAdd(xm[r * n + i], w[i * k + col], m);
+                    sh = Math.FusedMultiplyAdd(a[r * n + i], absW[i * k + col], sh);
+                }
+                ym[r * k + col] = m; yr[r * k + col] = sh;
+            }
+        for (int j = 0; j < 2 * k; j++) yr[j] = Rho(g, ym[j], yr[j]);
     }
 
     /// <summary>Σ_i xᵢ·yᵢ for two midpoint–radius vectors (attention scores, p·v): (ŝ, ρ).</summary>
@@ -190,6 +280,9 @@ public sealed class BlockForward
     /// <summary>Gamma(n) for the sums the forward pass takes: n = d_model, heads·d_head, d_mlp, d_head, and 1..n_ctx (p·V).</summary>
     readonly (double C, double K, double E) _gd, _ghd, _gmlp, _gdh;
     readonly (double C, double K, double E)[] _gt;
+    /// <summary>R2's bias terms β = succ(c·|b|) of each product, computed once (<see cref="Kernel.Beta"/>).</summary>
+    readonly double[][] _betaQ, _betaO, _betaIn, _betaOut;
+    readonly double[] _betaU;
 
     public BlockForward(ModelWeights w)
     {
@@ -228,6 +321,11 @@ public sealed class BlockForward
                 mlp ? P(m + "W_out") : null, mlp ? P(m + "b_out") : null, mlp ? A(m + "W_out") : null);
         }).ToArray();
         _scale = R.One / R.Sqrt(R.Of(C.DHead));
+        _betaQ = _layers.Select(L => Kernel.Beta(_gd, L.BQ)).ToArray();
+        _betaO = _layers.Select(L => Kernel.Beta(_ghd, L.BO)).ToArray();
+        _betaIn = _layers.Select(L => L.BIn is null ? [] : Kernel.Beta(_gd, L.BIn)).ToArray();
+        _betaOut = _layers.Select(L => L.BOut is null ? [] : Kernel.Beta(_gmlp, L.BOut)).ToArray();
+        _betaU = Kernel.Beta(_gd, _bu);
     }
 
     /// <summary>One worker's buffers, sized for n_ctx: a sequence allocates nothing.</summary>
@@ -269,12 +367,11 @@ public sealed class BlockForward
             var L = _layers[l];
             bool last = l == _layers.Length - 1;
             int rows = last ? labelled : T;
-            for (int t = 0; t < T; t++)
-                Kernel.Row(gd, w.Hm.AsSpan(t * d, d), w.Hr.AsSpan(t * d, d), L.WKV, L.AKV, default, kv, L.BKV, w.KVm.AsSpan(t * kv, kv), w.KVr.AsSpan(t * kv, kv));
+            Kernel.Rows(gd, w.Hm.AsSpan(0, T * d), w.Hr.AsSpan(0, T * d), T, d, L.WKV, L.AKV, kv, L.BKV, w.KVm.AsSpan(0, T * kv), w.KVr.AsSpan(0, T * kv));
             for (int i = 0; i < rows; i++)
             {
                 int t = last ? w.Rows[i] : i;
-                Kernel.Row(gd, w.Hm.AsSpan(t * d, d), w.Hr.AsSpan(t * d, d), L.WQ, L.AQ, default, hd, L.BQ, w.Qm.AsSpan(t * hd, hd), w.Qr.AsSpan(t * hd, hd));
+                Kernel.Row(gd, w.Hm.AsSpan(t * d, d), w.Hr.AsSpan(t * d, d), L.WQ, L.AQ, default, hd, L.BQ, _betaQ[l], w.Qm.AsSpan(t * hd, hd), w.Qr.AsSpan(t * hd, hd));
             }
             // Every row's attention reads q_t and the k, v computed above (before any update), its MLP only h_t: each row's
             // residual stream is updated in place.
@@ -282,11 +379,11 @@ public sealed class BlockForward
             {
                 int t = last ? w.Rows[i] : i;
                 for (int h = 0; h < H; h++) Head(w, h, t);
-                Kernel.Row(ghd, w.Zm, w.Zr, L.WO, L.AO, default, d, L.BO, w.Om, w.Or);
+                Kernel.Row(ghd, w.Zm, w.Zr, L.WO, L.AO, default, d, L.BO, _betaO[l], w.Om, w.Or);
                 var hm = w.Hm.AsSpan(t * d, d); var hr = w.Hr.AsSpan(t * d, d);
                 Kernel.Add(hm, hr, w.Om, w.Or);
                 if (L.WIn is null) continue;
-                Kernel.Row(gd, hm, hr, L.WIn, L.AIn!, default, C.DMlp, L.BIn, w.Um, w.Ur);
+                Kernel.Row(gd, hm, hr, L.WIn, L.AIn!, default, C.DMlp, L.BIn, _betaIn[l], w.Um, w.Ur);
                 // ReLU on [m − r, m + r]: unchanged where the interval is ≥ 0 (ReLU is the identity there), exactly 0 where it
                 // is ≤ 0, else R.Relu of the outward interval, back to midpoint–radius.
                 for (int j = 0; j < C.DMlp; j++)
@@ -295,7 +392,7 @@ public sealed class BlockForward
                     if (x.Lo >= 0) continue;
                     (w.Um[j], w.Ur[j]) = x.Hi <= 0 ? (0, 0) : Kernel.MidRad(R.Relu(x));
                 }
-                Kernel.Row(_gmlp, w.Um, w.Ur, L.WOut!, L.AOut!, default, d, L.BOut, w.Om, w.Or);
+                Kernel.Row(_gmlp, w.Um, w.Ur, L.WOut!, L.AOut!, default, d, L.BOut, _betaOut[l], w.Om, w.Or);
                 Kernel.Add(hm, hr, w.Om, w.Or);
             }
         }
@@ -304,7 +401,7 @@ public sealed class BlockForward
         {
             int y = seq.Labels[t];
             if (y < 0) continue;
-            Kernel.Row(gd, w.Hm.AsSpan(t * d, d), w.Hr.AsSpan(t * d, d), _wu, _absWu, default, C.DVocabOut, _bu, w.Lm, w.Lr);
+            Kernel.Row(gd, w.Hm.AsSpan(t * d, d), w.Hr.AsSpan(t * d, d), _wu, _absWu, default, C.DVocabOut, _bu, _betaU, w.Lm, w.Lr);
             var (ce, certain) = CeUpper(w.Lm, w.Lr, y);
             loss = U.Add(loss, ce);
             if (!certain) errors++;
