@@ -52,7 +52,8 @@ public sealed partial class TranscriptChecker
 
     // ---- BFB -----------------------------------------------------------------------------------------------
     /// <summary>Brute force over the block of sequences [first, end) (proofs/BF-brute-force.md, BFB): each sequence's
-    /// forward pass in the checker's midpoint–radius kernel (R2, <see cref="BlockForward"/>) on every core; the bounds are
+    /// forward pass in the checker's midpoint–radius kernel (R2, <see cref="BlockForward"/>, the last layer at the labelled
+    /// positions only) on every core, ranges of sequences per task with one set of buffers per worker; the bounds are
     /// summed in sequence order, so the certified values do not depend on scheduling.</summary>
     Info BruteForceBlock(Step s)
     {
@@ -63,7 +64,18 @@ public sealed partial class TranscriptChecker
         _block ??= new BlockForward(_w);
         var loss = new double[end - first]; var wrong = new int[end - first];
         var seqs = _data.Sequences;
-        try { Parallel.For(first, end, i => (loss[i - first], wrong[i - first]) = _block.Sequence(seqs[i])); }
+        // Contiguous ranges of sequences per task, one set of buffers per worker; each result lands in its own slot.
+        var block = _block;
+        try
+        {
+            Parallel.ForEach(System.Collections.Concurrent.Partitioner.Create(first, end, Math.Max(16, (end - first) / (4 * Environment.ProcessorCount))),
+                () => new BlockForward.Work(C),
+                (range, _, work) =>
+                {
+                    for (int i = range.Item1; i < range.Item2; i++) (loss[i - first], wrong[i - first]) = block.Sequence(seqs[i], work);
+                    return work;
+                }, _ => { });
+        }
         catch (AggregateException e) when (e.InnerExceptions.FirstOrDefault(x => x is CheckFailure) is { } failure)
         {
             System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(failure);

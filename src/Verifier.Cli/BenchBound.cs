@@ -13,10 +13,15 @@ namespace Verifier.Cli;
 static class BenchBound
 {
     public sealed record Row(string Strategy, double B0, double BoundSeconds, double CheckSeconds, bool Accepted, long TranscriptBytes,
-        double BytesPerSequence, int Steps, double BoundOverEval, double CheckOverBound, double? AccuracyLowerBound);
+        double BytesPerSequence, int Steps, double BoundOverEval, double CheckOverBound, double? AccuracyLowerBound,
+        double BoundCpuSeconds, double CheckCpuSeconds, double BoundOverEvalCpu, double CheckOverBoundCpu);
 
     public sealed record Report(string Model, int Sequences, long Positions, int Threads, string Build, double EvalSeconds, double EvalLoss,
-        double EvalAccuracy, double ReferenceSeconds, IReadOnlyList<Row> Rows, double PeakMemoryMiB);
+        double EvalAccuracy, double ReferenceSeconds, IReadOnlyList<Row> Rows, double PeakMemoryMiB, double EvalCpuSeconds, double DataLoadSeconds);
+
+    /// <summary>CPU time of the whole process (every thread, TorchSharp's native ones included): on a shared machine the
+    /// wall-clock ratios move with the other load, the CPU-time ratios much less.</summary>
+    static double Cpu() { using var p = Process.GetCurrentProcess(); return p.TotalProcessorTime.TotalSeconds; }
 
     public static Command Build()
     {
@@ -40,12 +45,15 @@ static class BenchBound
                 string dataPath = pr.GetValue(data)?.FullName ?? Path.Combine(dir, "bench-data.jsonl");
                 if (pr.GetValue(data) is null)
                     new MaxOfKTask(weights.Config.DVocab, weights.Config.NCtx).Generate(pr.GetValue(count), 1, "bench").Save(dataPath, overwrite: true);
+                var load = Stopwatch.StartNew();
                 var dataset = TokenDataset.Load(dataPath, weights.Config);
+                double loadSeconds = load.Elapsed.TotalSeconds;
 
                 Evaluator.Evaluate(weights, dataset.Slice(0, Math.Min(256, dataset.Count)));   // TorchSharp's one-time native start-up, not timed
+                double cpu0 = Cpu();
                 var sw = Stopwatch.StartNew();
                 var ev = Evaluator.Evaluate(weights, dataset);
-                double evalSeconds = sw.Elapsed.TotalSeconds;
+                double evalSeconds = sw.Elapsed.TotalSeconds, evalCpu = Cpu() - cpu0;
                 sw.Restart();
                 ReferenceForward.Evaluate(weights, dataset);
                 double refSeconds = sw.Elapsed.TotalSeconds;
@@ -56,16 +64,19 @@ static class BenchBound
                     if (Strategies.NeedsCrosscoder(s)) throw new UsageException($"bench bound: '{s}' needs a crosscoder; use brute-force and trivial");
                     string t = Path.Combine(dir, s + ".json");
                     var inputs = new BoundInputs(weights, modelDir, dataset, dataPath);
+                    cpu0 = Cpu();
                     var r = ctx.WithProgress($"bound {s}", report => BoundProgram.Run(s, inputs, t, computeTrueLoss: false,
                         progress: new SyncProgress<(int Done, int Total)>(p => report((double)p.Done / p.Total, $"{p.Done}/{p.Total}")), ct: ctx.Cancel,
                         overwrite: true, block: pr.GetValue(block)));
+                    double boundCpu = Cpu() - cpu0;
+                    cpu0 = Cpu();
                     sw.Restart();
                     var v = ctx.WithProgress($"check {s}", _ => TranscriptChecker.Check(t, modelDir, null, dataPath));
-                    double checkSeconds = sw.Elapsed.TotalSeconds;
+                    double checkSeconds = sw.Elapsed.TotalSeconds, checkCpu = Cpu() - cpu0;
                     long bytes = new FileInfo(t).Length;
                     double? acc = v.Errors is double e && v.Positions is long p ? 1 - e / p : null;
                     rows.Add(new Row(s, r.B0, r.WallSeconds, checkSeconds, v.Accepted, bytes, (double)bytes / dataset.Count, r.Steps,
-                        r.WallSeconds / evalSeconds, checkSeconds / r.WallSeconds, acc));
+                        r.WallSeconds / evalSeconds, checkSeconds / r.WallSeconds, acc, boundCpu, checkCpu, boundCpu / evalCpu, checkCpu / boundCpu));
                 }
 #if DEBUG
                 const string build = "Debug";
@@ -73,15 +84,20 @@ static class BenchBound
                 const string build = "Release";
 #endif
                 var rep = new Report(modelDir, dataset.Count, dataset.LabelledPositions, Environment.ProcessorCount, build, evalSeconds, ev.Loss, ev.Accuracy,
-                    refSeconds, rows, BenchCommand.PeakMemoryMiB());
+                    refSeconds, rows, BenchCommand.PeakMemoryMiB(), evalCpu, loadSeconds);
                 if (ctx.Json) ctx.WriteJson(rep);
                 else
                 {
                     ctx.Say($"{rep.Sequences} sequences, {rep.Positions} labelled positions, {rep.Threads} cores, {build} build; times inside one process");
-                    ctx.Say($"eval (TorchSharp float64 forward): {evalSeconds:F3} s, loss {ev.Loss:G6}, accuracy {ev.Accuracy:P2}; plain C# float64 forward {refSeconds:F3} s");
+                    ctx.Say($"data load {loadSeconds:F3} s (not in eval or bound; inside check)");
+                    ctx.Say($"eval (TorchSharp float64 forward): {evalSeconds:F3} s ({evalCpu:F3} CPU s), loss {ev.Loss:G6}, accuracy {ev.Accuracy:P2}; plain C# float64 forward {refSeconds:F3} s");
                     ctx.Say($"{"strategy",-12} {"b0",12} {"bound s",9} {"check s",9} {"bound/eval",10} {"check/bound",11} {"steps",6} {"bytes/seq",9} {"acc ≥",8} verdict");
                     foreach (var r in rows)
                         ctx.Say($"{r.Strategy,-12} {r.B0,12:G6} {r.BoundSeconds,9:F3} {r.CheckSeconds,9:F3} {r.BoundOverEval,10:F2} {r.CheckOverBound,11:F2} {r.Steps,6} {r.BytesPerSequence,9:F2} {(r.AccuracyLowerBound is double a ? a.ToString("P2") : "-"),8} {(r.Accepted ? "accepted" : "REJECTED")}");
+                    ctx.Say("CPU time (all threads):");
+                    ctx.Say($"{"strategy",-12} {"bound CPU s",11} {"check CPU s",11} {"bound/eval",10} {"check/bound",11}");
+                    foreach (var r in rows)
+                        ctx.Say($"{r.Strategy,-12} {r.BoundCpuSeconds,11:F3} {r.CheckCpuSeconds,11:F3} {r.BoundOverEvalCpu,10:F2} {r.CheckOverBoundCpu,11:F2}");
                     ctx.Say($"peak memory {rep.PeakMemoryMiB:F0} MiB");
                 }
                 return rows.All(r => r.Accepted) ? ExitCodes.Ok : ExitCodes.Rejected;

@@ -65,13 +65,36 @@ public sealed class TokenDataset
         if (ReadDescriptor(path) is { } bytes) return Enumerated(EnumeratedSpace.Parse(path, bytes, config));
         var list = new List<Sequence>();
         int max = MaxLineBytes(config?.NCtx);
-        using var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16);
-        foreach (var (lineNo, line) in Lines(path, fs, max))
+        using var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1, FileOptions.SequentialScan);
+        // Batches of whole lines are parsed on every core; each line's result or error lands in its own slot, and the slots
+        // are taken in line order, so the sequences and the first error reported are those of a line-by-line read.
+        foreach (var batch in LineBatches(path, fs, max))
         {
-            if (line.Span.TrimStart(" \t\r"u8).IsEmpty) continue;
-            var seq = ParseLine(path, lineNo, line, config);
-            if (config is not null) Check(path, lineNo, seq, config);
-            list.Add(seq);
+            int count = batch.Lines.Count;
+            var seqs = new Sequence?[count];
+            var errors = new Exception?[count];
+            Parallel.ForEach(System.Collections.Concurrent.Partitioner.Create(0, count, Math.Max(256, count / (4 * Environment.ProcessorCount) + 1)), range =>
+            {
+                for (int i = range.Item1; i < range.Item2; i++)
+                {
+                    var (start, length) = batch.Lines[i];
+                    var line = batch.Buffer.AsMemory(start, length);
+                    if (line.Span.TrimStart(" \t\r"u8).IsEmpty) continue;
+                    int lineNo = batch.FirstLineNo + i;
+                    try
+                    {
+                        var seq = TryParseCanonical(line.Span) ?? ParseLine(path, lineNo, line, config);
+                        if (config is not null) Check(path, lineNo, seq, config);
+                        seqs[i] = seq;
+                    }
+                    catch (Exception e) { errors[i] = e; }
+                }
+            });
+            for (int i = 0; i < count; i++)
+            {
+                if (errors[i] is { } e) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(e);
+                if (seqs[i] is { } q) list.Add(q);
+            }
         }
         if (list.Count == 0) throw new InvalidInputException(path, "file", "holds no sequences");
         if (list.All(s => s.LabelledCount == 0)) throw new InvalidInputException(path, "labels", "no position is labelled (every label is −1)");
@@ -92,41 +115,101 @@ public sealed class TokenDataset
         return head[..n];
     }
 
-    /// <summary>The lines of <paramref name="s"/> (split at \n, a trailing \r dropped, a leading UTF-8 BOM skipped),
-    /// each at most <paramref name="max"/> bytes; a longer one is refused before more than max + 64 KiB is buffered.</summary>
-    static IEnumerable<(int LineNo, ReadOnlyMemory<byte> Line)> Lines(string path, Stream s, int max)
+    /// <summary>Whole lines of a file and the buffer that holds them.</summary>
+    sealed record LineBatch(byte[] Buffer, List<(int Start, int Length)> Lines, int FirstLineNo);
+
+    /// <summary>The lines of <paramref name="s"/> (split at \n, a trailing \r dropped, a leading UTF-8 BOM skipped) in
+    /// batches of about 256 KiB, each line at most <paramref name="max"/> bytes; a longer one is refused (after the lines
+    /// before it are handed out) before more than max + 64 KiB of it is buffered.</summary>
+    static IEnumerable<LineBatch> LineBatches(string path, Stream s, int max)
     {
-        var buf = new byte[1 << 16];
-        var line = new MemoryStream();
-        int lineNo = 1;
+        const int Read = 1 << 16, Target = 1 << 18;
+        var buf = new byte[Target + 2 * Read];
+        var lines = new List<(int, int)>();
+        int len = 0, lineStart = 0, lineNo = 1, firstLineNo = 1, n;
         bool first = true;
-        int n;
-        while ((n = s.Read(buf, 0, buf.Length)) > 0)
+        while (true)
         {
-            int start = 0;
-            if (first && n >= 3 && buf[0] == 0xEF && buf[1] == 0xBB && buf[2] == 0xBF) start = 3;
-            first = false;
-            while (start < n)
+            if (buf.Length - len < Read) Array.Resize(ref buf, Math.Max(2 * buf.Length, len + Read));
+            if ((n = s.Read(buf, len, Read)) <= 0) break;
+            int scan = len;
+            len += n;
+            if (first)
             {
-                int nl = Array.IndexOf(buf, (byte)'\n', start, n - start);
-                int end = nl < 0 ? n : nl;
-                if (line.Length + (end - start) > max + 1)
-                    throw new InvalidInputException(path, $"line {lineNo}", $"longer than {max} bytes, the limit for a line of this dataset (spec/dataset.md)");
-                line.Write(buf, start, end - start);
+                first = false;
+                if (len >= 3 && buf[0] == 0xEF && buf[1] == 0xBB && buf[2] == 0xBF) lineStart = scan = 3;
+            }
+            while (true)
+            {
+                int nl = Array.IndexOf(buf, (byte)'\n', scan, len - scan);
                 if (nl < 0) break;
-                yield return (lineNo, Trim(line));
-                line = new MemoryStream();
+                if (nl - lineStart > max + 1) break;                              // refused below, after the lines before it
+                lines.Add(Trim(buf, lineStart, nl - lineStart));
                 lineNo++;
-                start = nl + 1;
+                lineStart = scan = nl + 1;
+            }
+            if (len - lineStart > max + 1)
+            {
+                if (lines.Count > 0) yield return new LineBatch(buf, lines, firstLineNo);
+                throw new InvalidInputException(path, $"line {lineNo}", $"longer than {max} bytes, the limit for a line of this dataset (spec/dataset.md)");
+            }
+            if (len >= Target && lines.Count > 0)
+            {
+                yield return new LineBatch(buf, lines, firstLineNo);
+                var next = new byte[Target + 2 * Read + (len - lineStart)];
+                Buffer.BlockCopy(buf, lineStart, next, 0, len - lineStart);
+                buf = next; len -= lineStart; lineStart = 0;
+                lines = []; firstLineNo = lineNo;
             }
         }
-        if (line.Length > 0) yield return (lineNo, Trim(line));
-        static ReadOnlyMemory<byte> Trim(MemoryStream m)
+        if (len > lineStart) lines.Add(Trim(buf, lineStart, len - lineStart));
+        if (lines.Count > 0) yield return new LineBatch(buf, lines, firstLineNo);
+
+        static (int, int) Trim(byte[] b, int start, int length) => length > 0 && b[start + length - 1] == '\r' ? (start, length - 1) : (start, length);
+    }
+
+    /// <summary>The common exact form {"tokens":[i,…],"labels":[i,…]} (no spaces, integers without sign or leading zeros
+    /// except a minus before a non-zero digit, at most 9 digits, neither array empty) read directly; null for anything
+    /// else, which then goes through the strict JSON parser (and its messages). Whatever this accepts, the strict
+    /// parser reads as the same sequence.</summary>
+    internal static Sequence? TryParseCanonical(ReadOnlySpan<byte> line)
+    {
+        ReadOnlySpan<byte> head = "{\"tokens\":["u8, mid = "],\"labels\":["u8, tail = "]}"u8;
+        if (!line.StartsWith(head)) return null;
+        line = line[head.Length..];
+        var tokens = Ints(ref line);
+        if (tokens is null || !line.StartsWith(mid)) return null;
+        line = line[mid.Length..];
+        var labels = Ints(ref line);
+        if (labels is null || !line.SequenceEqual(tail) || tokens.Length != labels.Length) return null;
+        return new Sequence(tokens, labels);
+
+        // i,i,…,i up to the closing bracket, which is left in s.
+        static int[]? Ints(ref ReadOnlySpan<byte> s)
         {
-            var mem = m.GetBuffer().AsMemory(0, (int)m.Length);
-            return mem.Length > 0 && mem.Span[^1] == '\r' ? mem[..^1] : mem;
+            int close = s.IndexOf((byte)']');
+            if (close <= 0) return null;
+            var r = new int[s[..close].Count((byte)',') + 1];
+            int p = 0;
+            for (int k = 0; k < r.Length; k++)
+            {
+                bool neg = s[p] == '-';
+                if (neg) p++;
+                int start = p, v = 0;
+                while (p < close && s[p] >= '0' && s[p] <= '9') { v = v * 10 + (s[p] - '0'); p++; }
+                int digits = p - start;
+                if (digits == 0 || digits > 9 || (s[start] == '0' && (digits > 1 || neg))) return null;
+                r[k] = neg ? -v : v;
+                if (k < r.Length - 1) { if (s[p] != ',') return null; p++; }
+            }
+            if (p != close) return null;
+            s = s[close..];
+            return r;
         }
     }
+
+    /// <summary>Test hook: the strict parser on one line, without a model.</summary>
+    internal static Sequence ParseStrict(ReadOnlyMemory<byte> line) => ParseLine("line", 1, line, null);
 
     static Sequence ParseLine(string path, int lineNo, ReadOnlyMemory<byte> line, ModelConfig? config)
     {
