@@ -116,25 +116,7 @@ static class DemoCommand
                 }
 
                 // The independent checker replays every transcript; runs and verdicts go to the store; the frontier is plotted.
-                using (var store = new VerifierStore(Path.Combine(tmp, VerifierStore.DefaultFileName)))
-                {
-                    foreach (var (name, r) in bounds)
-                    {
-                        var inputs = BoundCommand.Load(modelDir, ccDir, boundPath, r.Strategy, allowMismatch: false);
-                        BoundCommand.Record(store, inputs, r, r.Strategy == Strategies.Clustered ? int.Parse(name.Split('-')[^1]) : null,
-                            p => FinalPath(tmp, dir, p),
-                            r.Strategy == Strategies.Mixed ? double.Parse(name.Split('-')[^1], System.Globalization.CultureInfo.InvariantCulture) : null);
-                        var v = ctx.WithProgress($"checking {name}", _ => TranscriptChecker.Check(r.Transcript, modelDir, ccDir, boundPath));
-                        CheckCommand.Record(store, v, r.Transcript);
-                        verdicts[name] = v;
-                    }
-                    var modelSha = Hashing.Sha256File(Path.Combine(modelDir, ModelWeights.WeightsFileName));
-                    var points = Verifier.Store.Frontier.Compute(store.Runs(modelSha, TokenDataset.Load(boundPath).ContentHash()));
-                    FrontierPlot.Write(points, Path.Combine(tmp, "frontier.png"), Math.Log(config.DVocabOut));
-                    FrontierPlot.Write(points, Path.Combine(tmp, "frontier.svg"), Math.Log(config.DVocabOut));
-                    auditIntact = store.VerifyAudit().Intact;
-                    storeHead = store.LastWrite?.ToString();
-                }
+                (auditIntact, storeHead) = CheckRecordPlot(ctx, tmp, dir, modelDir, ccDir, boundPath, bounds, verdicts, config.DVocabOut);
             });
             var frontier = Frontier(bounds.Select(b => (b.Name, b.Result.Cost.Flops, b.Result.B0)).ToList());
             var e = cm!.Evaluation;
@@ -182,6 +164,29 @@ static class DemoCommand
             return verdicts.Values.All(v => v.Accepted) && auditIntact ? ExitCodes.Ok : ExitCodes.Rejected;
         })));
         return cmd;
+    }
+
+    /// <summary>The independent checker replays every transcript; runs and verdicts go to the store in <paramref name="tmp"/>
+    /// (with the paths they will have under <paramref name="dir"/>); the frontier is plotted. Returns the audit check and head.</summary>
+    public static (bool Intact, string? Head) CheckRecordPlot(CommandContext ctx, string tmp, string dir, string modelDir, string ccDir, string boundPath,
+        List<(string Name, BoundResult Result)> bounds, Dictionary<string, Verdict> verdicts, int dVocabOut)
+    {
+        using var store = new VerifierStore(Path.Combine(tmp, VerifierStore.DefaultFileName));
+        foreach (var (name, r) in bounds)
+        {
+            var inputs = BoundCommand.Load(modelDir, ccDir, boundPath, r.Strategy, allowMismatch: false);
+            BoundCommand.Record(store, inputs, r, r.Strategy == Strategies.Clustered ? int.Parse(name.Split('-')[^1]) : null,
+                p => FinalPath(tmp, dir, p),
+                r.Strategy == Strategies.Mixed ? double.Parse(name.Split('-')[^1], System.Globalization.CultureInfo.InvariantCulture) : null);
+            var v = ctx.WithProgress($"checking {name}", _ => TranscriptChecker.Check(r.Transcript, modelDir, ccDir, boundPath));
+            CheckCommand.Record(store, v, r.Transcript);
+            verdicts[name] = v;
+        }
+        var modelSha = Hashing.Sha256File(Path.Combine(modelDir, ModelWeights.WeightsFileName));
+        var points = Verifier.Store.Frontier.Compute(store.Runs(modelSha, TokenDataset.Load(boundPath).ContentHash()));
+        FrontierPlot.Write(points, Path.Combine(tmp, "frontier.png"), Math.Log(dVocabOut));
+        FrontierPlot.Write(points, Path.Combine(tmp, "frontier.svg"), Math.Log(dVocabOut));
+        return (store.VerifyAudit().Intact, store.LastWrite?.ToString());
     }
 
     static bool Given(ParseResult pr, Option o) => pr.GetResult(o) is { Implicit: false };

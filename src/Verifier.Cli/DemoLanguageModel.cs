@@ -79,24 +79,7 @@ static class DemoLanguageModel
             bounds.Add((name, BoundCommand.Run(ctx, strategy, inputs, Path.Combine(tdir, name + ".json"), trueLoss: true, clusters, o.Seed)));
         }
         var verdicts = new Dictionary<string, Verdict>();
-        bool intact; string? head;
-        using (var store = new VerifierStore(Path.Combine(tmp, VerifierStore.DefaultFileName)))
-        {
-            foreach (var (name, r) in bounds)
-            {
-                var inputs = BoundCommand.Load(modelDir, ccDir, boundPath, r.Strategy, allowMismatch: false);
-                BoundCommand.Record(store, inputs, r, r.Strategy == Strategies.Clustered ? int.Parse(name.Split('-')[^1]) : null, p => DemoCommand.FinalPath(tmp, dir, p), null);
-                var v = ctx.WithProgress($"checking {name}", _ => TranscriptChecker.Check(r.Transcript, modelDir, ccDir, boundPath));
-                CheckCommand.Record(store, v, r.Transcript);
-                verdicts[name] = v;
-            }
-            var modelSha = Hashing.Sha256File(Path.Combine(modelDir, ModelWeights.WeightsFileName));
-            var points = Verifier.Store.Frontier.Compute(store.Runs(modelSha, TokenDataset.Load(boundPath).ContentHash()));
-            FrontierPlot.Write(points, Path.Combine(tmp, "frontier.png"), Math.Log(config.DVocabOut));
-            FrontierPlot.Write(points, Path.Combine(tmp, "frontier.svg"), Math.Log(config.DVocabOut));
-            intact = store.VerifyAudit().Intact;
-            head = store.LastWrite?.ToString();
-        }
+        var (intact, head) = DemoCommand.CheckRecordPlot(ctx, tmp, dir, modelDir, ccDir, boundPath, bounds, verdicts, config.DVocabOut);
         return new Outcome(m, cm, text, boundPath, nb, bounds, verdicts, intact, head, config, refLoss);
     }
 }
