@@ -42,7 +42,7 @@ public static class ArchBruteForce
             for (int i = first; i < end; i++)
             {
                 sum = Up.Add(sum, loss[i - first]); err += wrong[i - first];
-                flops += Flops.Forward(c, data[i].Tokens.Length, data[i].LabelledCount);
+                flops += Flops.BruteForce(c, data[i].Labels);
             }
             double claim = ArchIv.Slack(c, sum);
             steps.Add(w.Add(new TranscriptStep("BFB", [], BoundProgram.Scope(("first", first), ("end", end)),

@@ -66,7 +66,7 @@ public static class BruteForceStrategy
         {
             sum = Up.Add(sum, loss[i - first]); errors += wrong[i - first];
             var seq = data[i];
-            flops += Flops.Forward(c, seq.Tokens.Length, seq.LabelledCount);
+            flops += Flops.BruteForce(c, seq.Labels);
         }
         return (sum, errors, flops);
     }
@@ -92,5 +92,5 @@ public static class BruteForceStrategy
     /// <summary>The per-sequence BF step (mixed's brute-forced sequences).</summary>
     public static TranscriptStep Step(ModelConfig c, int q, Sequence seq, double lossSum, int errors) =>
         new("BF", [], BoundProgram.Scope(("sequence", q)), new JsonObject { ["loss_sum"] = lossSum, ["errors"] = errors },
-            Flops.Forward(c, seq.Tokens.Length, seq.LabelledCount), DatasetDependent: true);
+            Flops.BruteForce(c, seq.Labels), DatasetDependent: true);
 }

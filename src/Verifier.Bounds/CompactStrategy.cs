@@ -221,11 +221,11 @@ public static class CompactStrategy
         var brute = new bool[data.Count];
         if (budget is { } b)
         {
-            long bfTotal = data.Sequences.Sum(s => Flops.Forward(c, s.Tokens.Length, s.LabelledCount)) + data.Count + 1;
+            long bfTotal = data.Sequences.Sum(s => Flops.BruteForce(c, s.Labels)) + data.Count + 1;
             long spent = tab.Flops + bounds.Sum(x => x.Flops) + (data.Count + 1L);   // MEAN
             foreach (int q in Enumerable.Range(0, data.Count).OrderByDescending(q => bounds[q].LossSum).ThenBy(q => q))
             {
-                long extra = Flops.Forward(c, data.Sequences[q].Tokens.Length, data.Sequences[q].LabelledCount) - bounds[q].Flops;
+                long extra = Flops.BruteForce(c, data.Sequences[q].Labels) - bounds[q].Flops;
                 if (spent + extra > b * bfTotal) break;
                 brute[q] = true; spent += extra;
             }

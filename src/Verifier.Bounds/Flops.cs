@@ -26,6 +26,23 @@ public static class Flops
         return f;
     }
 
+    /// <summary>Brute force's exact forward pass (proofs/BF-brute-force.md): every layer at every position except the last,
+    /// which needs k and v everywhere but q, the scores, softmax, z, W_O, the residual adds and the MLP only at the labelled
+    /// positions P (its outputs elsewhere are never read); then logits and CE at P. pairs_P = Σ_{t∈P} (t + 1).</summary>
+    public static long BruteForce(ModelConfig c, int[] labels)
+    {
+        long d = c.DModel, H = c.NHeads, dh = c.DHead, V = c.DVocabOut, T = labels.Length;
+        long p = 0, pairs = 0;
+        for (int t = 0; t < labels.Length; t++) if (labels[t] >= 0) { p++; pairs += t + 1; }
+        long f = T * d;                                                  // W_E[x] + W_pos
+        for (int l = 0; l < c.NLayers - 1; l++) f += Attention(c, (int)T) + T * d + (c.AttnOnly ? 0 : T * Mlp(c) + T * d);
+        f += H * 2 * (2 * T * d * dh + T * dh) + H * (2 * p * d * dh + p * dh);   // last layer: k, v at every position, q at P
+        f += H * pairs * (2 * dh + 1) + H * (4 * pairs + p) + H * pairs * 2 * dh;  // scores, softmax, z at P
+        f += H * 2 * p * dh * d + p * d + p * d;                                   // W_O, b_O, residual add at P
+        if (!c.AttnOnly) f += p * Mlp(c) + p * d;                                  // MLP and residual add at P
+        return f + p * (2 * d * V + V) + p * CrossEntropy(V);
+    }
+
     /// <summary>q, k, v (with biases), scores (dot + scale), softmax (max, subtract, exp, sum, divide: 4 per
     /// pair + 1 per row), z, W_O (per head) and b_O.</summary>
     public static long Attention(ModelConfig c, int T)

@@ -45,7 +45,7 @@ public sealed partial class TranscriptChecker
         double claim = s.Number("loss_sum");
         Certify(s, $"loss_sum of sequence {s.ScopeInt("sequence")}", claim, sum.Hi);
         var errors = Errors(s, wrong, seq.LabelledCount, $"of sequence {s.ScopeInt("sequence")}");
-        long own = Costs.Forward(C, seq.Tokens.Length, seq.LabelledCount);
+        long own = Costs.BruteForce(C, seq.Labels);
         Cost(s, own, true); _ownFlops += own;
         return new Info { Lemma = s.Lemma, Sequence = s.ScopeInt("sequence"), Scalar = claim, Errors = errors };
     }
@@ -84,7 +84,7 @@ public sealed partial class TranscriptChecker
         for (int i = first; i < end; i++)
         {
             sum = U.Add(sum, loss[i - first]); errors += wrong[i - first];
-            own += Costs.Forward(C, seqs[i].Tokens.Length, seqs[i].LabelledCount);
+            own += Costs.BruteForce(C, seqs[i].Labels);
             labelled += seqs[i].LabelledCount;
         }
         double claim = s.Number("loss_sum");

@@ -18,7 +18,7 @@ public sealed partial class TranscriptChecker
         double claim = s.Number("loss_sum");
         Certify(s, $"loss_sum of sequence {q}", claim, sum.Hi);
         var errors = Errors(s, wrong, seq.LabelledCount, $"of sequence {q}");
-        long own = Costs.Forward(C, seq.Tokens.Length, seq.LabelledCount);   // the basic formula for every architecture (spec/costs.md)
+        long own = Costs.BruteForce(C, seq.Labels);   // the basic formulas for every architecture (spec/costs.md)
         Cost(s, own, true); _ownFlops += own;
         return new Info { Lemma = s.Lemma, Sequence = q, Scalar = claim, Errors = errors };
     }
@@ -39,7 +39,7 @@ public sealed partial class TranscriptChecker
         for (int i = first; i < end; i++)
         {
             sum = U.Add(sum, loss[i - first]); errors += wrong[i - first];
-            own += Costs.Forward(C, seqs[i].Tokens.Length, seqs[i].LabelledCount);
+            own += Costs.BruteForce(C, seqs[i].Labels);
             labelled += seqs[i].LabelledCount;
         }
         double claim = s.Number("loss_sum");

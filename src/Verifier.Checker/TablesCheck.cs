@@ -129,6 +129,20 @@ public static class Costs
         return f + labelled * (2 * d * V + V) + labelled * CrossEntropy(V);
     }
 
+    /// <summary>Brute force (BF, BFB; proofs/BF-brute-force.md): the last layer only where it is read — k and v at every
+    /// position, everything else at the labelled positions P; pairs_P = Σ_{t∈P} (t + 1).</summary>
+    public static long BruteForce(ModelConfig c, int[] labels)
+    {
+        long d = c.DModel, H = c.NHeads, dh = c.DHead, V = c.DVocabOut, T = labels.Length, p = 0, pairs = 0;
+        for (int t = 0; t < labels.Length; t++) if (labels[t] >= 0) { p++; pairs += t + 1; }
+        long f = T * d;
+        for (int l = 0; l + 1 < c.NLayers; l++) f += Attention(c, (int)T) + T * d + (c.AttnOnly ? 0 : T * Mlp(c) + T * d);
+        f += H * 2 * (2 * T * d * dh + T * dh) + H * (2 * p * d * dh + p * dh)
+           + H * pairs * (2 * dh + 1) + H * (4 * pairs + p) + H * pairs * 2 * dh
+           + H * 2 * p * dh * d + 2 * p * d + (c.AttnOnly ? 0 : p * Mlp(c) + p * d);
+        return f + p * (2 * d * V + V) + p * CrossEntropy(V);
+    }
+
     public static long TrivialTable(ModelConfig c, int t)
     {
         long d = c.DModel, H = c.NHeads, dh = c.DHead, V = c.DVocabOut;

@@ -107,7 +107,7 @@ public class StrategyTests
     }
 
     [Fact]
-    public void Brute_force_FLOPs_equal_an_independent_count_of_one_forward_pass_per_sequence()
+    public void Brute_force_FLOPs_equal_an_independent_count_of_one_forward_pass_per_sequence_with_the_last_layer_at_labelled_positions()
     {
         using var f = new RandomWorld(17, layers: 2);
         var c = f.Model.Config;
@@ -120,9 +120,12 @@ public class StrategyTests
             for (int t = 0; t < T; t++) n += c.DModel;                                            // W_E[x_t] + W_pos[t]
             for (int l = 0; l < c.NLayers; l++)
             {
+                // The last layer's outputs are read only at labelled positions: there it computes only k and v elsewhere.
+                bool Needed(int t) => l < c.NLayers - 1 || s.Labels[t] >= 0;
                 for (int h = 0; h < c.NHeads; h++)
                     for (int t = 0; t < T; t++)
                     {
+                        if (!Needed(t)) { n += 2 * (2L * c.DModel * c.DHead + c.DHead); continue; }   // k, v only
                         n += 3 * (2L * c.DModel * c.DHead + c.DHead);                          // q, k, v with biases
                         int keys = t + 1;
                         n += keys * (2L * c.DHead + 1);                                        // scores and scale
@@ -130,9 +133,10 @@ public class StrategyTests
                         n += keys * 2L * c.DHead;                                              // z
                         n += 2L * c.DHead * c.DModel;                                          // z W_O
                     }
-                n += T * (long)c.DModel;                                                       // b_O
-                n += T * (long)c.DModel;                                                       // residual
-                if (!c.AttnOnly) n += T * (4L * c.DModel * c.DMlp + 2L * c.DMlp + 2L * c.DModel);
+                int rows = Enumerable.Range(0, T).Count(Needed);
+                n += rows * (long)c.DModel;                                                    // b_O
+                n += rows * (long)c.DModel;                                                    // residual
+                if (!c.AttnOnly) n += rows * (4L * c.DModel * c.DMlp + 2L * c.DMlp + 2L * c.DModel);
             }
             n += s.LabelledCount * (2L * c.DModel * c.DVocabOut + c.DVocabOut + 3L * c.DVocabOut + 1);
             expected += n;

@@ -118,7 +118,7 @@ sealed class ArchWorld : IDisposable
             var seq = Data.Sequences[q];
             double c = claim(q, Arch.Sequence(seq).Loss);
             sum = U.Add(sum, c);
-            steps.Add(Step(q, "BF", [], new JsonObject { ["sequence"] = q }, new JsonObject { ["loss_sum"] = c }, Costs.Forward(C, seq.Tokens.Length, seq.LabelledCount), true));
+            steps.Add(Step(q, "BF", [], new JsonObject { ["sequence"] = q }, new JsonObject { ["loss_sum"] = c }, Costs.BruteForce(C, seq.Labels), true));
         }
         steps.Add(Mean(Data.Count, Enumerable.Range(0, Data.Count).ToArray(), sum));
         return Transcript("brute-force", steps);
@@ -138,7 +138,7 @@ sealed class ArchWorld : IDisposable
             {
                 var (loss, wrong) = Arch.Sequence(Data.Sequences[q]);
                 sum = U.Add(sum, loss); errors += wrong;
-                flops += Costs.Forward(C, Data.Sequences[q].Tokens.Length, Data.Sequences[q].LabelledCount);
+                flops += Costs.BruteForce(C, Data.Sequences[q].Labels);
             }
             double c = claim(first, sum);
             total = U.Add(total, c); allErrors += errors;
