@@ -50,9 +50,11 @@ static class BenchBound
                 double loadSeconds = load.Elapsed.TotalSeconds;
 
                 Evaluator.Evaluate(weights, dataset.Slice(0, Math.Min(256, dataset.Count)));   // TorchSharp's one-time native start-up, not timed
+                // Each of eval, bound and check is timed as its command does its work: reading the model and the data
+                // from disk (check also hashes them), then computing; only process start-up is left out of all three.
                 double cpu0 = Cpu();
                 var sw = Stopwatch.StartNew();
-                var ev = Evaluator.Evaluate(weights, dataset);
+                var ev = Evaluator.Evaluate(ModelWeights.Load(modelDir), TokenDataset.Load(dataPath, weights.Config));
                 double evalSeconds = sw.Elapsed.TotalSeconds, evalCpu = Cpu() - cpu0;
                 sw.Restart();
                 ReferenceForward.Evaluate(weights, dataset);
@@ -63,20 +65,21 @@ static class BenchBound
                 {
                     if (Strategies.NeedsCrosscoder(s)) throw new UsageException($"bench bound: '{s}' needs a crosscoder; use brute-force and trivial");
                     string t = Path.Combine(dir, s + ".json");
-                    var inputs = new BoundInputs(weights, modelDir, dataset, dataPath);
                     cpu0 = Cpu();
+                    sw.Restart();
+                    var inputs = BoundCommand.Load(modelDir, null, dataPath, s, allowMismatch: false);
                     var r = ctx.WithProgress($"bound {s}", report => BoundProgram.Run(s, inputs, t, computeTrueLoss: false,
                         progress: new SyncProgress<(int Done, int Total)>(p => report((double)p.Done / p.Total, $"{p.Done}/{p.Total}")), ct: ctx.Cancel,
                         overwrite: true, block: pr.GetValue(block)));
-                    double boundCpu = Cpu() - cpu0;
+                    double boundSeconds = sw.Elapsed.TotalSeconds, boundCpu = Cpu() - cpu0;
                     cpu0 = Cpu();
                     sw.Restart();
                     var v = ctx.WithProgress($"check {s}", _ => TranscriptChecker.Check(t, modelDir, null, dataPath));
                     double checkSeconds = sw.Elapsed.TotalSeconds, checkCpu = Cpu() - cpu0;
                     long bytes = new FileInfo(t).Length;
                     double? acc = v.Errors is double e && v.Positions is long p ? 1 - e / p : null;
-                    rows.Add(new Row(s, r.B0, r.WallSeconds, checkSeconds, v.Accepted, bytes, (double)bytes / dataset.Count, r.Steps,
-                        r.WallSeconds / evalSeconds, checkSeconds / r.WallSeconds, acc, boundCpu, checkCpu, boundCpu / evalCpu, checkCpu / boundCpu));
+                    rows.Add(new Row(s, r.B0, boundSeconds, checkSeconds, v.Accepted, bytes, (double)bytes / dataset.Count, r.Steps,
+                        boundSeconds / evalSeconds, checkSeconds / boundSeconds, acc, boundCpu, checkCpu, boundCpu / evalCpu, checkCpu / boundCpu));
                 }
 #if DEBUG
                 const string build = "Debug";
@@ -89,7 +92,7 @@ static class BenchBound
                 else
                 {
                     ctx.Say($"{rep.Sequences} sequences, {rep.Positions} labelled positions, {rep.Threads} cores, {build} build; times inside one process");
-                    ctx.Say($"data load {loadSeconds:F3} s (not in eval or bound; inside check)");
+                    ctx.Say($"data load {loadSeconds:F3} s (inside each of eval, bound and check: every one is timed from reading the model and the data to its result)");
                     ctx.Say($"eval (TorchSharp float64 forward): {evalSeconds:F3} s ({evalCpu:F3} CPU s), loss {ev.Loss:G6}, accuracy {ev.Accuracy:P2}; plain C# float64 forward {refSeconds:F3} s");
                     ctx.Say($"{"strategy",-12} {"b0",12} {"bound s",9} {"check s",9} {"bound/eval",10} {"check/bound",11} {"steps",6} {"bytes/seq",9} {"acc ≥",8} verdict");
                     foreach (var r in rows)
