@@ -80,6 +80,14 @@ public sealed partial class TranscriptChecker
         {
             System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(failure);
         }
+        return CertifyBlock(s, first, end, loss, wrong);
+    }
+
+    /// <summary>BFB's comparison, whatever forward pass gave the per-sequence upper ends: their sum in index order against
+    /// the claimed loss_sum, the uncertified positions against the claimed errors, and the block's cost.</summary>
+    Info CertifyBlock(Step s, int first, int end, double[] loss, int[] wrong)
+    {
+        var seqs = _data.Sequences;
         double sum = 0; long errors = 0, own = 0, labelled = 0;
         for (int i = first; i < end; i++)
         {

@@ -35,17 +35,6 @@ public sealed partial class TranscriptChecker
         {
             System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(failure);
         }
-        double sum = 0; long errors = 0, own = 0, labelled = 0;
-        for (int i = first; i < end; i++)
-        {
-            sum = U.Add(sum, loss[i - first]); errors += wrong[i - first];
-            own += Costs.BruteForce(C, seqs[i].Labels);
-            labelled += seqs[i].LabelledCount;
-        }
-        double claim = s.Number("loss_sum");
-        Certify(s, $"loss_sum of sequences [{first}, {end})", claim, sum);
-        var claimedErrors = Errors(s, errors, labelled, $"of sequences [{first}, {end})");
-        Cost(s, own, true); _ownFlops += own;
-        return new Info { Lemma = s.Lemma, Sequence = first, End = end, Scalar = claim, Errors = claimedErrors };
+        return CertifyBlock(s, first, end, loss, wrong);
     }
 }
