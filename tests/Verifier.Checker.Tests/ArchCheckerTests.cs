@@ -18,10 +18,12 @@ sealed class ArchWorld : IDisposable
     public ArchForward Arch { get; }
     public ModelConfig C => Model.Config;
 
-    public ArchWorld(ModelConfig config, ulong seed, int sequences = 4, double std = 0.2)
+    public ArchWorld(ModelConfig config, ulong seed, int sequences = 4, double std = 0.2, Action<ModelWeights>? edit = null)
     {
         Directory.CreateDirectory(Dir);
-        ModelWeights.Random(config.Validated(), seed, std).SaveInto(Dir);
+        var random = ModelWeights.Random(config.Validated(), seed, std);
+        edit?.Invoke(random);   // tests that forge: weights changed in place before they are written
+        random.SaveInto(Dir);
         Model = ModelWeights.Load(Dir);
         var r = new Rng(seed + 17);
         var seqs = new List<Sequence>();
