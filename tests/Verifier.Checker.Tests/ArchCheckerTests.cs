@@ -260,22 +260,11 @@ public class ArchCheckerTests(ITestOutputHelper output)
 {
     static ModelConfig Basic(int layers = 1, bool attnOnly = false, int nCtx = 4) => ModelConfig.Create(8, 2, 4, 12, layers, nCtx, 7, 7, attnOnly);
 
-    /// <summary>The families of tests/Verifier.Core.Tests/ArchitectureTests.cs, and a few more combinations.</summary>
+    /// <summary>The shared family table (tests/Families), and two more combinations.</summary>
     public static IReadOnlyList<(string Name, ModelConfig Config)> FamilyTable() =>
     [
-        ("gpt2-like", Basic(2) with { Normalization = NormKind.LN, Act = ActKind.GeluNew }),
-        ("gelu-1l", Basic(1) with { Normalization = NormKind.LN, Act = ActKind.Gelu }),
-        ("attn-only-2l", Basic(2, attnOnly: true) with { Normalization = NormKind.LN }),
-        ("pythia-like", Basic(2) with { Normalization = NormKind.LN, Act = ActKind.Gelu, Rotary = true, RotaryDim = 2, ParallelAttnMlp = true }),
-        ("gptj-like", Basic(1) with { Normalization = NormKind.LN, Act = ActKind.GeluNew, Rotary = true, RotaryDim = 4, RotaryAdjacentPairs = true, ParallelAttnMlp = true }),
-        ("neo-like", Basic(2) with { Normalization = NormKind.LN, Act = ActKind.GeluNew, UseAttnScale = false, AttnTypes = "global,local", WindowSize = 2 }),
-        ("llama-like", Basic(2) with { Normalization = NormKind.RMS, Act = ActKind.Silu, GatedMlp = true, Rotary = true, RotaryDim = 4, NKeyValueHeads = 1 }),
-        ("folded-lnpre", Basic(1) with { Normalization = NormKind.LNPre, Act = ActKind.GeluFast }),
-        ("rmspre", Basic(1) with { Normalization = NormKind.RMSPre, Act = ActKind.GeluPytorchTanh }),
-        ("final-rms", Basic(1) with { Normalization = NormKind.LN, FinalRms = true, Act = ActKind.Gelu }),
+        .. Verifier.TestSupport.Families.Table,
         ("lnpre-final-rms-gated-gelu", Basic(1) with { Normalization = NormKind.LNPre, FinalRms = true, Act = ActKind.Gelu, GatedMlp = true }),
-        ("inverse-layer-scale", Basic(2) with { ScaleAttnByInverseLayerIdx = true }),
-        ("attn-scale-3", Basic(1) with { AttnScale = 3.0 }),
         ("local-gqa-silu", Basic(2) with { Act = ActKind.Silu, AttnTypes = "local,local", WindowSize = 1, NKeyValueHeads = 1, ParallelAttnMlp = true }),
     ];
 
