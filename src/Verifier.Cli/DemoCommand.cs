@@ -154,9 +154,7 @@ static class DemoCommand
                 ctx.Say($"            mean FVU {e.MeanFvu:F4}, mean L0 {e.MeanL0:F2}, dead {cm.Training.DeadFraction:P1} (no activation in the last {cco.DeadTokens} training tokens)");
                 ctx.Say($"            spliced-in loss recovered: {string.Join(", ", e.Sites.Select(s => $"{s.Site} {s.LossRecovered:P2}"))}");
                 ctx.Say($"  bounds    on {pr.GetValue(boundSequences)} fresh sequences (true loss {bounds[0].Result.TrueLoss:G6}); * = non-dominated in (FLOPs, b₀):");
-                ctx.Say($"            {"strategy",-24} {"b₀",14} {"FLOPs",14} {"bound s",8} {"check",9} {"check s",8} {"acc ≥",8}");
-                foreach (var (name, r) in bounds)
-                    ctx.Say($"          {(frontier.Contains(name) ? "*" : " ")} {name,-24} {r.B0,14:G6} {r.Cost.Flops,14:N0} {r.WallSeconds,8:F2} {(verdicts[name].Accepted ? "accepted" : "REJECTED"),9} {verdicts[name].Seconds,8:F2} {(r.AccuracyLb is { } a ? $"{Math.Floor(a * 1e3) / 10:F1} %" : ""),8}");
+                SayBounds(ctx, bounds, verdicts, frontier);
                 ctx.Say($"            uniform guess: ln d_vocab_out = {Math.Log(config.DVocabOut):F4}");
                 ctx.Say($"  store     {Path.Combine(dir, VerifierStore.DefaultFileName)} (audit chain {(auditIntact ? "intact" : "BROKEN")}, head {storeHead}); plot {Path.Combine(dir, "frontier.png")}");
                 ctx.Say($"  total     {sw.Elapsed.TotalSeconds:F1} s");
@@ -187,6 +185,14 @@ static class DemoCommand
         FrontierPlot.Write(points, Path.Combine(tmp, "frontier.png"), Math.Log(dVocabOut));
         FrontierPlot.Write(points, Path.Combine(tmp, "frontier.svg"), Math.Log(dVocabOut));
         return (store.VerifyAudit().Intact, store.LastWrite?.ToString());
+    }
+
+    /// <summary>The bounds table both demos print: * marks the non-dominated points.</summary>
+    static void SayBounds(CommandContext ctx, List<(string Name, BoundResult Result)> bounds, Dictionary<string, Verdict> verdicts, HashSet<string> frontier)
+    {
+        ctx.Say($"            {"strategy",-24} {"b₀",14} {"FLOPs",16} {"bound s",8} {"check",9} {"check s",8} {"acc ≥",8}");
+        foreach (var (name, r) in bounds)
+            ctx.Say($"          {(frontier.Contains(name) ? "*" : " ")} {name,-24} {r.B0,14:G6} {r.Cost.Flops,16:N0} {r.WallSeconds,8:F2} {(verdicts[name].Accepted ? "accepted" : "REJECTED"),9} {verdicts[name].Seconds,8:F2} {(r.AccuracyLb is { } a ? $"{Math.Floor(a * 1e3) / 10:F1} %" : ""),8}");
     }
 
     static bool Given(ParseResult pr, Option o) => pr.GetResult(o) is { Implicit: false };
@@ -245,9 +251,7 @@ static class DemoCommand
             ctx.Say($"  crosscoder width {cco.Width}, top-{cco.K}, {e.Sites.Count} sites, {cco.Steps} steps, {r.Crosscoder.TrainSeconds:F1} s: mean FVU {e.MeanFvu:F4}, mean L0 {e.MeanL0:F2}");
             ctx.Say($"            spliced-in loss recovered: {string.Join(", ", e.Sites.Select(s => $"{s.Site} {s.LossRecovered:P1}"))}");
             ctx.Say($"  bounds    on {r.BoundSequences} held-out windows (true loss {r.Bounds[0].Result.TrueLoss:G6}); * = non-dominated in (FLOPs, b₀):");
-            ctx.Say($"            {"strategy",-24} {"b₀",14} {"FLOPs",16} {"bound s",8} {"check",9} {"check s",8} {"acc ≥",8}");
-            foreach (var (name, b) in r.Bounds)
-                ctx.Say($"          {(frontier.Contains(name) ? "*" : " ")} {name,-24} {b.B0,14:G6} {b.Cost.Flops,16:N0} {b.WallSeconds,8:F2} {(r.Verdicts[name].Accepted ? "accepted" : "REJECTED"),9} {r.Verdicts[name].Seconds,8:F2} {(b.AccuracyLb is { } a ? $"{Math.Floor(a * 1e3) / 10:F1} %" : ""),8}");
+            SayBounds(ctx, r.Bounds, r.Verdicts, frontier);
             ctx.Say($"            uniform guess: ln d_vocab_out = {Math.Log(c.DVocabOut):F4}; not run: the crosscoder strategies and mixed (their lemmas support only the basic architecture)");
             ctx.Say($"  store     {Path.Combine(dir, VerifierStore.DefaultFileName)} (audit chain {(r.AuditIntact ? "intact" : "BROKEN")}, head {r.StoreHead}); plot {Path.Combine(dir, "frontier.png")}");
             ctx.Say($"  total     {sw.Elapsed.TotalSeconds:F1} s");

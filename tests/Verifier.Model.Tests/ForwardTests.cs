@@ -27,45 +27,20 @@ public class ForwardTests(ITestOutputHelper output)
     {
         var r = new Rng(seed);
         var config = RandomConfig(r);
-        var w = ModelWeights.Random(config, seed, std: 0.3 + r.NextDouble());
+        double std = 0.3 + r.NextDouble();
         int B = 1 + r.NextInt(3), T = 1 + r.NextInt(config.NCtx);
-        var seqs = Enumerable.Range(0, B).Select(_ =>
-        {
-            var t = Enumerable.Range(0, T).Select(_ => r.NextInt(config.DVocab)).ToArray();
-            return new Sequence(t, t.Select(_ => 0).ToArray());
-        }).ToList();
-
-        using var model = new Transformer(w, ScalarType.Float64);
-        using var scope = NewDisposeScope();
-        using var noGrad = no_grad();
-        var sites = new List<Tensor>();
-        var (tokens, _) = Transformer.Batch(seqs);
-        var logits = model.Forward(tokens, sites).contiguous().data<double>().ToArray();
-        if (sites.Count != config.SiteNames().Count) return false;
-        var siteData = sites.Select(s => s.contiguous().data<double>().ToArray()).ToList();
-
-        for (int b = 0; b < B; b++)
-        {
-            var reference = ReferenceForward.Run(w, seqs[b].Tokens);
-            for (int t = 0; t < T; t++)
-            {
-                for (int v = 0; v < config.DVocabOut; v++)
-                    if (RelErr(reference.Logits[t, v], logits[(b * T + t) * config.DVocabOut + v]) > 1e-9) return false;
-                for (int s = 0; s < sites.Count; s++)
-                    for (int i = 0; i < config.DModel; i++)
-                        if (RelErr(reference.Sites[s][t, i], siteData[s][(b * T + t) * config.DModel + i]) > 1e-9) return false;
-            }
-        }
-        return true;
+        var (_, rel, sites) = Agreement(config, seed, r, std, B, T);
+        return sites == config.SiteNames().Count && rel <= 1e-9;
     }
 
     /// <summary>Largest |TorchSharp − reference| over logits and sites, absolute and relative to max(1, |value|), for
-    /// random weights of <paramref name="config"/> on random full-length sequences.</summary>
-    static (double Abs, double Rel, int Sites) Agreement(ModelConfig config, ulong seed)
+    /// random weights of <paramref name="config"/> (std <paramref name="std"/>) on B random sequences of length T (default:
+    /// 3 of full length).</summary>
+    static (double Abs, double Rel, int Sites) Agreement(ModelConfig config, ulong seed, Rng? rng = null, double std = 0.5, int B = 3, int T = 0)
     {
-        var r = new Rng(seed);
-        var w = ModelWeights.Random(config, seed, std: 0.5);
-        int B = 3, T = config.NCtx;
+        var r = rng ?? new Rng(seed);
+        var w = ModelWeights.Random(config, seed, std);
+        if (T == 0) T = config.NCtx;
         var seqs = Enumerable.Range(0, B).Select(_ =>
         {
             var t = Enumerable.Range(0, T).Select(_ => r.NextInt(config.DVocab)).ToArray();
