@@ -13,12 +13,13 @@ public sealed class ArchForward
 {
     public ModelConfig C { get; }
     readonly ModelWeights _w;
+    readonly IntervalModel _m;
     readonly (Iv Cos, Iv Sin)[][]? _rot;      // [position][pair]
     readonly Iv[] _divisor;                    // per layer
 
     public ArchForward(ModelWeights w)
     {
-        _w = w; C = w.Config;
+        _w = w; C = w.Config; _m = new IntervalModel(w);
         if (C.Rotary)
         {
             _rot = new (Iv, Iv)[C.NCtx][];
@@ -33,15 +34,8 @@ public sealed class ArchForward
 
     double[] W(string name) => _w[name].Data;
 
-    /// <summary>h⁰_t = W_E[x_t] (+ W_pos[t] when the model has learned positions).</summary>
-    public Iv[] Embed(int token, int t)
-    {
-        int d = C.DModel;
-        var we = W("embed.W_E"); var wp = C.HasPosEmbed ? W("pos_embed.W_pos") : null;
-        var h = new Iv[d];
-        for (int i = 0; i < d; i++) h[i] = wp is null ? Iv.Point(we[token * d + i]) : Iv.Point(we[token * d + i]) + Iv.Point(wp[t * d + i]);
-        return h;
-    }
+    /// <summary>h⁰_t = W_E[x_t] (+ W_pos[t] when the model has learned positions): <see cref="IntervalModel.Embed"/>.</summary>
+    public Iv[] Embed(int token, int t) => _m.Embed(token, t);
 
     /// <summary>Rule N with the tensors of <paramref name="prefix"/> (ln1., ln2., ln_final.).</summary>
     public Iv[] Norm(string prefix, NormKind kind, Iv[] x) => ArchIv.Norm(x, kind, C.Eps,

@@ -12,7 +12,7 @@ public static class BoxForward
     /// propagated by <see cref="ArchForward"/>, proofs/R3G-generator-enclosures.md).</returns>
     public static Iv[][] Run(IntervalModel m, Iv[][] h, bool useScores)
     {
-        if (!m.C.IsBasic) return new ArchForward(m.Weights).Forward(h, scores: useScores, hull: true);
+        if (!m.C.IsBasic) return m.Arch.Forward(h, scores: useScores, hull: true);
         var c = m.C; int T = h.Length;
         for (int l = 0; l < c.NLayers; l++)
         {

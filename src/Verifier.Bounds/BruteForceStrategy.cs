@@ -24,27 +24,24 @@ public static class BruteForceStrategy
         int n = inputs.Data.Count;
         var loss = new double[Math.Min(block, n)]; var wrong = new int[loss.Length];
         // The basic model through the midpoint–radius kernel (R2); every other architecture through the scalar R1 + R3
-        // forward (ArchBruteForce), whose claims carry the 2⁻²⁴ slack of ArchIv.Slack.
+        // forward (ArchBruteForce). Claims carry ArchIv.Slack: Claim.Slack for the basic model, 2⁻²⁴ relative otherwise.
         Func<int, int, (double Sum, int Errors, long Flops)> run;
-        Func<double, double> slack;
         if (c.IsBasic)
         {
             var fast = new FastForward(inputs.Model);
             run = (first, end) => Block(fast, c, inputs.Data.Sequences, first, end, loss, wrong, ct);
-            slack = Claim.Slack;
         }
         else
         {
             var arch = new ArchForward(inputs.Model);
             run = (first, end) => ArchBruteForce.Block(arch, c, inputs.Data.Sequences, first, end, loss, wrong, ct);
-            slack = x => ArchIv.Slack(c, x);
         }
         for (int first = 0; first < n; first += block)
         {
             ct.ThrowIfCancellationRequested();
             int end = (int)Math.Min((long)first + block, n);
             var (sum, err, flops) = run(first, end);
-            double claim = slack(sum);
+            double claim = ArchIv.Slack(c, sum);
             steps.Add(w.Add(new TranscriptStep("BFB", [], BoundProgram.Scope(("first", first), ("end", end)),
                 new JsonObject { ["loss_sum"] = claim, ["errors"] = err }, flops, DatasetDependent: true)));
             sums.Add(claim); errors += err;

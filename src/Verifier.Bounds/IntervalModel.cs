@@ -11,6 +11,10 @@ public sealed class IntervalModel(ModelWeights w)
     public ModelConfig C { get; } = w.Config;
     readonly double InvSqrtDHead = 1.0 / Math.Sqrt(w.Config.DHead);
 
+    /// <summary>The forward of a non-basic model (R3G), built once per model: its rotary table and divisors do not change.</summary>
+    public ArchForward Arch => _arch ??= new ArchForward(Weights);
+    ArchForward? _arch;
+
     double[] W(string name) => Weights[name].Data;
 
     /// <summary>h⁰_t = W_E[x_t] + W_pos[t] (W_E[x_t] alone for a model without learned positions: rotary).</summary>

@@ -156,11 +156,18 @@ public static class ArchIntervals
 
     /// <summary>Rotates one head's query or key at position <paramref name="t"/> in place, with ReferenceForward's
     /// convention (x_a, x_b) ← (x_a cos θ − x_b sin θ, x_b cos θ + x_a sin θ).</summary>
-    public static void Rotate(ModelConfig c, R[] x, int t)
+    public static void Rotate(ModelConfig c, R[] x, int t) => Rotate(c, x, Angles(c, t));
+
+    /// <summary>The enclosures of cos θ and sin θ of every rotated pair at position <paramref name="t"/>.</summary>
+    public static (R Cos, R Sin)[] Angles(ModelConfig c, int t) =>
+        Enumerable.Range(0, c.RotaryDim / 2).Select(i => CosSin(ReferenceForward.RotaryAngle(c, t, i))).ToArray();
+
+    /// <summary><see cref="Rotate(ModelConfig, R[], int)"/> with the position's angles computed once (<see cref="Angles"/>).</summary>
+    public static void Rotate(ModelConfig c, R[] x, (R Cos, R Sin)[] angles)
     {
         for (int i = 0; i < c.RotaryDim / 2; i++)
         {
-            var (cos, sin) = CosSin(ReferenceForward.RotaryAngle(c, t, i));
+            var (cos, sin) = angles[i];
             var (ia, ib) = ReferenceForward.RotaryPair(c, i);
             R xa = x[ia], xb = x[ib];
             x[ia] = xa * cos - xb * sin;
@@ -185,17 +192,16 @@ public sealed class ArchForward
     public ModelConfig C { get; }
     readonly ModelWeights _w;
     readonly Forward _f;
-    public ArchForward(ModelWeights w) { _w = w; C = w.Config; _f = new Forward(w); }
+    readonly (R Cos, R Sin)[][] _angles;   // per position: the rotary enclosures, computed once per model
+    public ArchForward(ModelWeights w)
+    {
+        _w = w; C = w.Config; _f = new Forward(w);
+        _angles = C.Rotary ? Enumerable.Range(0, C.NCtx).Select(t => ArchIntervals.Angles(C, t)).ToArray() : [];
+    }
     double[] P(string name) => _w[name].Data;
 
-    /// <summary>h⁰_t = W_E[x] (+ W_pos[t] when the model has learned positions).</summary>
-    public R[] Embed(int x, int t)
-    {
-        int d = C.DModel; var e = P("embed.W_E"); var p = C.HasPosEmbed ? P("pos_embed.W_pos") : null;
-        var h = new R[d];
-        for (int i = 0; i < d; i++) h[i] = p is null ? R.Of(e[x * d + i]) : R.Of(e[x * d + i]) + R.Of(p[t * d + i]);
-        return h;
-    }
+    /// <summary>h⁰_t = W_E[x] (+ W_pos[t] when the model has learned positions): <see cref="Forward.Embed"/>.</summary>
+    public R[] Embed(int x, int t) => _f.Embed(x, t);
 
     public R[] Norm(string prefix, NormKind kind, R[] x) =>
         ArchIntervals.Normalize(kind, x, kind is NormKind.LN or NormKind.RMS ? P(prefix + "w") : null, kind == NormKind.LN ? P(prefix + "b") : null, C.Eps);
@@ -218,7 +224,7 @@ public sealed class ArchForward
             if (needScores)
             {
                 K[g] = x.Select(h => Forward.Lin(h, WK, g * d * dh, d, dh, bK, g * dh)).ToArray();
-                if (C.Rotary) for (int t = 0; t < T; t++) ArchIntervals.Rotate(C, K[g][t], t);
+                if (C.Rotary) for (int t = 0; t < T; t++) ArchIntervals.Rotate(C, K[g][t], _angles[t]);
             }
         }
         var o = new R[T][];
@@ -230,7 +236,7 @@ public sealed class ArchForward
             if (needScores)
             {
                 q = x.Select(h => Forward.Lin(h, WQ, hh * d * dh, d, dh, bQ, hh * dh)).ToArray();
-                if (C.Rotary) for (int t = 0; t < T; t++) ArchIntervals.Rotate(C, q[t], t);
+                if (C.Rotary) for (int t = 0; t < T; t++) ArchIntervals.Rotate(C, q[t], _angles[t]);
             }
             for (int t = 0; t < T; t++)
             {

@@ -9,11 +9,12 @@ public sealed class Forward(ModelWeights w)
     public ModelWeights W { get; } = w;
     double[] P(string name) => W[name].Data;
 
+    /// <summary>h⁰_t = W_E[x] (+ W_pos[t] when the model has learned positions; rotary models have none).</summary>
     public R[] Embed(int x, int t)
     {
-        int d = C.DModel; var e = P("embed.W_E"); var p = P("pos_embed.W_pos");
+        int d = C.DModel; var e = P("embed.W_E"); var p = C.HasPosEmbed ? P("pos_embed.W_pos") : null;
         var h = new R[d];
-        for (int i = 0; i < d; i++) h[i] = R.Of(e[x * d + i]) + R.Of(p[t * d + i]);
+        for (int i = 0; i < d; i++) h[i] = p is null ? R.Of(e[x * d + i]) : R.Of(e[x * d + i]) + R.Of(p[t * d + i]);
         return h;
     }
 

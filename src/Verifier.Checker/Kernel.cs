@@ -48,7 +48,7 @@ public static class Kernel
         }
         for (int row = 0; row < rows; row++)
             Row(g, xm.AsSpan(row * n, n), xr.AsSpan(row * n, n), w.AsSpan(wOff, n * k), absW.AsSpan(wOff, n * k),
-                wRad is null ? default : wRad.AsSpan(wOff, n * k), k, b is null ? default : b.AsSpan(bOff, k), ym.AsSpan(row * k, k), yr.AsSpan(row * k, k));
+                wRad.AsSpan(wOff, n * k), k, b is null ? default : b.AsSpan(bOff, k), ym.AsSpan(row * k, k), yr.AsSpan(row * k, k));
     }
 
     /// <summary>One R2 product y = x·W + b (x midpoint–radius [n], W [n, k] row-major with |W|, and its radii when
@@ -239,12 +239,8 @@ public static class Kernel
         return (m, Math.Max(Up(Math.Abs(m - x.Lo)), Up(Math.Abs(x.Hi - m))));
     }
 
-    /// <summary>h ← h + a: the float64 sum is within u·|fl(h + a)| of the exact one (exact when it underflows).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]   // hot loops: optimised from the first call
-    public static void Add(double[] hm, double[] hr, double[] am, double[] ar, int count) =>
-        Add(hm.AsSpan(0, count), hr.AsSpan(0, count), am.AsSpan(0, count), ar.AsSpan(0, count));
-
-    /// <summary>h ← h + a for spans of equal length.</summary>
+    /// <summary>h ← h + a for spans of equal length: the float64 sum is within u·|fl(h + a)| of the exact one (exact when it
+    /// underflows).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]   // hot loops: optimised from the first call
     public static void Add(Span<double> hm, Span<double> hr, ReadOnlySpan<double> am, ReadOnlySpan<double> ar)
     {

@@ -618,7 +618,7 @@ public sealed partial class TranscriptChecker
             if (seq.Tokens.Length > cl.Box!.Length) Fail(s, $"sequence {i} is longer than the cluster's box");
             for (int t = 0; t < seq.Tokens.Length; t++)
             {
-                var e = C.IsBasic ? _f.Embed(seq.Tokens[t], t) : Arch.Embed(seq.Tokens[t], t);
+                var e = _f.Embed(seq.Tokens[t], t);
                 for (int j = 0; j < e.Length; j++)
                     if (e[j].Lo < cl.Box[t][j].Lo || e[j].Hi > cl.Box[t][j].Hi) Fail(s, $"sequence {i}'s embedding at position {t} is not inside the cluster's box (coordinate {j})");
                 if (seq.Labels[t] >= 0)
