@@ -70,7 +70,7 @@ static class BenchTokenize
                     string outPath = Path.Combine(dir, $"out-{name}.jsonl");
                     var sw = Stopwatch.StartNew();
                     var r = ctx.WithProgress($"tokenizing .{name}", report =>
-                        TextDataset.Build(TextSource.Open(path, null), tok, new TextWindowOptions(pr.GetValue(nCtx)), outPath, false, new ReportProgress(report), ctx.Cancel));
+                        TextDataset.Build(TextSource.Open(path, null), tok, new TextWindowOptions(pr.GetValue(nCtx)), outPath, false, new SyncProgress<(double Fraction, string Status)>(v => report(v.Fraction, v.Status)), ctx.Cancel));
                     double s = sw.Elapsed.TotalSeconds;
                     long bytes = new FileInfo(path).Length;
                     results.Add(new FormatResult(name, bytes, r.Documents, r.StreamTokens, r.Windows, s, bytes / s / (1 << 20), r.StreamTokens / s,

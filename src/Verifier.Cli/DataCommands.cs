@@ -80,7 +80,7 @@ static class DataCommands
         var source = TextSource.Open(input, pr.GetValue(text.TextField));
         var tokenizer = TextTokenizer.Open(tokenizerSpec);
         var r = ctx.WithProgress($"tokenizing {Path.GetFileName(input)}", report =>
-            TextDataset.Build(source, tokenizer, options, path, overwrite, new ReportProgress(report), ctx.Cancel));
+            TextDataset.Build(source, tokenizer, options, path, overwrite, new SyncProgress<(double Fraction, string Status)>(v => report(v.Fraction, v.Status)), ctx.Cancel));
         if (ctx.Json) ctx.WriteJson(new { r.Out, Task = "text", r.Source, r.Tokenizer, Sequences = r.Windows, r.LabelledPositions, r.DVocab, DVocabOut = r.DVocab, r.NCtx, r.Bos, r.BosId, r.Stride, r.Documents, r.StreamTokens, r.TokenizerDVocab, r.VocabMap, r.UnkId, r.KeptIds, Sha256 = r.ContentHash, r.ContentHash });
         else
         {
@@ -90,13 +90,6 @@ static class DataCommands
         }
         return ExitCodes.Ok;
     }
-}
-
-/// <summary>A library's IProgress, drawn by <see cref="CommandContext.WithProgress{T}"/>'s callback (synchronously, on
-/// the worker's thread, unlike System.Progress).</summary>
-sealed class ReportProgress(Action<double, string> report) : IProgress<(double Fraction, string Status)>
-{
-    public void Report((double Fraction, string Status) value) => report(value.Fraction, value.Status);
 }
 
 /// <summary>The options of make-data --task text --tokenizer.</summary>

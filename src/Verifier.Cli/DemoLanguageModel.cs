@@ -18,7 +18,7 @@ static class DemoLanguageModel
 {
     /// <summary>The sizes of the demo's model: small enough to bound by brute force on a laptop's cores in about a minute.</summary>
     public sealed record Sizes(int NCtx = 16, int VocabTop = 256, int DModel = 32, int NHeads = 4, int DHead = 8, int DMlp = 128, int NLayers = 2,
-        int Steps = 400, int BatchSize = 32, double LearningRate = 3e-3, int BoundSequences = 64, string Clusters = "1,8,64");
+        int Steps = 400, int BatchSize = 32, int BoundSequences = 64, string Clusters = "1,8,64");
 
     /// <summary>The Shakespeare sample (data/shakespeare.txt) embedded in the CLI, so the demo needs no checkout.</summary>
     public static void WriteSample(string path)
@@ -29,7 +29,7 @@ static class DemoLanguageModel
         s.CopyTo(f);
     }
 
-    public sealed record Outcome(TrainMetrics Model, CrosscoderMetrics Crosscoder, TextDatasetResult Text, string BoundPath, int BoundSequences,
+    public sealed record Outcome(TrainMetrics Model, CrosscoderMetrics Crosscoder, TextDatasetResult Text, int BoundSequences,
         List<(string Name, BoundResult Result)> Bounds, Dictionary<string, Verdict> Verdicts, bool AuditIntact, string? StoreHead, ModelConfig Config,
         double ReferenceLoss);
 
@@ -40,7 +40,7 @@ static class DemoLanguageModel
         if (textFile is null) WriteSample(textPath); else File.Copy(textFile, textPath);
         string windows = Path.Combine(tmp, "windows.jsonl");
         var text = ctx.WithProgress("tokenizing (GPT-2 BPE)", report => TextDataset.Build(TextSource.Open(textPath, null), TextTokenizer.Open("gpt2"),
-            new TextWindowOptions(z.NCtx, VocabTop: z.VocabTop), windows, false, new ReportProgress(report), ctx.Cancel));
+            new TextWindowOptions(z.NCtx, VocabTop: z.VocabTop), windows, false, new SyncProgress<(double Fraction, string Status)>(v => report(v.Fraction, v.Status)), ctx.Cancel));
         var data = TokenDataset.Load(windows);
         var task = new DatasetTask(windows, data, text.DVocab);
         var shape = ModelConfig.Create(z.DModel, z.NHeads, z.DHead, z.DMlp, z.NLayers, task.NCtx, task.DVocab, task.DVocabOut, attnOnly: false);
@@ -80,6 +80,6 @@ static class DemoLanguageModel
         }
         var verdicts = new Dictionary<string, Verdict>();
         var (intact, head) = DemoCommand.CheckRecordPlot(ctx, tmp, dir, modelDir, ccDir, boundPath, bounds, verdicts, config.DVocabOut);
-        return new Outcome(m, cm, text, boundPath, nb, bounds, verdicts, intact, head, config, refLoss);
+        return new Outcome(m, cm, text, nb, bounds, verdicts, intact, head, config, refLoss);
     }
 }

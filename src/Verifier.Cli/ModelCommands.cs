@@ -139,11 +139,11 @@ static class ModelCommands
                      (task.NCtx, pr.GetValue(task.NCtx)), (task.Trigger, pr.GetValue(task.Trigger)) })
             if (v is not null) throw new UsageException($"{o.Name} does not apply to --data (the file fixes the sequences and n_ctx)");
         int vocab;
-        string map = path + ".vocab.json";
+        string map = Verifier.Text.TextDataset.VocabMapPath(path);
         if (pr.GetValue(task.Vocab) is int v2) vocab = v2;
         else if (File.Exists(map))
         {
-            var root = StrictJson.Parse(map, File.ReadAllText(map));
+            var root = StrictJson.Parse(map, File.ReadAllBytes(map));
             vocab = root is System.Text.Json.Nodes.JsonObject o && o["d_vocab"] is System.Text.Json.Nodes.JsonValue dv && dv.TryGetValue(out int n) && n >= 2
                 ? n : throw new InvalidInputException(map, "d_vocab", "expected an integer ≥ 2 (the file make-data --vocab-top writes)");
         }

@@ -262,8 +262,8 @@ public sealed class DatasetTask : IFiniteTask
             var s = _all[i];
             for (int t = 0; t < s.Tokens.Length; t++)
             {
-                if (s.Tokens[t] >= dVocab) throw new InvalidInputException(path, $"line {i + 1}: tokens[{t}]", $"= {s.Tokens[t]} is outside the vocabulary [0, {dVocab}) given by --vocab");
-                if (s.Labels[t] >= dVocab) throw new InvalidInputException(path, $"line {i + 1}: labels[{t}]", $"= {s.Labels[t]} is outside the vocabulary [0, {dVocab}) given by --vocab");
+                if (s.Tokens[t] < 0 || s.Tokens[t] >= dVocab) throw new InvalidInputException(path, $"line {i + 1}: tokens[{t}]", $"= {s.Tokens[t]} is outside the vocabulary [0, {dVocab}) given by --vocab");
+                if (s.Labels[t] < -1 || s.Labels[t] >= dVocab) throw new InvalidInputException(path, $"line {i + 1}: labels[{t}]", $"= {s.Labels[t]} is outside the vocabulary [0, {dVocab}) given by --vocab");
             }
         }
         NCtx = _all[0].Tokens.Length;

@@ -78,7 +78,10 @@ static class Components
     {
         var m = new bool[T * T];
         for (int t = 0; t < T; t++)
-            for (int s = 0; s < T; s++) m[t * T + s] = s > t || s < c.FirstKey(layer, t);
+        {
+            int first = c.FirstKey(layer, t);
+            for (int s = 0; s < T; s++) m[t * T + s] = s > t || s < first;
+        }
         return tensor(m, [T, T], device: device);
     }
 }
