@@ -66,6 +66,16 @@ public sealed class LanguageModelCliTests : IDisposable
     }
 
     [Fact]
+    public void Train_model_data_refuses_a_negative_id_by_name()
+    {
+        File.WriteAllText(P("n.jsonl"), "{\"tokens\":[-3,2,1],\"labels\":[2,1,0]}\n{\"tokens\":[1,2,3],\"labels\":[2,3,-1]}\n");
+        var r = Run("train-model", "--data", P("n.jsonl"), "--vocab", "5", "--steps", "2", "--out", P("m"));
+        Assert.Equal(3, r.Code);
+        Assert.Contains("tokens[0]", r.Err);
+        Assert.False(Directory.Exists(P("m")));
+    }
+
+    [Fact]
     public void Demo_gpt2_like_trains_bounds_and_checks_a_language_model()
     {
         var r = Run("demo", "--arch", "gpt2-like", "--out", P("demo"), "--steps", "30", "--crosscoder-steps", "20", "--sequences", "200",
