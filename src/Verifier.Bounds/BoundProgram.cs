@@ -61,8 +61,11 @@ public static class BoundProgram
         IProgress<(int Done, int Total)>? progress = null, CancellationToken ct = default, int clusters = 1, ulong seed = 0, bool overwrite = false,
         int block = BruteForceStrategy.DefaultBlock, double budget = 0.1)
     {
-        // brute-force, trivial and clustered cover every architecture (proofs/R3G-generator-enclosures.md); the others refuse by name.
-        if (strategy is not (Strategies.BruteForce or Strategies.Trivial or Strategies.Clustered) && (Strategies.All.Contains(strategy) || Strategies.OneLayer.Contains(strategy)))
+        // brute-force, trivial and clustered cover every architecture (proofs/R3G-generator-enclosures.md); crosscoder-tables
+        // normalisations and every activation (proofs/T3-normalised-tables.md); the others refuse by name.
+        if (strategy == Strategies.CrosscoderTables)
+            inputs.Model.Config.RequireTablesCover($"bound --strategy {strategy}");
+        else if (strategy is not (Strategies.BruteForce or Strategies.Trivial or Strategies.Clustered) && (Strategies.All.Contains(strategy) || Strategies.OneLayer.Contains(strategy)))
             inputs.Model.Config.RequireBasic($"bound --strategy {strategy}");
         if (Strategies.NeedsCrosscoder(strategy) && inputs.Crosscoder is null)
             throw new UsageException($"the strategy '{strategy}' needs --crosscoder");

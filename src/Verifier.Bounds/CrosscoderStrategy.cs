@@ -117,11 +117,14 @@ public static class CrosscoderStrategy
     /// active-set Lipschitz constant k plus δ), rounded up, with slack.</summary>
     internal static double AfterAttention(double eps, double pert, double delta) => Claim.Slack(Up.Add(Up.Add(eps, pert), delta));
     internal static double AfterMlp(double eps, double k, double delta) => Claim.Slack(Up.Add(Up.Add(eps, Up.Mul(k, eps)), delta));
+    /// <summary>L3 for any model crosscoder-tables covers: ε + Pert + δ with the model's claim slack (R3G for non-basic).</summary>
+    internal static double After(ModelConfig c, double eps, double pert, double delta) => ArchIv.Slack(c, Up.Add(Up.Add(eps, pert), delta));
 
     /// <summary>L1 capped by IP: Σ_t min(CE(z'_t, y) + ε_t max_i ‖u_i − u_y‖, trivial[t][y]) over labelled positions
     /// (with slack), the same sum without the cap, and the positions not certified correct (ACC: some
     /// upper(z'_v − z'_y) + ε_t max_i ‖u_i − u_y‖ ≥ 0).</summary>
-    internal static (double Capped, double Uncapped, int Errors) L1(int[] labels, Func<int, Iv[]> differences, double[] eps, Norms norms, double[][] trivial)
+    internal static (double Capped, double Uncapped, int Errors) L1(int[] labels, Func<int, Iv[]> differences, double[] eps, Norms norms, double[][] trivial,
+        ModelConfig? c = null)
     {
         double capped = 0, uncapped = 0;
         int errors = 0;
@@ -136,7 +139,7 @@ public static class CrosscoderStrategy
             uncapped = Up.Add(uncapped, via);
             if (!(Up.Add(IntervalModel.MaxUpper(d), margin) < 0)) errors++;
         }
-        return (Claim.Slack(capped), uncapped, errors);
+        return (c is null ? Claim.Slack(capped) : ArchIv.Slack(c, capped), uncapped, errors);
     }
 
     /// <summary>crosscoder-exhaustive on one sequence: each sub-block run on a' in d-space (L2, L5, L4, L1 capped by IP).</summary>
@@ -197,7 +200,7 @@ public static class CrosscoderStrategy
 
     /// <summary>Nominal attention from the tables: q', k', v' = Σ_i f_i Q_i + Q₀ (etc.), interval softmax, and
     /// attn'_t − (the skip and decoder difference are added by the caller) = Σ_h Σ_{s≤t} p'_ts (Σ_j f_sj OV_j + OV₀).</summary>
-    internal static IntervalModel.AttentionTrace TableAttention(ModelConfig c, Tables.AttentionTables at, (int Index, double Value)[][] f)
+    internal static IntervalModel.AttentionTrace TableAttention(ModelConfig c, Tables.AttentionTables at, (int Index, double Value)[][] f, Iv[]? iota = null)
     {
         int T = f.Length, H = c.NHeads, d = c.DModel;
         var Q = new Iv[H][][]; var K = new Iv[H][][]; var V = new Iv[H][][]; var P = new Iv[H][][];
@@ -206,10 +209,12 @@ public static class CrosscoderStrategy
         var scale = Iv.Point(1) / Iv.Sqrt(Iv.Point(c.DHead));
         for (int h = 0; h < H; h++)
         {
-            Q[h] = f.Select(ft => Tables.Combine(ft, at.Q[h], at.Q0[h])).ToArray();
-            K[h] = f.Select(ft => Tables.Combine(ft, at.K[h], at.K0[h])).ToArray();
-            V[h] = f.Select(ft => Tables.Combine(ft, at.V[h], at.V0[h])).ToArray();
-            var ov = f.Select(ft => Tables.Combine(ft, at.OV[h], at.OV0[h])).ToArray();
+            // T3: ι_t·(Σ_i f_ti T_i + T₀) + T_b with ln1's scale; T1 (no normalisation): Σ_i f_ti T_i + T₀.
+            Iv I(int t) => iota is null ? Iv.Point(1) : iota[t];
+            Q[h] = f.Select((ft, t) => NormTables.Apply(ft, at.Q[h], at.Q0[h], I(t), at.Qb?[h])).ToArray();
+            K[h] = f.Select((ft, t) => NormTables.Apply(ft, at.K[h], at.K0[h], I(t), at.Kb?[h])).ToArray();
+            V[h] = f.Select((ft, t) => NormTables.Apply(ft, at.V[h], at.V0[h], I(t), at.Vb?[h])).ToArray();
+            var ov = f.Select((ft, t) => NormTables.Apply(ft, at.OV[h], at.OV0[h], I(t), at.OVb?[h])).ToArray();
             P[h] = new Iv[T][];
             for (int t = 0; t < T; t++)
             {

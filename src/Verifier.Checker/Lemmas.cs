@@ -382,12 +382,20 @@ public sealed partial class TranscriptChecker
         R[][]? nominal = null;
         long own;
         long nnz = f.Sum(x => (long)x.Length);
+        var epsIn = eps;   // T3: what the attention reads is ln1(h): L5 runs on NL's ε̃, the skip carries ε
         if (tables)
         {
             var at = _tables!.Attn[l];
-            tr = TableAttention(at, f);
+            R[]? iota = null;
+            if (at.Norm is { } nt)
+            {
+                var sc = f.Select(x => nt.Scale(x, Combine)).ToArray();
+                iota = sc.Select(x => x.Iota).ToArray();
+                epsIn = eps.Select((e, t) => nt.Tilde(e, sc[t].Rho)).ToArray();
+            }
+            tr = TableAttention(at, f, iota);
             for (int t = 0; t < T; t++) delta[t] = U.Norm(Forward.Plus(Combine(f[t], at.D, at.D0), tr.Out[t]));
-            own = Costs.TableAttention(C, f);
+            own = Costs.TableAttention(C, f) + T3Costs.Attention(C, f);
         }
         else
         {
@@ -400,7 +408,7 @@ public sealed partial class TranscriptChecker
         }
         prev.Nominal = null; prev.Vector = null;
         var centres = s.DataField("centres");
-        var pert = Perturbation(s, l, tr, eps, norms, centres);
+        var pert = Perturbation(s, l, tr, epsIn, norms, centres);
         var claim = s.Vector("eps");
         if (claim.Length != T) Fail(s, $"eps needs {T} entries");
         for (int t = 0; t < T; t++) Certify(s, $"ε at {Sites[site]}, position {t}", claim[t], U.Add(U.Add(eps[t], pert[t]), delta[t]));
@@ -456,30 +464,59 @@ public sealed partial class TranscriptChecker
         if (claim.Length != T) Fail(s, $"eps needs {T} entries");
         R[][]? nominal = null;
         long own = 0;
-        double K(int t, R[] pre)
+        double K(double e, R[] pre)
         {
             double k = 0;
             for (int m = 0; m < pre.Length; m++)
-                if (U.Add(pre[m].Hi, U.Mul(eps[t], norms.WinCol[l][m])) > 0) k = U.Add(k, U.Mul(norms.WinCol[l][m], norms.WoutRow[l][m]));
+                if (U.Add(pre[m].Hi, U.Mul(e, norms.WinCol[l][m])) > 0) k = U.Add(k, U.Mul(norms.WinCol[l][m], norms.WoutRow[l][m]));
             return Math.Min(k, norms.KMlp[l]);
+        }
+        // L4 for ReLU: K·ε on the ball; T3 for another activation: Σ_m Δ_m ‖W_out[m,:]‖ over the widened pre-activation boxes.
+        double Pert(double e, R[] pre)
+        {
+            if (C.Act == ActKind.Relu) return U.Mul(K(e, pre), e);
+            double p = 0;
+            for (int m = 0; m < pre.Length; m++)
+            {
+                double r = U.Mul(e, norms.WinCol[l][m]);
+                var wide = ArchIntervals.Act(C.Act, new R(Math.BitDecrement(pre[m].Lo - r), U.Add(pre[m].Hi, r)));
+                var at = ArchIntervals.Act(C.Act, pre[m]);
+                double dm = Math.Max(Math.Max(0, Math.BitIncrement(wide.Hi - at.Lo)), Math.Max(0, Math.BitIncrement(at.Hi - wide.Lo)));
+                p = U.Add(p, U.Mul(dm, norms.WoutRow[l][m]));
+            }
+            return p;
         }
         if (tables)
         {
             var mt = _tables!.Mlp[l]!;
             for (int t = 0; t < T; t++)
             {
-                var sv = Combine(f[t], mt.U, new R[C.DMlp]);
-                var pre = Forward.Plus(mt.C, sv);
+                var sv = Combine(f[t], mt.U, Enumerable.Repeat(R.Zero, C.DMlp).ToArray());
+                R[] pre, sl, tr;
+                double epsIn = eps[t];
+                if (mt.Norm is { } nt)
+                {
+                    // T3: u' = ι(Σ f U + U₀) + U_b; s = ι Σ f U + (ι − 1)U₀; transition Σ f DM + ι Σ f M + (ι − 1)M₀ + e₀.
+                    var (io, rho) = nt.Scale(f[t], Combine);
+                    var im1 = io - R.One;
+                    pre = sv.Select((x, k) => io * (x + mt.U0![k]) + mt.Ub![k]).ToArray();
+                    sl = sv.Select((x, k) => io * x + im1 * mt.U0![k]).ToArray();
+                    var fm = Combine(f[t], mt.M!, Enumerable.Repeat(R.Zero, C.DModel).ToArray());
+                    tr = Combine(f[t], mt.E, mt.E0).Select((x, k) => x + io * fm[k] + im1 * mt.M0![k]).ToArray();
+                    epsIn = nt.Tilde(eps[t], rho);
+                }
+                else { pre = Forward.Plus(mt.C, sv); sl = sv; tr = Combine(f[t], mt.E, mt.E0); }
                 double eOut = 0;
                 for (int m = 0; m < C.DMlp; m++)
                 {
-                    var e = R.Relu(pre[m]) - R.Relu(mt.C[m]) - (mt.G[m] ? sv[m] : R.Zero);
+                    var e = ArchIntervals.Act(C.Act, pre[m]) - ArchIntervals.Act(C.Act, mt.C[m]) - (mt.G[m] ? sl[m] : R.Zero);
                     eOut = U.Add(eOut, U.Mul(e.Mag, mt.WoutRow[m]));
                 }
-                double delta = U.Add(U.Norm(Combine(f[t], mt.E, mt.E0)), eOut);
-                Certify(s, $"ε at {Sites[site]}, position {t}", claim[t], U.Add(U.Add(eps[t], U.Mul(K(t, pre), eps[t])), delta));
+                double delta = U.Add(U.Norm(tr), eOut);
+                Certify(s, $"ε at {Sites[site]}, position {t}", claim[t], U.Add(U.Add(eps[t], Pert(epsIn, pre)), delta));
                 own += (long)f[t].Length * 2 * (C.DMlp + C.DModel) + 6L * C.DMlp + 2L * C.DModel + Costs.Norm(C.DModel) + 2L * C.DMlp + 3;
             }
+            own += T3Costs.Mlp(C, f);
         }
         else
         {
@@ -490,7 +527,7 @@ public sealed partial class TranscriptChecker
             for (int t = 0; t < T; t++)
             {
                 double delta = cs >= 0 ? U.Norm(Forward.Minus(next[t], nominal[t])) : 0;
-                Certify(s, $"ε at {Sites[site]}, position {t}", claim[t], U.Add(U.Add(eps[t], U.Mul(K(t, _f.PreMlp(l, nom[t])), eps[t])), delta));
+                Certify(s, $"ε at {Sites[site]}, position {t}", claim[t], U.Add(U.Add(eps[t], U.Mul(K(eps[t], _f.PreMlp(l, nom[t])), eps[t])), delta));
             }
             long nnz = f.Sum(x => (long)x.Length);
             own = T * (Costs.Mlp(C) + C.DModel + 2L * C.DMlp + 3) + (cs >= 0 ? nnz * 2 * C.DModel + T * (2L * C.DModel + Costs.Norm(C.DModel)) : 0);
@@ -528,13 +565,24 @@ public sealed partial class TranscriptChecker
         var eps = prev.Vector!;
         double sum = 0;
         long wrong = 0;
+        var lnf = tables ? _tables!.UnembedNorm : null;
         for (int t = 0; t < seq.Tokens.Length; t++)
         {
             int y = seq.Labels[t];
             if (y < 0) continue;
-            var z = tables ? Combine(f[t], _tables!.Unembed, _tables.Unembed0) : _f.Logits(prev.Nominal![t]);
+            double epsOut = eps[t];
+            R[] z;
+            if (!tables) z = _f.Logits(prev.Nominal![t]);
+            else if (lnf is null) z = Combine(f[t], _tables!.Unembed, _tables.Unembed0);
+            else
+            {
+                // T3: the logits read ln_final(h): z' = ι(Σ f UU + UU₀) + UU_b and the margin uses NL's ε̃.
+                var (io, rho) = lnf.Scale(f[t], Combine);
+                z = NormTab.Scaled(Combine(f[t], _tables!.Unembed, _tables.Unembed0), io, _tables.UnembedB);
+                epsOut = lnf.Tilde(eps[t], rho);
+            }
             var d = Forward.Diffs(z, y);
-            double margin = U.Mul(eps[t], norms.UnembedDiff[y]);
+            double margin = U.Mul(epsOut, norms.UnembedDiff[y]);
             double via = U.Add(Forward.CeFromDiffs(d).Hi, margin);
             sum = U.Add(sum, cap.TryGetValue(t, out var c) ? Math.Min(via, c[y]) : via);
             // ACC: |Δ(z_v − z_y)| ≤ ε‖u_v − u_y‖ ≤ ε max_i ‖u_i − u_y‖ (L1), so upper(z'_v − z'_y) + that margin < 0 suffices.
@@ -547,7 +595,7 @@ public sealed partial class TranscriptChecker
         var errors = Errors(s, wrong, seq.LabelledCount, $"of sequence {q}");
         long zf = tables ? f.Where((_, t) => seq.Labels[t] >= 0).Sum(ft => (long)ft.Length * 2 * C.DVocabOut) + seq.LabelledCount * (long)C.DVocabOut
                          : seq.LabelledCount * (2L * C.DModel * C.DVocabOut + C.DVocabOut);
-        long own = zf + seq.LabelledCount * (3L * C.DVocabOut + 1 + 4);
+        long own = zf + seq.LabelledCount * (3L * C.DVocabOut + 1 + 4) + (tables ? T3Costs.Loss(C, f, seq.Labels) : 0);
         Cost(s, own, true); _ownFlops += own;
         return new Info { Lemma = s.Lemma, Sequence = q, Scalar = claim, Errors = errors };
     }

@@ -7,9 +7,11 @@ namespace Verifier.Checker;
 /// table step with the gates the transcript records.</summary>
 public sealed partial class TranscriptChecker
 {
-    sealed class AttnTab { public required R[][][] Q, K, V, OV; public required R[][] Q0, K0, V0, OV0, D; public required R[] D0; }
-    sealed class MlpTab { public required R[][] U, E; public required R[] C, E0; public required bool[] G; public required double[] WoutRow; }
-    sealed class Tabs { public required AttnTab[] Attn; public required MlpTab?[] Mlp; public required R[][] Unembed; public required R[] Unembed0; }
+    // T3 (a model with normalisations): Norm and the bias parts …b (b·W + β); without one they are null and …0 holds β (T1).
+    sealed class AttnTab { public required R[][][] Q, K, V, OV; public required R[][] Q0, K0, V0, OV0, D; public required R[] D0; public NormTab? Norm; public R[][]? Qb, Kb, Vb, OVb; }
+    // T2: E holds e_i; T3: E holds DM_i = W_dec^mid[i] − W_dec^post[i], and M_i, M₀, U₀, U_b are kept apart (scaled by ι).
+    sealed class MlpTab { public required R[][] U, E; public required R[] C, E0; public required bool[] G; public required double[] WoutRow; public NormTab? Norm; public R[][]? M; public R[]? U0, Ub, M0; }
+    sealed class Tabs { public required AttnTab[] Attn; public required MlpTab?[] Mlp; public required R[][] Unembed; public required R[] Unembed0; public NormTab? UnembedNorm; public R[]? UnembedB; }
     Tabs? _tables;
 
     static R[] Combine((int Index, double Value)[] f, R[][] table, R[] t0)
@@ -40,9 +42,12 @@ public sealed partial class TranscriptChecker
             string a = $"blocks.{l}.attn.";
             var rows = Enumerable.Range(0, n).Select(i => Row(i, site)).ToArray();
             var b0 = Bias(site);
-            R[][][] Per(string w) => Enumerable.Range(0, H).Select(h => rows.Select(r => Forward.Lin(r, P(a + w), h * d * dh, d, dh)).ToArray()).ToArray();
-            R[][] Per0(string w, string b) => Enumerable.Range(0, H).Select(h => Forward.Lin(b0, P(a + w), h * d * dh, d, dh, P(a + b), h * dh)).ToArray();
-            var vt = Per("W_V"); var v0 = Per0("W_V", "b_V");
+            var ln1 = NormTab.Of(_w, $"blocks.{l}.ln1.", C.Normalization, rows, b0);
+            var inRows = ln1?.In ?? rows; var in0 = ln1?.In0 ?? b0;
+            R[][][] Per(string w) => Enumerable.Range(0, H).Select(h => inRows.Select(r => Forward.Lin(r, P(a + w), h * d * dh, d, dh)).ToArray()).ToArray();
+            R[][] Per0(string w, string b) => Enumerable.Range(0, H).Select(h => Forward.Lin(in0, P(a + w), h * d * dh, d, dh, ln1 is null ? P(a + b) : null, h * dh)).ToArray();
+            R[][]? PerB(string w, string b) => ln1 is null ? null : Enumerable.Range(0, H).Select(h => ln1.BiasPart(P(a + w), h * d * dh, d, dh, P(a + b), h * dh)).ToArray();
+            var vt = Per("W_V"); var v0 = Per0("W_V", "b_V"); var vb = PerB("W_V", "b_V");
             var mid = Enumerable.Range(0, n).Select(i => Row(i, site + 1)).ToArray();
             var d0 = Forward.Minus(b0, Bias(site + 1));
             for (int j = 0; j < d; j++) d0[j] = d0[j] + R.Of(P(a + "b_O")[j]);
@@ -52,6 +57,8 @@ public sealed partial class TranscriptChecker
                 OV = Enumerable.Range(0, H).Select(h => vt[h].Select(r => Forward.Lin(r, P(a + "W_O"), h * dh * d, dh, d)).ToArray()).ToArray(),
                 OV0 = Enumerable.Range(0, H).Select(h => Forward.Lin(v0[h], P(a + "W_O"), h * dh * d, dh, d)).ToArray(),
                 D = Enumerable.Range(0, n).Select(i => Forward.Minus(rows[i], mid[i])).ToArray(), D0 = d0,
+                Norm = ln1, Qb = PerB("W_Q", "b_Q"), Kb = PerB("W_K", "b_K"), Vb = vb,
+                OVb = vb?.Select((x, h) => Forward.Lin(x, P(a + "W_O"), h * dh * d, dh, d)).ToArray(),
             };
             site++;
             var gl = gatesJson[l];
@@ -60,42 +67,52 @@ public sealed partial class TranscriptChecker
             var g = gl.EnumerateArray().Select(x => x.TryGetInt32(out int v) && v is 0 or 1 ? v == 1 : throw new Rejection(s.Id, s.Lemma, "gates are 0 or 1")).ToArray();
             string mm = $"blocks.{l}.mlp.";
             var bmid = Bias(site);
-            var u = mid.Select(r => Forward.Lin(r, P(mm + "W_in"), 0, d, m)).ToArray();
-            var c = Forward.Lin(bmid, P(mm + "W_in"), 0, d, m, P(mm + "b_in"));
+            var ln2 = NormTab.Of(_w, $"blocks.{l}.ln2.", C.Normalization, mid, bmid);
+            var u = (ln2?.In ?? mid).Select(r => Forward.Lin(r, P(mm + "W_in"), 0, d, m)).ToArray();
+            R[]? u0 = ln2 is null ? null : Forward.Lin(ln2.In0, P(mm + "W_in"), 0, d, m);
+            R[]? ub = ln2?.BiasPart(P(mm + "W_in"), 0, d, m, P(mm + "b_in"), 0);
+            var c = ln2 is null ? Forward.Lin(bmid, P(mm + "W_in"), 0, d, m, P(mm + "b_in")) : Forward.Plus(u0!, ub!);
             R[] Gate(R[] x) => x.Select((v, k) => g[k] ? v : R.Zero).ToArray();
-            var e = Enumerable.Range(0, n).Select(i => Forward.Minus(Forward.Plus(mid[i], Forward.Lin(Gate(u[i]), P(mm + "W_out"), 0, m, d)), Row(i, site + 1))).ToArray();
-            var e0 = Forward.Minus(Forward.Plus(bmid, Forward.Lin(c.Select(R.Relu).ToArray(), P(mm + "W_out"), 0, m, d, P(mm + "b_out"))), Bias(site + 1));
+            var mi = u.Select(x => Forward.Lin(Gate(x), P(mm + "W_out"), 0, m, d)).ToArray();
+            var e = Enumerable.Range(0, n).Select(i => ln2 is null ? Forward.Minus(Forward.Plus(mid[i], mi[i]), Row(i, site + 1)) : Forward.Minus(mid[i], Row(i, site + 1))).ToArray();
+            var e0 = Forward.Minus(Forward.Plus(bmid, Forward.Lin(c.Select(x => ArchIntervals.Act(C.Act, x)).ToArray(), P(mm + "W_out"), 0, m, d, P(mm + "b_out"))), Bias(site + 1));
             mlp[l] = new MlpTab
             {
                 U = u, C = c, G = g, E = e, E0 = e0,
                 WoutRow = Enumerable.Range(0, m).Select(k => U.Norm(Enumerable.Range(0, d).Select(j => P(mm + "W_out")[k * d + j]))).ToArray(),
+                Norm = ln2, U0 = u0, Ub = ub, M = ln2 is null ? null : mi, M0 = ln2 is null ? null : Forward.Lin(Gate(u0!), P(mm + "W_out"), 0, m, d),
             };
             site++;
         }
         var wu = P("unembed.W_U");
+        var lastRows = Enumerable.Range(0, n).Select(i => Row(i, site)).ToArray();
+        var lnf = NormTab.Of(_w, "ln_final.", C.FinalNorm, lastRows, Bias(site));
         _tables = new Tabs
         {
             Attn = attn, Mlp = mlp,
-            Unembed = Enumerable.Range(0, n).Select(i => Forward.Lin(Row(i, site), wu, 0, d, V)).ToArray(),
-            Unembed0 = Forward.Lin(Bias(site), wu, 0, d, V, P("unembed.b_U")),
+            Unembed = (lnf?.In ?? lastRows).Select(r => Forward.Lin(r, wu, 0, d, V)).ToArray(),
+            Unembed0 = Forward.Lin(lnf?.In0 ?? Bias(site), wu, 0, d, V, lnf is null ? P("unembed.b_U") : null),
+            UnembedNorm = lnf, UnembedB = lnf?.BiasPart(wu, 0, d, V, P("unembed.b_U"), 0),
         };
-        long own = Costs.Tables(C, n);
+        long own = Costs.Tables(C, n) + T3Costs.Tables(C, n);
         Cost(s, own, false); _ownFlops += own;
         return new Info { Lemma = "T1-table" };
     }
 
-    Forward.Attn TableAttention(AttnTab at, (int Index, double Value)[][] f)
+    /// <summary>T1, and T3 with ln1's per-token scale <paramref name="iota"/> (null: none).</summary>
+    Forward.Attn TableAttention(AttnTab at, (int Index, double Value)[][] f, R[]? iota)
     {
+        R Io(int t) => iota is null ? R.One : iota[t];
         int T = f.Length, H = C.NHeads, d = C.DModel;
         var scale = R.One / R.Sqrt(R.Of(C.DHead));
         var Q = new R[H][][]; var K = new R[H][][]; var V = new R[H][][]; var Pat = new R[H][][];
         var o = Enumerable.Range(0, T).Select(_ => Enumerable.Repeat(R.Zero, d).ToArray()).ToArray();
         for (int h = 0; h < H; h++)
         {
-            Q[h] = f.Select(x => Combine(x, at.Q[h], at.Q0[h])).ToArray();
-            K[h] = f.Select(x => Combine(x, at.K[h], at.K0[h])).ToArray();
-            V[h] = f.Select(x => Combine(x, at.V[h], at.V0[h])).ToArray();
-            var ov = f.Select(x => Combine(x, at.OV[h], at.OV0[h])).ToArray();
+            Q[h] = f.Select((x, t) => NormTab.Scaled(Combine(x, at.Q[h], at.Q0[h]), Io(t), at.Qb?[h])).ToArray();
+            K[h] = f.Select((x, t) => NormTab.Scaled(Combine(x, at.K[h], at.K0[h]), Io(t), at.Kb?[h])).ToArray();
+            V[h] = f.Select((x, t) => NormTab.Scaled(Combine(x, at.V[h], at.V0[h]), Io(t), at.Vb?[h])).ToArray();
+            var ov = f.Select((x, t) => NormTab.Scaled(Combine(x, at.OV[h], at.OV0[h]), Io(t), at.OVb?[h])).ToArray();
             Pat[h] = new R[T][];
             for (int t = 0; t < T; t++)
             {

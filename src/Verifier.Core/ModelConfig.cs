@@ -105,6 +105,23 @@ public sealed record ModelConfig(
                 $"{what} supports only the basic architecture (no normalisation, ReLU, learned positions, global attention scaled by sqrt(d_head)); this model has {string.Join(", ", f)}");
     }
 
+    /// <summary>The options beyond the basic model that crosscoder-tables covers (proofs/T3-normalised-tables.md):
+    /// normalisations, final_rms and the activation. Sequential blocks, learned positions and √d_head attention stay.</summary>
+    static readonly string[] TablesFields = ["normalization_type", "final_rms", "act_fn"];
+
+    /// <summary>True when crosscoder-tables' lemmas (T1, T2, L1 with T3) cover this model: its only options beyond the
+    /// basic model are <see cref="TablesFields"/> (the GPT-2 / gelu-Nl / TinyStories family).</summary>
+    public bool CrosscoderTablesCover => Features().All(f => TablesFields.Contains(f.Split(' ')[0]));
+
+    /// <summary>Refuses (exit 4) a model crosscoder-tables does not cover, naming the first option outside it.</summary>
+    public void RequireTablesCover(string what)
+    {
+        var f = Features().Where(x => !TablesFields.Contains(x.Split(' ')[0])).ToList();
+        if (f.Count > 0)
+            throw new UnsupportedConfigException("config.json", f[0].Split(' ')[0],
+                $"{what} supports the basic architecture with normalisation and any activation (sequential blocks, learned positions, global attention scaled by sqrt(d_head)); this model has {string.Join(", ", Features())}, and {string.Join(", ", f)} is not covered");
+    }
+
     public static string NormName(NormKind n) => n switch
     {
         NormKind.LN => "LN", NormKind.LNPre => "LNPre", NormKind.RMS => "RMS", NormKind.RMSPre => "RMSPre", _ => "null",

@@ -656,7 +656,7 @@ public class ArchCheckerTests(ITestOutputHelper output)
     [InlineData("N1", "crosscoder-exhaustive", "gpt2-like")]
     [InlineData("L2", "crosscoder-exhaustive", "llama-like")]
     [InlineData("T1", "crosscoder-tables", "neo-like")]
-    [InlineData("INFO", "crosscoder-tables", "rmspre")]
+    [InlineData("INFO", "crosscoder-tables", "pythia-like")]
     [InlineData("CT", "crosscoder-compact", "attn-scale-3")]
     [InlineData("CC", "mixed", "pythia-like")]
     public void A_crosscoder_lemma_on_a_non_basic_model_is_refused_by_name_with_the_models_features(string lemma, string strategy, string family)
