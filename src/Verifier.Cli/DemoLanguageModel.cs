@@ -13,7 +13,7 @@ namespace Verifier.Cli;
 
 /// <summary><c>demo --arch gpt2-like</c>: a 2-layer LayerNorm + gelu_new language model on the Shakespeare sample the
 /// repository ships (GPT-2 BPE, the most frequent ids kept), a crosscoder over its residual sites, every strategy that
-/// certifies this architecture (brute force, clustered, trivial), their checks, the store and the frontier.</summary>
+/// certifies this architecture (brute force, crosscoder-tables, clustered, trivial), their checks, the store and the frontier.</summary>
 static class DemoLanguageModel
 {
     /// <summary>The sizes of the demo's model: small enough to bound by brute force on a laptop's cores in about a minute.</summary>
@@ -65,7 +65,7 @@ static class DemoLanguageModel
         string boundPath = Path.Combine(tmp, "bound-data.jsonl");
         int nb = Math.Min(z.BoundSequences, test.Count);
         new TokenDataset(test.Sequences.Take(nb).ToArray()).Save(boundPath);
-        var plan = new List<(string, int)> { (Strategies.BruteForce, 1) };
+        var plan = new List<(string, int)> { (Strategies.BruteForce, 1), (Strategies.CrosscoderTables, 1) };
         foreach (var c in z.Clusters.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
             plan.Add((Strategies.Clustered, int.TryParse(c, out int k) && k > 0 ? k : throw new UsageException($"--clusters: '{c}' is not a positive integer")));
         plan.Add((Strategies.Trivial, 1));

@@ -83,7 +83,7 @@ public sealed class LanguageModelCliTests : IDisposable
         Assert.True(r.Code == 0, r.Err);
         using var doc = JsonDocument.Parse(r.Out);
         var bounds = doc.RootElement.GetProperty("bounds").EnumerateArray().ToList();
-        Assert.Equal(["brute-force", "clustered-1", "clustered-4", "trivial"], bounds.Select(b => b.GetProperty("strategy").GetString()!));
+        Assert.Equal(["brute-force", "crosscoder-tables", "clustered-1", "clustered-4", "trivial"], bounds.Select(b => b.GetProperty("strategy").GetString()!));
         Assert.All(bounds, b => Assert.Equal("accepted", b.GetProperty("verdict").GetString()));
         double trueLoss = bounds[0].GetProperty("true_loss").GetDouble();
         Assert.All(bounds, b => Assert.True(b.GetProperty("b0").GetDouble() >= trueLoss));
