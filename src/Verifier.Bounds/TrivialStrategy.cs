@@ -69,17 +69,20 @@ public static class TrivialStrategy
         return (table, certain);
     }
 
-    /// <summary>The table for position t: the embedding box (vocab·d), the interval forward of that position
-    /// (attention without scores: v, hull, W_O), the MLP, and per label V·(2d + 1) + CE.</summary>
+    /// <summary>The table for position t: the embedding box (vocab·d, + d for W_pos), the interval forward of that position
+    /// (ln1; attention without scores: v per key/value head, the hull of the attended positions' values, W_O; ln2 and the
+    /// MLP), ln_final, and per label V·(2d + 1) + CE.</summary>
     public static long TableFlops(ModelConfig c, int t)
     {
-        long d = c.DModel, H = c.NHeads, dh = c.DHead, V = c.DVocabOut;
-        long f = (long)c.DVocab * d + d;
+        long d = c.DModel, H = c.NHeads, G = c.KvHeads, dh = c.DHead, V = c.DVocabOut;
+        long norm = Flops.Normalisation(c, c.Normalization);
+        long f = (long)c.DVocab * d + (c.HasPosEmbed ? d : 0);
         for (int l = 0; l < c.NLayers; l++)
         {
-            f += H * (2 * d * dh + dh + 2 * (t + 1) * dh + 2 * dh * d) + d + d;
-            if (!c.AttnOnly) f += Flops.Mlp(c) + d;
+            f += norm + G * (2 * d * dh + dh + 2 * Flops.Keys(c, l, t) * dh) + H * 2 * dh * d + d + d;
+            if (!c.AttnOnly) f += norm + Flops.Mlp(c) + d;
         }
+        f += Flops.Normalisation(c, c.FinalNorm);
         f += V * (V * (2 * d + 1) + Flops.CrossEntropy(V));
         return f;
     }

@@ -18,7 +18,7 @@ public sealed partial class TranscriptChecker
         double claim = s.Number("loss_sum");
         Certify(s, $"loss_sum of sequence {q}", claim, sum.Hi);
         var errors = Errors(s, wrong, seq.LabelledCount, $"of sequence {q}");
-        long own = Costs.BruteForce(C, seq.Labels);   // the basic formulas for every architecture (spec/costs.md)
+        long own = Costs.BruteForce(C, seq.Labels);   // with this architecture's terms (spec/costs.md)
         Cost(s, own, true); _ownFlops += own;
         return new Info { Lemma = s.Lemma, Sequence = q, Scalar = claim, Errors = errors };
     }

@@ -126,47 +126,81 @@ public sealed partial class TranscriptChecker
     }
 }
 
-/// <summary>FLOP counts per lemma (spec/costs.md), from the shapes alone.</summary>
+/// <summary>FLOP counts per lemma (spec/costs.md), from the shapes alone, for every architecture: normalisations, gated
+/// MLPs, rotary rotations, grouped-query key/value heads and local windows add their terms (all zero on the basic model).</summary>
 public static class Costs
 {
     public static long Norm(long n) => 2 * n + 1;
-    public static long Mlp(ModelConfig c) => 4L * c.DModel * c.DMlp + 2L * c.DMlp + c.DModel;
     public static long CrossEntropy(long v) => 3 * v + 1;
 
-    public static long Attention(ModelConfig c, int T)
+    /// <summary>Per position: the MLP's products and element-wise steps; gated adds x·W_gate and the product with it.</summary>
+    public static long Mlp(ModelConfig c)
     {
-        long d = c.DModel, H = c.NHeads, dh = c.DHead, pairs = (long)T * (T + 1) / 2;
-        return H * 3 * (2 * T * d * dh + T * dh) + H * pairs * (2 * dh + 1) + H * (4 * pairs + T) + H * pairs * 2 * dh + H * 2 * T * dh * d + T * d;
+        long d = c.DModel, m = c.DMlp, products = c.GatedMlp ? 3 : 2, elementwise = c.GatedMlp ? 3 : 2;
+        return products * 2 * d * m + elementwise * m + d;
     }
+
+    /// <summary>LayerNorm (LN, LNPre) / RMSNorm (RMS, RMSPre) of one d-vector (spec/costs.md): mean, centring (LN only),
+    /// square sum, eps and root, scaling; w and b, when the kind has them, d each.</summary>
+    public static long LayerNorm(ModelConfig c, NormKind k)
+    {
+        if (k == NormKind.None) return 0;
+        long d = c.DModel;
+        bool centred = k is NormKind.LN or NormKind.LNPre;
+        long f = (centred ? (d + 1) + d : 1) + 2 * d + 1 + d;   // (mean, centre | mean of squares' division) + square sum + eps·sqrt + scale
+        if (k is NormKind.LN or NormKind.RMS) f += d;            // · w
+        if (k is NormKind.LN) f += d;                            // + b
+        return f;
+    }
+
+    /// <summary>Keys attended by query t in layer l (the window of a local layer).</summary>
+    static long Window(ModelConfig c, int l, int t) => t - c.FirstKey(l, t) + 1;
+
+    /// <summary>Rotations of q or k vectors: 6 FLOPs per pair of rotated dimensions.</summary>
+    static long Rotations(ModelConfig c, long vectors) => c.Rotary ? 3L * c.RotaryDim * vectors : 0;
+
+    /// <summary>The attention sublayer of layer l over T positions (without ln1).</summary>
+    public static long Attention(ModelConfig c, int T, int l = 0)
+    {
+        long d = c.DModel, H = c.NHeads, kv = c.KvHeads, dh = c.DHead, pairs = 0;
+        for (int t = 0; t < T; t++) pairs += Window(c, l, t);
+        long proj = 2 * T * d * dh + T * dh;
+        return (H + 2 * kv) * proj + Rotations(c, (H + kv) * (long)T) + H * pairs * (2 * dh + 1) + H * (4 * pairs + T) + H * pairs * 2 * dh
+               + H * 2 * T * dh * d + T * d;
+    }
+
+    static long EmbedCost(ModelConfig c, long T) => c.Rotary ? 0 : T * c.DModel;
 
     public static long Forward(ModelConfig c, int T, int labelled)
     {
-        long d = c.DModel, V = c.DVocabOut, f = T * d;
-        for (int l = 0; l < c.NLayers; l++) f += Attention(c, T) + T * d + (c.AttnOnly ? 0 : T * Mlp(c) + T * d);
-        return f + labelled * (2 * d * V + V) + labelled * CrossEntropy(V);
+        long d = c.DModel, V = c.DVocabOut, ln = LayerNorm(c, c.Normalization), f = EmbedCost(c, T);
+        for (int l = 0; l < c.NLayers; l++)
+            f += T * ln + Attention(c, T, l) + T * d + (c.AttnOnly ? 0 : T * (ln + Mlp(c) + d));
+        return f + T * LayerNorm(c, c.FinalNorm) + labelled * (2 * d * V + V) + labelled * CrossEntropy(V);
     }
 
-    /// <summary>Brute force (BF, BFB; proofs/BF-brute-force.md): the last layer only where it is read — k and v at every
-    /// position, everything else at the labelled positions P; pairs_P = Σ_{t∈P} (t + 1).</summary>
+    /// <summary>Brute force (BF, BFB; proofs/BF-brute-force.md): the last layer only where it is read — ln1, k and v at every
+    /// position, everything else at the labelled positions P; pairs_P = Σ_{t∈P} (keys attended by t).</summary>
     public static long BruteForce(ModelConfig c, int[] labels)
     {
-        long d = c.DModel, H = c.NHeads, dh = c.DHead, V = c.DVocabOut, T = labels.Length, p = 0, pairs = 0;
-        for (int t = 0; t < labels.Length; t++) if (labels[t] >= 0) { p++; pairs += t + 1; }
-        long f = T * d;
-        for (int l = 0; l + 1 < c.NLayers; l++) f += Attention(c, (int)T) + T * d + (c.AttnOnly ? 0 : T * Mlp(c) + T * d);
-        f += H * 2 * (2 * T * d * dh + T * dh) + H * (2 * p * d * dh + p * dh)
+        long d = c.DModel, H = c.NHeads, kv = c.KvHeads, dh = c.DHead, V = c.DVocabOut, T = labels.Length, p = 0, pairs = 0;
+        long ln = LayerNorm(c, c.Normalization), mlp = c.AttnOnly ? 0 : Mlp(c);
+        for (int t = 0; t < labels.Length; t++) if (labels[t] >= 0) { p++; pairs += Window(c, c.NLayers - 1, t); }
+        long f = EmbedCost(c, T);
+        for (int l = 0; l + 1 < c.NLayers; l++) f += T * ln + Attention(c, (int)T, l) + T * d + (c.AttnOnly ? 0 : T * (ln + mlp + d));
+        f += T * ln + kv * 2 * (2 * T * d * dh + T * dh) + H * (2 * p * d * dh + p * dh) + Rotations(c, kv * T + H * p)
            + H * pairs * (2 * dh + 1) + H * (4 * pairs + p) + H * pairs * 2 * dh
-           + H * 2 * p * dh * d + 2 * p * d + (c.AttnOnly ? 0 : p * Mlp(c) + p * d);
-        return f + p * (2 * d * V + V) + p * CrossEntropy(V);
+           + H * 2 * p * dh * d + 2 * p * d + (c.AttnOnly ? 0 : p * (ln + mlp + d));
+        return f + p * LayerNorm(c, c.FinalNorm) + p * (2 * d * V + V) + p * CrossEntropy(V);
     }
 
     public static long TrivialTable(ModelConfig c, int t)
     {
-        long d = c.DModel, H = c.NHeads, dh = c.DHead, V = c.DVocabOut;
-        long f = (long)c.DVocab * d + d;
+        long d = c.DModel, H = c.NHeads, kv = c.KvHeads, dh = c.DHead, V = c.DVocabOut, ln = LayerNorm(c, c.Normalization);
+        long f = (long)c.DVocab * d + EmbedCost(c, 1);
         for (int l = 0; l < c.NLayers; l++)
-            f += H * (2 * d * dh + dh + 2 * (t + 1) * dh + 2 * dh * d) + 2 * d + (c.AttnOnly ? 0 : Mlp(c) + d);
-        return f + V * (V * (2 * d + 1) + CrossEntropy(V));
+            f += ln + kv * (2 * d * dh + dh + 2 * Window(c, l, t) * dh) + H * 2 * dh * d + 2 * d + (c.AttnOnly ? 0 : ln + Mlp(c) + d);
+        return f + LayerNorm(c, c.FinalNorm) + V * (V * (2 * d + 1) + CrossEntropy(V));
     }
 
     static long OpNorm(long r, long k) => 5 * r * k + r + k + 4;
