@@ -3,7 +3,8 @@ using Verifier.Core;
 
 namespace Verifier.Bounds;
 
-/// <summary>The interaction terms of the tables strategy (BOUNDS.md §3). ReLU: per layer and neuron, the mass of
+/// <summary>The interaction terms of the tables strategy (BOUNDS.md §3). MLP (kinds "relu-neuron", "relu-pair" for every
+/// act_fn: the linearisation error E of T2/T3, which for a smooth activation also holds its curvature): per layer and neuron, the mass of
 /// the linearisation error |E| over the data and how often it is provably non-zero; and at tokens where it is,
 /// for each pair of active features, the seed's strength (f_j̃/f_ĩ)·|U_j̃m/U_ĩm| (ĩ the feature with the larger
 /// |f_i U_im|), averaged over the data. Attention: per head, the feature pairs whose B_ij = Q_i·K_j departs most
@@ -26,8 +27,9 @@ public sealed class InteractionCollector(ModelConfig c, int width)
     {
         for (int m = 0; m < e.Length; m++)
         {
-            _mass[l][m] += e[m].Hi;
-            if (e[m].Lo <= 0) continue;
+            // |E| (ReLU with the gate of c's sign: E ≥ 0; smooth activations: either sign); provably non-zero when 0 ∉ E.
+            _mass[l][m] += e[m].Mag;
+            if (e[m].Lo <= 0 && e[m].Hi >= 0) continue;
             _nonzero[l][m]++;
             for (int a = 0; a < f.Length; a++)
                 for (int b = a + 1; b < f.Length; b++)

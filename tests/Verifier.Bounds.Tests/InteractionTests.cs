@@ -58,6 +58,56 @@ public class InteractionTests
         Assert.DoesNotContain(r.Neurons, n => n.Neuron == 1 && n.EMass > 0);
     }
 
+    /// <summary>The same planted model with GELU (T3: the measured linearisation error of any activation): the pair that
+    /// crosses neuron 0's threshold together still ranks first, far above the pair that only bends GELU's negative tail.</summary>
+    [Fact]
+    public void With_gelu_the_planted_pair_still_ranks_first_and_the_curvature_pair_is_far_smaller()
+    {
+        var b = Model();
+        var w = new ModelWeights(b.Config with { Act = ActKind.Gelu }, b.Tensors);
+        var r = InteractionAnalysis.Analyse(w, Identity(w.Config), Data(0, 1, 2, 3), new InteractionAnalysis.Options());
+        var measured = r.Ranked.Where(x => x.Metric == "relu-e-measured").ToList();
+        Assert.Equal((XPlus, YPlus), (measured[0].I, measured[0].J));
+        double planted = measured[0].Value;
+        double tail = measured.Where(x => (x.I, x.J) == (XMinus, YMinus)).Select(x => x.Value).DefaultIfEmpty(0).Single();
+        Assert.True(tail > 0, "GELU bends below 0: the negative pair interacts a little");
+        Assert.True(planted > 5 * tail, $"planted {planted}, tail {tail}");
+        // E through GELU, by hand at token 2: c = −1.5, p = (1, 1): I = gelu(0.5) − gelu(−0.5) − gelu(−0.5) + gelu(−1.5).
+        static double G(double x) => Activation.Apply(ActKind.Gelu, x);
+        double byHand = Math.Abs(G(0.5) - 2 * G(-0.5) + G(-1.5)) * 10 / 40;   // token 2 is 10 of the 40 sequences
+        Assert.Equal(byHand, planted, 12);
+        // token 3: c = −1.5, p = (−1, −1): gelu(−3.5) − 2 gelu(−2.5) + gelu(−1.5)
+        Assert.Equal(Math.Abs(G(-3.5) - 2 * G(-2.5) + G(-1.5)) * 10 / 40, tail, 12);
+    }
+
+    /// <summary>interactions and its bound-removal validation run through LayerNorm + GELU models (T3), every value finite.</summary>
+    [Theory]
+    [InlineData("gelu-1l")]
+    [InlineData("gpt2-like")]
+    [InlineData("final-rms")]
+    public void Interactions_run_on_layernorm_models_with_the_bound_removal_validation(string family)
+    {
+        var c = Verifier.TestSupport.Families.Get(family);
+        var w = ModelWeights.Random(c, 3, 0.3);
+        var data = new TokenDataset(Enumerable.Range(0, 6).Select(k => new Sequence([k % c.DVocab, (k + 2) % c.DVocab, (3 * k) % c.DVocab], [-1, k % c.DVocabOut, (k + 1) % c.DVocabOut])).ToList());
+        var rep = InteractionAnalysis.Analyse(w, Identity(c), data, new InteractionAnalysis.Options(BoundRemoval: true));
+        Assert.Contains(rep.Ranked, x => x.Metric == "relu-e-measured" && x.Value > 0);
+        Assert.All(rep.Ranked, x => Assert.True(double.IsFinite(x.Value), $"{x.Metric} {x.Value}"));
+        Assert.NotNull(rep.BoundRemoval);
+        Assert.True(double.IsFinite(rep.BoundRemoval!.UncappedB0));
+        Assert.Contains(rep.Validation, v => v.Target == "E-measured");
+    }
+
+    [Fact]
+    public void Interactions_refuse_a_rotary_model_naming_the_option()
+    {
+        var c = Verifier.TestSupport.Families.Get("llama-like");
+        var w = ModelWeights.Random(c, 3, 0.3);
+        var e = Assert.Throws<UnsupportedConfigException>(() => InteractionAnalysis.Analyse(w, Identity(c), Data(0, 1), new InteractionAnalysis.Options()));
+        Assert.Contains("interactions", e.Message);
+        Assert.Contains("is not covered", e.Message);
+    }
+
     [Fact]
     public void Fidelity_is_one_for_a_perfect_reconstruction_and_for_keep_dominant_when_every_neuron_has_one_feature()
     {

@@ -32,7 +32,7 @@ public static class BoundSensitivity
     public static SensitivityReport Run(ModelWeights w, CrosscoderWeights cc, TokenDataset data, (int Index, double Value)[][][]? features = null,
         IProgress<(int Done, int Total)>? progress = null, CancellationToken ct = default)
     {
-        w.Config.RequireBasic("the bound-removal validation of interactions");
+        w.Config.RequireTablesCover("the bound-removal validation of interactions");
         var c = w.Config; var names = c.SiteNames();
         if (Unavailable(c, cc.Config) is string why) throw new UsageException(why);
         int[] ccSite = names.Select(s => cc.Config.Sites.ToList().IndexOf(s)).ToArray();
@@ -44,7 +44,11 @@ public static class BoundSensitivity
         // Float64 midpoints for the pair terms (a counterfactual, not a claim).
         var U = tab.Mlp.Select(mt => mt!.U.Select(r => r.Select(x => 0.5 * (x.Lo + x.Hi)).ToArray()).ToArray()).ToArray();
         var C = tab.Mlp.Select(mt => mt!.C.Select(x => 0.5 * (x.Lo + x.Hi)).ToArray()).ToArray();
-        var E = InteractionAnalysis.E;
+        // T3: the token's scale ι_t at ln2 puts its bias point at c + (ι_t − 1) U₀ and scales every p by ι_t (1 and c without).
+        var U0 = tab.Mlp.Select(mt => mt!.U0?.Select(x => 0.5 * (x.Lo + x.Hi)).ToArray()).ToArray();
+        double E(double cb, bool g, double x) => InteractionAnalysis.E(c.Act, cb, g, x);
+        double Iota(int l, (int Index, double Value)[] ft) => tab.Mlp[l]!.Norm is { } nt ? Mid(nt.Scale(ft).Iota) : 1;
+        static double Mid(Iv x) => 0.5 * (x.Lo + x.Hi);
 
         var acc = new Dictionary<(int, int), (double Uncapped, double Capped, long Seqs)>();
         double sum = 0, uncappedSum = 0;
@@ -56,10 +60,11 @@ public static class BoundSensitivity
             var ts = TablesSequence.Prepare(c, model, tab, encoder, ccSite[0], f, seq);
             var baseline = ts.Propagate(c, norms, trivial);
             // Σ_S p_km per layer, position and neuron (the token's whole shift from c), once per sequence.
-            var shift = Enumerable.Range(0, c.NLayers).Select(l => f.Select(ft =>
+            var iota = Enumerable.Range(0, c.NLayers).Select(l => f.Select(ft => Iota(l, ft)).ToArray()).ToArray();
+            var shift = Enumerable.Range(0, c.NLayers).Select(l => f.Select((ft, t) =>
             {
                 var sm = new double[c.DMlp];
-                foreach (var (k, v) in ft) for (int m = 0; m < c.DMlp; m++) sm[m] += v * U[l][k][m];
+                foreach (var (k, v) in ft) for (int m = 0; m < c.DMlp; m++) sm[m] += iota[l][t] * v * U[l][k][m];
                 return sm;
             }).ToArray()).ToArray();
             sum = Up.Add(sum, baseline.LossSum); uncappedSum += baseline.UncappedLossSum;
@@ -81,9 +86,10 @@ public static class BoundSensitivity
                         var e = (Iv[])ts.E[l][t].Clone();
                         for (int m = 0; m < e.Length; m++)
                         {
-                            double pi = fi * U[l][i][m], pj = fj * U[l][j][m], all = shift[l][t][m];
+                            double io = iota[l][t], pi = io * fi * U[l][i][m], pj = io * fj * U[l][j][m], all = shift[l][t][m];
+                            double cb = U0[l] is { } u0 ? C[l][m] + (io - 1) * u0[m] : C[l][m];
                             // The pair's mixed difference in context: E(S) − E(S∖i) − E(S∖j) + E(S∖{i,j}).
-                            double inter = E(C[l][m], mt.G[m], all) - E(C[l][m], mt.G[m], all - pi) - E(C[l][m], mt.G[m], all - pj) + E(C[l][m], mt.G[m], all - pi - pj);
+                            double inter = E(cb, mt.G[m], all) - E(cb, mt.G[m], all - pi) - E(cb, mt.G[m], all - pj) + E(cb, mt.G[m], all - pi - pj);
                             if (inter != 0) e[m] = e[m] - Iv.Point(inter);
                         }
                         outs[(l, t)] = TablesSequence.ErrorOut(e, mt.WoutRowNorm);

@@ -34,8 +34,12 @@ public sealed record InteractionReport(
 
 /// <summary>The interaction metrics of BOUNDS.md §3 and issue 6, in plain float64 (no TorchSharp). Notation: at MLP
 /// neuron m of layer l, p_im = f_i (W_dec^{mid}[i] W_in)_m; c = b_dec^{mid} W_in + b_in (the bias part, kept apart);
-/// the linearisation at c with gate g = 1[c &gt; 0] has error E(S) = ReLU(c + Σ_S p) − ReLU(c) − g Σ_S p for a feature
-/// set S. A pair's measured contribution to E is its second-order part I_ij = E({i,j}) − E({i}) − E({j}).</summary>
+/// the linearisation at c with gate g = 1[c &gt; 0] has error E(S) = act(c + Σ_S p) − act(c) − g Σ_S p for a feature
+/// set S. A pair's measured contribution to E is its second-order part I_ij = E({i,j}) − E({i}) − E({j}) (g cancels).
+/// Through a normalisation N = ln2 (proofs/T3-normalised-tables.md) the MLP reads N(a'_t) = ι_t(Σ f_i (P W_dec[i]) ⊙ w
+/// + (P b_dec) ⊙ w) + b: then U_i = ((P W_dec^{mid}[i]) ⊙ w) W_in, the token's bias point c_t = ι_t U₀ + U_b and p_im = ι_t f_i U_im,
+/// ι_t = 1/σ(a'_t) the token's own scale, so I_ij measures the activation's nonlinearity at the token's normalisation
+/// (for ReLU exactly the threshold crossings; for GELU/SiLU also their curvature). Attention reads the rows through ln1.</summary>
 public static class InteractionAnalysis
 {
     /// <param name="BoundRemoval">Also re-run the tables bound with each pair's interaction removed (needs a crosscoder over every site).</param>
@@ -44,11 +48,37 @@ public static class InteractionAnalysis
     /// <summary>The linearisation error at c with gate g of a pre-activation shift s: ReLU(c + s) − ReLU(c) − g s (float64).</summary>
     public static double E(double c, bool g, double s) => Math.Max(0, c + s) - Math.Max(0, c) - (g ? s : 0);
 
+    /// <summary>The same for any activation: act(c + s) − act(c) − g s.</summary>
+    public static double E(ActKind act, double c, bool g, double s) =>
+        act == ActKind.Relu ? E(c, g, s) : Activation.Apply(act, c + s) - Activation.Apply(act, c) - (g ? s : 0);
+
+    /// <summary>A normalisation read through decoder rows, in float64: r ↦ (P r) ⊙ w (P centres for LN/LNPre), its bias b
+    /// (zero unless LN), and ι(a') = 1/√(‖P a'‖²/d + eps). None: the identity and ι = 1.</summary>
+    public sealed class Through(ModelWeights w, string prefix, NormKind kind)
+    {
+        readonly double[]? _w = kind is NormKind.LN or NormKind.RMS ? w[prefix + "w"].Data : null;
+        public double[]? B { get; } = kind == NormKind.LN ? w[prefix + "b"].Data : null;
+        public bool Normed => kind != NormKind.None;
+        double[] Centre(double[] r)
+        {
+            if (kind is not (NormKind.LN or NormKind.LNPre)) return r;
+            double mean = r.Average();
+            return r.Select(x => x - mean).ToArray();
+        }
+        public double[] In(double[] r) { var p = Centre(r); return _w is null ? p : p.Select((x, j) => x * _w[j]).ToArray(); }
+        public double Iota(double[] a)
+        {
+            if (!Normed) return 1;
+            var p = Centre(a);
+            return 1 / Math.Sqrt(p.Sum(x => x * x) / p.Length + w.Config.Eps);
+        }
+    }
+
     sealed class PairAcc { public double Measured, Screen, SeedAll; public long Cooccur; public int BestLayer, BestNeuron; public double BestSeed; }
 
     public static InteractionReport Analyse(ModelWeights w, CrosscoderWeights cc, TokenDataset data, Options o, IProgress<(int Done, int Total)>? progress = null)
     {
-        w.Config.RequireBasic("interactions");
+        w.Config.RequireTablesCover("interactions");
         var c = w.Config; var sites = c.SiteNames();
         int n = cc.Config.Width, d = c.DModel, m = c.DMlp, S = cc.Config.Sites.Count;
         int CcSite(int site) => cc.Config.Sites.ToList().IndexOf(sites[site]);
@@ -83,11 +113,22 @@ public static class InteractionAnalysis
             int mid = 2 * l + 1;
             if (CcSite(mid) < 0) continue;
             var win = w[$"blocks.{l}.mlp.W_in"].Data; var bin = w[$"blocks.{l}.mlp.b_in"].Data;
-            var U = Enumerable.Range(0, n).Select(i => Times(Row(i, mid), win, d, m)).ToArray();
-            var cvec = Times(Bias(mid), win, d, m); for (int k = 0; k < m; k++) cvec[k] += bin[k];
+            var ln2 = new Through(w, $"blocks.{l}.ln2.", c.Normalization);
+            var U = Enumerable.Range(0, n).Select(i => Times(ln2.In(Row(i, mid)), win, d, m)).ToArray();
+            // c = U₀ + U_b: b_dec^{mid} W_in + b_in without normalisation; ((P b_dec) ⊙ w) W_in + b W_in + b_in through ln2.
+            var u0 = Times(ln2.In(Bias(mid)), win, d, m);
+            var ub = ln2.B is null ? (double[])bin.Clone() : Times(ln2.B, win, d, m).Select((x, k) => x + bin[k]).ToArray();
+            var cvec = ln2.Normed ? u0.Select((x, k) => x + ub[k]).ToArray() : Times(Bias(mid), win, d, m);
+            if (!ln2.Normed) for (int k = 0; k < m; k++) cvec[k] += bin[k];
+            var midRows = Enumerable.Range(0, n).Select(i => Row(i, mid)).ToArray(); var midBias = Bias(mid);
 
             // The cheap screen ‖(W_in(W_dec f̄_i + b)) ⊙ (W_in(W_dec f̄_j + b))‖ over occurring features.
-            var a = occurring.ToDictionary(i => i, i => { var r = Row(i, mid); var b = Bias(mid); for (int k = 0; k < d; k++) r[k] = fbar[i] * r[k] + b[k]; return Times(r, win, d, m); });
+            // (through ln2: f̄_i U_i + U₀, the token scale ι taken as 1 — a screen, not a measurement)
+            var a = occurring.ToDictionary(i => i, i =>
+            {
+                if (ln2.Normed) return U[i].Select((x, k) => fbar[i] * x + u0[k]).ToArray();
+                var r = Row(i, mid); var b = Bias(mid); for (int k = 0; k < d; k++) r[k] = fbar[i] * r[k] + b[k]; return Times(r, win, d, m);
+            });
             var screen = new List<(int I, int J, double V)>();
             for (int x = 0; x < occurring.Length; x++)
                 for (int y = x + 1; y < occurring.Length; y++)
@@ -103,14 +144,24 @@ public static class InteractionAnalysis
             var mass = new double[m]; var nonzero = new long[m];
             foreach (var t in tokens)
             {
-                var p = t.Select(f => U[f.Index].Select(u => f.Value * u).ToArray()).ToArray();   // p[k][m]
+                // The token's scale ι_t at ln2 (1 without normalisation) and bias point c_t = ι_t U₀ + U_b (= c without).
+                double iota = 1;
+                if (ln2.Normed)
+                {
+                    var am = (double[])midBias.Clone();
+                    foreach (var (i, v) in t) for (int k = 0; k < d; k++) am[k] += v * midRows[i][k];
+                    iota = ln2.Iota(am);
+                }
+                var ct = ln2.Normed ? u0.Select((x, k) => iota * x + ub[k]).ToArray() : cvec;
+                var p = t.Select(f => U[f.Index].Select(u => iota * f.Value * u).ToArray()).ToArray();   // p[k][m]
                 for (int k = 0; k < m; k++)
                 {
-                    bool g = cvec[k] > 0;
+                    double cb = ct[k];
+                    bool g = cb > 0;
                     double total = 0, max = 0, sumAbs = 0;
                     for (int q = 0; q < p.Length; q++) { total += p[q][k]; sumAbs += Math.Abs(p[q][k]); max = Math.Max(max, Math.Abs(p[q][k])); }
                     if (sumAbs > 0) { shareSum += max / sumAbs; shareCount++; }
-                    double e = E(cvec[k], g, total);
+                    double e = E(c.Act, cb, g, total);
                     mass[k] += Math.Abs(e);
                     if (Math.Abs(e) > 1e-12) nonzero[k]++;
                     for (int x = 0; x < t.Length; x++)
@@ -119,7 +170,7 @@ public static class InteractionAnalysis
                             int i = Math.Min(t[x].Index, t[y].Index), j = Math.Max(t[x].Index, t[y].Index);
                             if (screened is not null && !screened.Contains((i, j))) continue;
                             double pi = p[x][k], pj = p[y][k];
-                            double inter = Math.Abs(E(cvec[k], g, pi + pj) - E(cvec[k], g, pi) - E(cvec[k], g, pj));
+                            double inter = Math.Abs(E(c.Act, cb, g, pi + pj) - E(c.Act, cb, g, pi) - E(c.Act, cb, g, pj));
                             double big = Math.Max(Math.Abs(pi), Math.Abs(pj)), small = Math.Min(Math.Abs(pi), Math.Abs(pj));
                             double seed = big > 0 ? small / big : 0;     // (f_j̃/f_ĩ)·|U_j̃m/U_ĩm| = |p_j̃m|/|p_ĩm|
                             if (!pairs.TryGetValue((i, j), out var acc)) pairs[(i, j)] = acc = new PairAcc();
@@ -147,10 +198,11 @@ public static class InteractionAnalysis
             if (CcSite(site) < 0) continue;
             string at = $"blocks.{l}.attn.";
             var wq = w[at + "W_Q"].Data; var wk = w[at + "W_K"].Data;
+            var ln1 = new Through(w, $"blocks.{l}.ln1.", c.Normalization);   // the rows as the attention reads them (token scale aside)
             for (int h = 0; h < c.NHeads; h++)
             {
-                var Q = occurring.ToDictionary(i => i, i => Times(Row(i, site), wq, d, c.DHead, h * d * c.DHead));
-                var K = occurring.ToDictionary(i => i, i => Times(Row(i, site), wk, d, c.DHead, h * d * c.DHead));
+                var Q = occurring.ToDictionary(i => i, i => Times(ln1.In(Row(i, site)), wq, d, c.DHead, h * d * c.DHead));
+                var K = occurring.ToDictionary(i => i, i => Times(ln1.In(Row(i, site)), wk, d, c.DHead, h * d * c.DHead));
                 double B(int i, int j) { double s = 0; for (int e = 0; e < c.DHead; e++) s += Q[i][e] * K[j][e]; return fbar[i] * fbar[j] * s; }
                 var dep = new List<(int, int, double)>();
                 var keySets = new Dictionary<int, HashSet<int>>();
