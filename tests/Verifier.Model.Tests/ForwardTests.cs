@@ -86,11 +86,39 @@ public class ForwardTests(ITestOutputHelper output)
             // What eval --reference reports: the batched evaluator's logits against the reference's on a dataset.
             var data = new TokenDataset(Enumerable.Range(0, 6).Select(i =>
                 new Sequence(Enumerable.Range(0, 1 + i % c.NCtx).Select(t => (t * 3 + i) % c.DVocab).ToArray(), new int[1 + i % c.NCtx])).ToList());
-            var eval = Evaluator.LogitDifference(ModelWeights.Random(c, 9, std: 0.5), data, batchSize: 2);
+            var eval = Evaluator.Evaluate(ModelWeights.Random(c, 9, std: 0.5), data, batchSize: 2, reference: true).Reference!;
             output.WriteLine($"{name,-20} {sites,5} {abs,12:E2} {rel,12:E2} {eval.MaxRel,12:E2}");
             if (!(rel <= 1e-12 && eval.MaxRel <= 1e-12)) failed.Add($"{name} ({rel:E2}, eval {eval.MaxRel:E2})");
         }
         Assert.True(failed.Count == 0, "families beyond 1e-12: " + string.Join(", ", failed));
+    }
+
+    /// <summary>eval --reference: the batched pass that runs the reference forward once per sequence reports exactly
+    /// ReferenceForward.Evaluate's loss and accuracy (mixed lengths, unlabelled positions, several batches per length), and
+    /// for overflowing weights throws its error, naming the first overflowing position in dataset order.</summary>
+    [Fact]
+    public void The_one_pass_reference_comparison_equals_the_reference_evaluation_exactly()
+    {
+        var c = ModelConfig.Create(8, 2, 4, 12, 2, 5, 7, 6, false).Validated();
+        var r = new Rng(17);
+        var data = new TokenDataset(Enumerable.Range(0, 23).Select(i =>
+        {
+            int T = 1 + r.NextInt(c.NCtx);
+            return new Sequence(Enumerable.Range(0, T).Select(_ => r.NextInt(c.DVocab)).ToArray(),
+                Enumerable.Range(0, T).Select(t => t == 0 && i % 3 == 0 ? -1 : r.NextInt(c.DVocabOut)).ToArray());
+        }).ToList());
+        var w = ModelWeights.Random(c, 4, std: 0.8);
+        var one = Evaluator.Evaluate(w, data, batchSize: 3, reference: true);
+        var plain = ReferenceForward.Evaluate(w, data);
+        Assert.NotNull(one.Reference);
+        Assert.Equal((plain.Loss, plain.Accuracy), (one.Reference.Loss, one.Reference.Accuracy));
+        Assert.InRange(one.Reference.MaxRel, 0, 1e-12);
+        Assert.Null(Evaluator.Evaluate(w, data, batchSize: 3).Reference);
+
+        var huge = ModelWeights.Random(c, 4, std: 1e120);
+        var expected = Assert.Throws<NumericException>(() => ReferenceForward.Evaluate(huge, data));
+        var got = Assert.Throws<NumericException>(() => Evaluator.Evaluate(huge, data, batchSize: 3, reference: true));
+        Assert.Equal(expected.Message, got.Message);
     }
 
     [Fact]
