@@ -125,4 +125,16 @@ public sealed class TextCliTests : IDisposable
         Assert.All(formats, f => { Assert.True(f.GetProperty("tokens_per_second").GetDouble() > 0); Assert.True(f.GetProperty("peak_memory_mib").GetDouble() > 0); });
         Assert.Equal(ExitCodes.Usage, Run("bench", "tokenize", "--text", P("t.txt"), "--mib", "3").Code);
     }
+
+    [Fact]
+    public void Bench_tokenize_without_text_synthesises_from_the_embedded_sample_not_a_file_on_disk()
+    {
+        // The test runs inside the checkout, where data/shakespeare.txt is on disk: the source must still be the embedded copy.
+        var r = Run("bench", "tokenize", "--mib", "1", "--formats", "txt", "--n-ctx", "64", "--json");
+        Assert.True(r.Code == 0, r.Err);
+        using var j = JsonDocument.Parse(r.Out);
+        Assert.StartsWith("the Shakespeare sample built into verifier", j.RootElement.GetProperty("source").GetString());
+        Assert.InRange(j.RootElement.GetProperty("text_bytes").GetInt64(), (1 << 20) - 4096, 1 << 20);   // cut at a line boundary
+        Assert.True(j.RootElement.GetProperty("formats")[0].GetProperty("tokens").GetInt64() > 100_000);
+    }
 }
