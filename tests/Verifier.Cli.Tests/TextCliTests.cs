@@ -36,6 +36,25 @@ public sealed class TextCliTests : IDisposable
         Assert.Equal(d.ContentHash(), TokenDataset.Load(P("d.jsonl")).ContentHash());
     }
 
+    /// <summary>make-data --task text writes through Core's canonical line writer: the file is byte for byte what Core
+    /// writes for the same sequences (TokenDataset.Save), so both hash alike; with and without --vocab-top.</summary>
+    [Theory]
+    [InlineData("")]
+    [InlineData("--vocab-top 20")]
+    public void A_text_dataset_is_byte_identical_to_Cores_serialisation_of_its_sequences(string options)
+    {
+        var extra = options.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+        File.WriteAllText(P("t.txt"), string.Concat(Enumerable.Repeat(Verse, 3)));
+        var r = Run(["make-data", "--task", "text", "--tokenizer", "gpt2", "--text", P("t.txt"), "--n-ctx", "12", "--out", P("d.jsonl"), "--json", .. extra]);
+        Assert.True(r.Code == 0, r.Err);
+        var d = TokenDataset.Load(P("d.jsonl"));
+        new TokenDataset(d.Sequences.Select(s => new Sequence([.. s.Tokens], [.. s.Labels])).ToList()).Save(P("core.jsonl"));
+        Assert.Equal(File.ReadAllBytes(P("core.jsonl")), File.ReadAllBytes(P("d.jsonl")));
+        using var j = JsonDocument.Parse(r.Out);
+        Assert.Equal(Hashing.Sha256File(P("core.jsonl")), j.RootElement.GetProperty("content_hash").GetString());
+        Assert.Equal(Hashing.Sha256File(P("d.jsonl")), d.ContentHash());
+    }
+
     [Fact]
     public void Options_that_do_not_apply_are_refused()
     {
