@@ -155,6 +155,41 @@ public class ForwardTests(ITestOutputHelper output)
         Assert.All(sites, s => Assert.Equal(ScalarType.Float32, s.dtype));
     }
 
+    /// <summary>Forward builds its masks, rotary tables and grouped-query index once per module (for the longest length
+    /// seen) and reads their prefix for shorter sequences: lengths in any order, each Forward inside its own dispose scope
+    /// (as the training loop runs), give exactly a fresh module's logits, and the cache is rebuilt only to grow.</summary>
+    [Theory]
+    [InlineData("neo-like")]
+    [InlineData("llama-like")]
+    [InlineData("gptj-like")]
+    [InlineData("gpt2-like")]
+    public void Forward_reuses_its_length_tables_across_calls_and_scopes_bit_for_bit(string family)
+    {
+        var c = Families.Get(family) with { NCtx = 7 };
+        var w = ModelWeights.Random(c.Validated(), 21, std: 0.5);
+        using var cached = new Transformer(w, ScalarType.Float64);
+        using var noGrad = no_grad();
+        Assert.Equal(0, cached.CachedLength);
+        foreach (var (T, expectCached) in new[] { (5, 5L), (2, 5L), (5, 5L), (7, 7L), (1, 7L), (6, 7L) })
+        {
+            var seq = new Sequence(Enumerable.Range(0, T).Select(t => (3 * t + T) % c.DVocab).ToArray(), new int[T]);
+            double[] got, want;
+            using (var scope = NewDisposeScope())
+            {
+                var (tokens, _) = Transformer.Batch([seq, seq]);
+                got = cached.Forward(tokens).contiguous().data<double>().ToArray();
+            }
+            Assert.Equal(expectCached, cached.CachedLength);
+            using (var fresh = new Transformer(w, ScalarType.Float64))
+            using (var scope = NewDisposeScope())
+            {
+                var (tokens, _) = Transformer.Batch([seq, seq]);
+                want = fresh.Forward(tokens).contiguous().data<double>().ToArray();
+            }
+            Assert.Equal(want, got);
+        }
+    }
+
     [Fact]
     public void Causal_mask_hides_later_tokens()
     {
