@@ -95,6 +95,9 @@ sealed class ArchitectureOptions
     public ModelConfig For(ITask task, ParseResult pr)
     {
         bool attnOnly = pr.GetValue(AttnOnly);
+        // An attention-only model has d_mlp 0 (ModelConfig.Create): an explicit --d-mlp would be dropped, so it is refused.
+        if (attnOnly && pr.GetResult(DMlp) is { Implicit: false })
+            throw new UsageException("--d-mlp does not apply to an attention-only model (--attn-only: the model has no MLP)");
         var shape = ModelConfig.Create(pr.GetValue(DModel), pr.GetValue(NHeads), pr.GetValue(DHead), pr.GetValue(DMlp), pr.GetValue(NLayers),
             task.NCtx, task.DVocab, task.DVocabOut, attnOnly);
         string arch = pr.GetValue(Arch) ?? "basic";

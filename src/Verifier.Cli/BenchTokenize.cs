@@ -19,7 +19,7 @@ static class BenchTokenize
 
     public static Command Build()
     {
-        var text = new Option<FileInfo?>("--text") { Description = "UTF-8 text to measure on (default: --mib MiB synthesised from data/shakespeare.txt)" };
+        var text = new Option<FileInfo?>("--text") { Description = "UTF-8 text to measure on (default: --mib MiB synthesised from the Shakespeare sample built into verifier, data/shakespeare.txt)" };
         var mib = Options.Positive<int>("--mib", "Size of the synthesised text in MiB (without --text)", 100);
         var tokenizer = new Option<string>("--tokenizer") { Description = "gpt2 or a model directory with vocab.json and merges.txt", DefaultValueFactory = _ => "gpt2" };
         var nCtx = Options.Positive<int>("--n-ctx", "Window length (BOS included)", 1024);
@@ -48,10 +48,11 @@ static class BenchTokenize
                 }
                 else
                 {
-                    source = FindShakespeare() ?? throw new UsageException("bench tokenize: data/shakespeare.txt not found above the working directory or the program; pass --text FILE");
+                    string sample;
+                    using (var reader = new StreamReader(DemoLanguageModel.OpenSample(), new UTF8Encoding(false))) sample = reader.ReadToEnd();
                     long size = (long)pr.GetValue(mib) << 20;
-                    ctx.WithProgress("synthesising text", report => { Synthesise(source, txt, size, pr.GetValue(seed), report); return 0; });
-                    source = $"{source} × shuffled paragraphs, seed {pr.GetValue(seed)}";
+                    ctx.WithProgress("synthesising text", report => { Synthesise(sample, DemoLanguageModel.SampleName, txt, size, pr.GetValue(seed), report); return 0; });
+                    source = $"{DemoLanguageModel.SampleName} × shuffled paragraphs, seed {pr.GetValue(seed)}";
                 }
                 string jsonl = Path.Combine(dir, "text.jsonl"), parquet = Path.Combine(dir, "text.parquet");
                 var want = pr.GetValue(formats)!.Distinct().ToArray();
@@ -115,23 +116,12 @@ static class BenchTokenize
         return Environment.WorkingSet / (1024.0 * 1024);
     }
 
-    static string? FindShakespeare()
-    {
-        foreach (var start in new[] { Directory.GetCurrentDirectory(), AppContext.BaseDirectory })
-            for (var d = new DirectoryInfo(start); d is not null; d = d.Parent)
-            {
-                string p = Path.Combine(d.FullName, "data", "shakespeare.txt");
-                if (File.Exists(p)) return p;
-            }
-        return null;
-    }
-
-    /// <summary>The source's paragraphs (blocks separated by a blank line), each followed by a blank line, in a fresh
+    /// <summary>The text's paragraphs (blocks separated by a blank line), each followed by a blank line, in a fresh
     /// seeded shuffle (Fisher–Yates with <see cref="Rng"/>) per pass, passes repeated until <paramref name="size"/>
     /// bytes are written; the last paragraph is cut at a line boundary so the file is at most that size.</summary>
-    static void Synthesise(string source, string path, long size, ulong seed, Action<double, string> report)
+    static void Synthesise(string text, string source, string path, long size, ulong seed, Action<double, string> report)
     {
-        var paragraphs = File.ReadAllText(source).Replace("\r\n", "\n").Split("\n\n", StringSplitOptions.RemoveEmptyEntries)
+        var paragraphs = text.Replace("\r\n", "\n").Split("\n\n", StringSplitOptions.RemoveEmptyEntries)
             .Select(p => Encoding.UTF8.GetBytes(p.Trim('\n') + "\n\n")).Where(p => p.Length > 2).ToArray();
         if (paragraphs.Length == 0) throw new InvalidInputException(source, "text", "has no paragraphs");
         var rng = Rng.Derive(seed, "bench-tokenize");

@@ -20,11 +20,16 @@ static class DemoLanguageModel
     public sealed record Sizes(int NCtx = 16, int VocabTop = 256, int DModel = 32, int NHeads = 4, int DHead = 8, int DMlp = 128, int NLayers = 2,
         int Steps = 400, int BatchSize = 32, int BoundSequences = 64, string Clusters = "1,8,64");
 
-    /// <summary>The Shakespeare sample (data/shakespeare.txt) embedded in the CLI, so the demo needs no checkout.</summary>
+    /// <summary>The Shakespeare sample (data/shakespeare.txt) embedded in the CLI, so the demo and bench tokenize need no checkout.</summary>
+    public static Stream OpenSample() => Assembly.GetExecutingAssembly().GetManifestResourceStream("shakespeare.txt")
+        ?? throw new InvalidOperationException("the embedded Shakespeare sample is missing from this build");
+
+    /// <summary>What <see cref="OpenSample"/> reads, as the source of a text in messages and JSON.</summary>
+    public const string SampleName = "the Shakespeare sample built into verifier (data/shakespeare.txt)";
+
     public static void WriteSample(string path)
     {
-        using var s = Assembly.GetExecutingAssembly().GetManifestResourceStream("shakespeare.txt")
-            ?? throw new InvalidOperationException("the embedded Shakespeare sample is missing from this build");
+        using var s = OpenSample();
         using var f = File.Create(path);
         s.CopyTo(f);
     }

@@ -165,21 +165,18 @@ static class ModelCommands
             string dir = pr.GetValue(model)!.FullName, path = pr.GetValue(data)!.FullName;
             var weights = ModelWeights.Load(dir);
             var dataset = TokenDataset.Load(path, weights.Config);
+            // With --reference, the reference forward runs once per sequence in the same pass (Evaluator.Evaluate).
             var r = ctx.WithProgress("evaluating", report => Evaluator.Evaluate(weights, dataset, pr.GetValue(batch),
-                new SyncProgress<(int Done, int Total)>(p => report((double)p.Done / p.Total, $"{p.Done}/{p.Total} sequences"))));
+                new SyncProgress<(int Done, int Total)>(p => report((double)p.Done / p.Total, $"{p.Done}/{p.Total} sequences")),
+                reference: pr.GetValue(reference)));
             if (!double.IsFinite(r.Loss))
             {
                 // Name the first position that overflows (the reference forward throws there), else say what we know.
-                ReferenceForward.Evaluate(weights, dataset);
+                // With --reference the pass above has run it already and found every position finite.
+                if (r.Reference is null) ReferenceForward.Evaluate(weights, dataset);
                 throw new NumericException(weights.Source, "loss", $"is {r.Loss}: the float64 forward pass overflows; the weights are finite but too large for a finite loss");
             }
-            double? refLoss = null, refAcc = null, logitAbs = null, logitRel = null;
-            if (pr.GetValue(reference))
-            {
-                var rr = ReferenceForward.Evaluate(weights, dataset);
-                refLoss = rr.Loss; refAcc = rr.Accuracy;
-                (logitAbs, logitRel) = Evaluator.LogitDifference(weights, dataset, pr.GetValue(batch));
-            }
+            double? refLoss = r.Reference?.Loss, refAcc = r.Reference?.Accuracy, logitAbs = r.Reference?.MaxAbs, logitRel = r.Reference?.MaxRel;
             if (ctx.Json)
                 ctx.WriteJson(new
                 {

@@ -275,15 +275,17 @@ public sealed class TokenDataset
         for (int i = 0; i < Count; i++) Check(source, i + 1, Sequences[i], config);
     }
 
+    /// <summary>The canonical JSON Lines text (<see cref="DatasetLineWriter"/>).</summary>
     public string ToJsonLines()
     {
-        var sb = new StringBuilder();
-        foreach (var s in Sequences) AppendLine(sb, s);
-        return sb.ToString();
+        var ms = new MemoryStream();
+        using (var w = new DatasetLineWriter(ms, leaveOpen: true))
+        {
+            foreach (var s in Sequences) w.Write(s);
+            w.Finish();
+        }
+        return Encoding.UTF8.GetString(ms.GetBuffer(), 0, (int)ms.Length);
     }
-
-    static void AppendLine(StringBuilder sb, Sequence s) =>
-        sb.Append("{\"tokens\":[").AppendJoin(',', s.Tokens).Append("],\"labels\":[").AppendJoin(',', s.Labels).Append("]}\n");
 
     /// <summary>Writes the dataset: the descriptor (its canonical bytes and a line break) for a whole enumerated space,
     /// JSON Lines otherwise.</summary>
@@ -295,32 +297,81 @@ public sealed class TokenDataset
     public string ContentHash()
     {
         if (IsWholeSpace) return Space!.ContentHash();
-        using var h = System.Security.Cryptography.IncrementalHash.CreateHash(System.Security.Cryptography.HashAlgorithmName.SHA256);
-        var sb = new StringBuilder();
-        var buf = new byte[1 << 16];
-        foreach (var s in Sequences)
-        {
-            AppendLine(sb, s);
-            if (sb.Length < 16384) continue;
-            Flush();
-        }
-        Flush();
-        return Convert.ToHexStringLower(h.GetHashAndReset());
+        using var w = new DatasetLineWriter(Stream.Null);
+        foreach (var s in Sequences) w.Write(s);
+        return w.Finish();
+    }
+}
 
-        void Flush()
+/// <summary>Writes dataset lines in the canonical serialisation of spec/dataset.md (<c>{"tokens":[…],"labels":[…]}</c>,
+/// integers in invariant decimal, no spaces, a line break after each), streamed, hashing what it writes: the SHA-256 of
+/// the canonical text is the dataset's content hash (<see cref="TokenDataset.ContentHash"/>). The one implementation of
+/// that format: <see cref="TokenDataset.ToJsonLines"/>, <see cref="TokenDataset.ContentHash"/> and make-data --task text
+/// (Verifier.Text) all write through it.</summary>
+public sealed class DatasetLineWriter : IDisposable
+{
+    readonly Stream _out;
+    readonly bool _leaveOpen;
+    readonly System.Security.Cryptography.IncrementalHash _hash =
+        System.Security.Cryptography.IncrementalHash.CreateHash(System.Security.Cryptography.HashAlgorithmName.SHA256);
+    readonly byte[] _buf = new byte[1 << 16];
+    int _used;
+
+    /// <param name="output">Where the lines go (<see cref="Stream.Null"/> to hash only); a <see cref="FileStream"/> is
+    /// flushed to disk by <see cref="Finish"/>.</param>
+    public DatasetLineWriter(Stream output, bool leaveOpen = false) { _out = output; _leaveOpen = leaveOpen; }
+
+    /// <summary>A new file (refused if it exists) to write the lines to.</summary>
+    public static DatasetLineWriter Create(string path) =>
+        new(new FileStream(path, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16));
+
+    static ReadOnlySpan<byte> TokensKey => "{\"tokens\":["u8;
+    static ReadOnlySpan<byte> LabelsKey => "],\"labels\":["u8;
+    static ReadOnlySpan<byte> End => "]}\n"u8;
+
+    public void Write(Sequence s) => Write(s.Tokens, s.Labels);
+
+    public void Write(ReadOnlySpan<int> tokens, ReadOnlySpan<int> labels)
+    {
+        Raw(TokensKey); Ints(tokens); Raw(LabelsKey); Ints(labels); Raw(End);
+    }
+
+    void Ints(ReadOnlySpan<int> xs)
+    {
+        for (int i = 0; i < xs.Length; i++)
         {
-            foreach (var chunk in sb.GetChunks())
-            {
-                var span = chunk.Span;
-                while (!span.IsEmpty)
-                {
-                    int take = Math.Min(span.Length, buf.Length / 3);
-                    int bytes = Encoding.UTF8.GetBytes(span[..take], buf);
-                    h.AppendData(buf, 0, bytes);
-                    span = span[take..];
-                }
-            }
-            sb.Clear();
+            if (_used + 12 > _buf.Length) Flush();
+            if (i > 0) _buf[_used++] = (byte)',';
+            System.Buffers.Text.Utf8Formatter.TryFormat(xs[i], _buf.AsSpan(_used), out int w);
+            _used += w;
         }
+    }
+
+    void Raw(ReadOnlySpan<byte> b)
+    {
+        if (_used + b.Length > _buf.Length) Flush();
+        b.CopyTo(_buf.AsSpan(_used));
+        _used += b.Length;
+    }
+
+    void Flush()
+    {
+        _out.Write(_buf, 0, _used);
+        _hash.AppendData(_buf, 0, _used);
+        _used = 0;
+    }
+
+    /// <summary>Flushes (to disk for a file) and returns the SHA-256 of everything written (lower-case hex).</summary>
+    public string Finish()
+    {
+        Flush();
+        if (_out is FileStream fs) fs.Flush(flushToDisk: true); else _out.Flush();
+        return Convert.ToHexStringLower(_hash.GetHashAndReset());
+    }
+
+    public void Dispose()
+    {
+        if (!_leaveOpen) _out.Dispose();
+        _hash.Dispose();
     }
 }

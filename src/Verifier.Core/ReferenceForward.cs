@@ -237,20 +237,32 @@ public static class ReferenceForward
             var s = data.Sequences[q];
             int seq = q;
             var logits = Run(w, s.Tokens, mlpPre is null ? null : (l, t, pre) => mlpPre(seq, l, t, pre)).Logits;
-            for (int t = 0; t < s.Tokens.Length; t++)
+            foreach (var (ce, hit) in Score(w, q, s, logits))
             {
-                int y = s.Labels[t];
-                if (y < 0) continue;
-                double ce = CrossEntropy(logits, t, y);
-                if (!double.IsFinite(ce)) throw Overflow(w, q, t, logits, ce);
                 total += ce;
                 n++;
-                int arg = 0;
-                for (int v = 1; v < logits.GetLength(1); v++) if (logits[t, v] > logits[t, arg]) arg = v;
-                if (arg == y) correct++;
+                if (hit) correct++;
             }
         }
         return (total / n, (double)correct / n, n);
+    }
+
+    /// <summary>The cross-entropy of each labelled position of sequence <paramref name="q"/> (in position order) given its
+    /// logits, and whether the first largest logit is the label; the <see cref="Overflow"/> error at a non-finite one.</summary>
+    public static List<(double Ce, bool Correct)> Score(ModelWeights w, int q, Sequence s, double[,] logits)
+    {
+        var scored = new List<(double, bool)>();
+        for (int t = 0; t < s.Tokens.Length; t++)
+        {
+            int y = s.Labels[t];
+            if (y < 0) continue;
+            double ce = CrossEntropy(logits, t, y);
+            if (!double.IsFinite(ce)) throw Overflow(w, q, t, logits, ce);
+            int arg = 0;
+            for (int v = 1; v < logits.GetLength(1); v++) if (logits[t, v] > logits[t, arg]) arg = v;
+            scored.Add((ce, arg == y));
+        }
+        return scored;
     }
 
     /// <summary>The error for a position whose float64 cross-entropy is not finite: the weights are finite (checked

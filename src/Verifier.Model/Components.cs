@@ -63,8 +63,13 @@ static class Components
             }
             using var c64 = tensor(cos, [T, dh], ScalarType.Float64);
             using var s64 = tensor(sin, [T, dh], ScalarType.Float64);
-            return new RotaryTables(c64.to(dtype, device), s64.to(dtype, device), tensor(partner, device: device));
+            // Held beyond the dispose scope they may be built in (Transformer caches them).
+            return new RotaryTables(c64.to(dtype, device).DetachFromDisposeScope(), s64.to(dtype, device).DetachFromDisposeScope(),
+                tensor(partner, device: device).DetachFromDisposeScope());
         }
+
+        /// <summary>The tables of positions 0..T−1 (T ≤ this table's length): views of these, disposable on their own.</summary>
+        public RotaryTables Prefix(long T) => new(Cos.narrow(0, 0, T), Sin.narrow(0, 0, T), Partner.alias());
 
         /// <summary>x [B, H, T, d_head] rotated.</summary>
         public Tensor Apply(Tensor x) => x * Cos + x.index_select(-1, Partner) * Sin;
@@ -73,7 +78,8 @@ static class Components
     }
 
     /// <summary>The attention mask of <paramref name="layer"/> [T, T], true where query t may not read key s:
-    /// s &gt; t (causal), or s &lt; <see cref="ModelConfig.FirstKey"/> (a local layer's window).</summary>
+    /// s &gt; t (causal), or s &lt; <see cref="ModelConfig.FirstKey"/> (a local layer's window). Row t depends on t
+    /// alone, so the mask for a shorter length is this one's top-left corner.</summary>
     public static Tensor Mask(ModelConfig c, int layer, long T, Device device)
     {
         var m = new bool[T * T];
@@ -82,6 +88,6 @@ static class Components
             int first = c.FirstKey(layer, t);
             for (int s = 0; s < T; s++) m[t * T + s] = s > t || s < first;
         }
-        return tensor(m, [T, T], device: device);
+        return tensor(m, [T, T], device: device).DetachFromDisposeScope();   // held beyond the scope it may be built in
     }
 }

@@ -119,69 +119,85 @@ public static class Trainer
 }
 
 /// <summary>Mean cross-entropy and accuracy over the labelled positions, computed in float64 through TorchSharp
-/// (libtorch, the same kernels as PyTorch).</summary>
+/// (libtorch, the same kernels as PyTorch); optionally compared, in the same pass, with the plain C# reference forward.</summary>
 public static class Evaluator
 {
-    public sealed record Result(double Loss, double Accuracy, long Positions, long Sequences);
+    public sealed record Result(double Loss, double Accuracy, long Positions, long Sequences, ReferenceComparison? Reference = null);
 
-    public static Result Evaluate(ModelWeights weights, TokenDataset data, int batchSize = 1024, IProgress<(int Done, int Total)>? progress = null)
+    /// <summary>The plain C# reference forward (<see cref="ReferenceForward.Run"/>) on the same dataset: its loss and accuracy
+    /// (exactly <see cref="ReferenceForward.Evaluate(ModelWeights, TokenDataset)"/>'s), and the largest difference between its
+    /// logits and TorchSharp's over every position: absolute, and relative to max(1, |logit|).</summary>
+    public sealed record ReferenceComparison(double Loss, double Accuracy, double MaxAbs, double MaxRel);
+
+    /// <param name="reference">Also run the reference forward, once per sequence, and compare (<see cref="Result.Reference"/>);
+    /// a position where its cross-entropy overflows throws <see cref="ReferenceForward.Overflow"/>'s error, the first in
+    /// dataset order, as <see cref="ReferenceForward.Evaluate(ModelWeights, TokenDataset)"/> does.</param>
+    public static Result Evaluate(ModelWeights weights, TokenDataset data, int batchSize = 1024, IProgress<(int Done, int Total)>? progress = null,
+        bool reference = false)
     {
         using var model = new Transformer(weights, ScalarType.Float64);
         using var noGrad = no_grad();
+        int V = weights.Config.DVocabOut;
         double total = 0; long positions = 0, correct = 0;
         int done = 0;
-        foreach (var group in data.Sequences.GroupBy(s => s.Tokens.Length))
+        double abs = 0, rel = 0;
+        // Per sequence, the reference's scored positions, or the error at its first overflowing one: summed (or thrown)
+        // in dataset order after the batched pass, so the result is bit-identical to ReferenceForward.Evaluate's.
+        var refScores = reference ? new List<(double Ce, bool Correct)>?[data.Count] : null;
+        var refOverflow = reference ? new NumericException?[data.Count] : null;
+        foreach (var group in Enumerable.Range(0, data.Count).GroupBy(q => data.Sequences[q].Tokens.Length))
         {
-            var seqs = group.ToList();
-            for (int start = 0; start < seqs.Count; start += batchSize)
+            var indices = group.ToList();
+            for (int start = 0; start < indices.Count; start += batchSize)
             {
                 using var scope = NewDisposeScope();
-                var chunk = seqs.GetRange(start, Math.Min(batchSize, seqs.Count - start));
-                var (tokens, labels) = Transformer.Batch(chunk);
-                var flat = model.Forward(tokens).reshape(-1, weights.Config.DVocabOut);
+                var chunk = indices.GetRange(start, Math.Min(batchSize, indices.Count - start));
+                var seqs = chunk.Select(q => data.Sequences[q]).ToList();
+                var (tokens, labels) = Transformer.Batch(seqs);
+                var flat = model.Forward(tokens).reshape(-1, V);
                 var target = labels.reshape(-1);
                 var scored = target.ne(-1);
                 total += nn.functional.cross_entropy(flat, target, ignore_index: -1, reduction: nn.Reduction.Sum).item<double>();
                 positions += scored.sum().item<long>();
                 correct += flat.argmax(-1).eq(target).logical_and(scored).sum().item<long>();
+                if (reference)
+                {
+                    var logits = flat.contiguous().data<double>().ToArray();
+                    int T = seqs[0].Tokens.Length;
+                    for (int b = 0; b < seqs.Count; b++)
+                    {
+                        var r = ReferenceForward.Run(weights, seqs[b].Tokens).Logits;
+                        for (int t = 0; t < T; t++)
+                            for (int v = 0; v < V; v++)
+                            {
+                                double x = r[t, v], y = logits[(b * T + t) * V + v], diff = Math.Abs(x - y);
+                                abs = Math.Max(abs, diff);
+                                rel = Math.Max(rel, diff / Math.Max(1.0, Math.Max(Math.Abs(x), Math.Abs(y))));
+                            }
+                        try { refScores![chunk[b]] = ReferenceForward.Score(weights, chunk[b], seqs[b], r); }
+                        catch (NumericException e) { refOverflow![chunk[b]] = e; }
+                    }
+                }
                 done += chunk.Count;
                 progress?.Report((done, data.Count));
             }
         }
-        return new Result(total / positions, (double)correct / positions, positions, data.Count);
-    }
-
-    /// <summary>The largest difference between the TorchSharp float64 logits and the plain C# reference forward's
-    /// (<see cref="ReferenceForward.Run"/>) over every position of the dataset: absolute, and relative to max(1, |logit|).</summary>
-    public static (double MaxAbs, double MaxRel) LogitDifference(ModelWeights weights, TokenDataset data, int batchSize = 1024)
-    {
-        using var model = new Transformer(weights, ScalarType.Float64);
-        using var noGrad = no_grad();
-        int V = weights.Config.DVocabOut;
-        double abs = 0, rel = 0;
-        foreach (var group in data.Sequences.GroupBy(s => s.Tokens.Length))
+        ReferenceComparison? comparison = null;
+        if (reference)
         {
-            var seqs = group.ToList();
-            for (int start = 0; start < seqs.Count; start += batchSize)
+            double refTotal = 0; long n = 0, hits = 0;
+            for (int q = 0; q < data.Count; q++)
             {
-                using var scope = NewDisposeScope();
-                var chunk = seqs.GetRange(start, Math.Min(batchSize, seqs.Count - start));
-                var (tokens, _) = Transformer.Batch(chunk);
-                var logits = model.Forward(tokens).contiguous().data<double>().ToArray();
-                int T = chunk[0].Tokens.Length;
-                for (int b = 0; b < chunk.Count; b++)
+                if (refOverflow![q] is { } e) throw e;
+                foreach (var (ce, hit) in refScores![q]!)
                 {
-                    var r = ReferenceForward.Run(weights, chunk[b].Tokens).Logits;
-                    for (int t = 0; t < T; t++)
-                        for (int v = 0; v < V; v++)
-                        {
-                            double x = r[t, v], y = logits[(b * T + t) * V + v], diff = Math.Abs(x - y);
-                            abs = Math.Max(abs, diff);
-                            rel = Math.Max(rel, diff / Math.Max(1.0, Math.Max(Math.Abs(x), Math.Abs(y))));
-                        }
+                    refTotal += ce;
+                    n++;
+                    if (hit) hits++;
                 }
             }
+            comparison = new ReferenceComparison(refTotal / n, (double)hits / n, abs, rel);
         }
-        return (abs, rel);
+        return new Result(total / positions, (double)correct / positions, positions, data.Count, comparison);
     }
 }

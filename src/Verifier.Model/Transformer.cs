@@ -12,6 +12,80 @@ namespace Verifier.Model;
 public sealed class Transformer : IDisposable
 {
     readonly Dictionary<string, Parameter> _p = new(StringComparer.Ordinal);
+    /// <summary>Grouped-query attention: the key/value head each query head reads (null without grouped-query attention).</summary>
+    readonly Tensor? _kvGroup;
+    readonly object _tablesLock = new();
+    Tables? _tables;
+
+    /// <summary>What Forward needs besides the parameters and depends only on the sequence length: each layer's attention
+    /// mask (one tensor per distinct mask) and the rotary tables, built for the longest length seen so far; a shorter
+    /// sequence uses their prefix (row t of each depends on t alone). Built once, not on every Forward (the training loop).</summary>
+    sealed class Tables(long length, Tensor[] masks, Components.RotaryTables? rotary) : IDisposable
+    {
+        public long Length => length;
+        public Tensor[] Masks => masks;
+        public Components.RotaryTables? Rotary => rotary;
+        public void Dispose()
+        {
+            foreach (var m in masks.Distinct(ReferenceEqualityComparer.Instance)) ((Tensor)m!).Dispose();
+            rotary?.Dispose();
+        }
+    }
+
+    /// <summary>The cached tables' length (test hook), 0 before the first Forward.</summary>
+    internal long CachedLength { get { lock (_tablesLock) return _tables?.Length ?? 0; } }
+
+    /// <summary>One Forward's views of the cached tables for its length T (disposed by it): the storage stays alive while
+    /// they do, even if a longer sequence meanwhile replaces the cache.</summary>
+    sealed class TableViews(Tensor[] masks, Components.RotaryTables? rotary) : IDisposable
+    {
+        public Tensor[] Masks => masks;
+        public Components.RotaryTables? Rotary => rotary;
+        public void Dispose()
+        {
+            foreach (var m in masks.Distinct(ReferenceEqualityComparer.Instance)) ((Tensor)m!).Dispose();
+            rotary?.Dispose();
+        }
+    }
+
+    TableViews ViewsFor(long T)
+    {
+        lock (_tablesLock)
+        {
+            var tables = TablesFor(T);
+            var corners = new Dictionary<Tensor, Tensor>(ReferenceEqualityComparer.Instance);
+            var masks = tables.Masks.Select(m =>
+            {
+                if (!corners.TryGetValue(m, out var corner))
+                {
+                    using var rows = m.narrow(0, 0, T);
+                    corners[m] = corner = rows.narrow(1, 0, T);                 // the top-left T × T corner
+                }
+                return corner;
+            }).ToArray();
+            return new TableViews(masks, tables.Rotary?.Prefix(T));
+        }
+    }
+
+    Tables TablesFor(long T)
+    {
+        lock (_tablesLock)
+        {
+            if (_tables is { } t && t.Length >= T) return t;
+            var c = Config;
+            var byKind = new Dictionary<bool, Tensor>();        // global and local layers: one mask each
+            var masks = Enumerable.Range(0, c.NLayers).Select(l =>
+            {
+                bool local = c.IsLocal(l);
+                if (!byKind.TryGetValue(local, out var m)) byKind[local] = m = Components.Mask(c, l, T, Device);
+                return m;
+            }).ToArray();
+            var fresh = new Tables(T, masks, c.Rotary ? Components.RotaryTables.For(c, T, Dtype, Device) : null);
+            // A Forward in flight elsewhere holds views of the old tensors (TableViews), which keep their storage alive.
+            _tables?.Dispose();
+            return _tables = fresh;
+        }
+    }
 
     public ModelConfig Config { get; }
     public ScalarType Dtype { get; }
@@ -29,6 +103,8 @@ public sealed class Transformer : IDisposable
             using var data = tensor(t.Data, shape.Select(s => (long)s).ToArray(), ScalarType.Float64);
             _p[name] = new Parameter(data.to(dtype, Device), requires_grad: true);
         }
+        if (Config.KvHeads != Config.NHeads)
+            _kvGroup = tensor(Enumerable.Range(0, Config.NHeads).Select(hd => (long)Config.KvHeadOf(hd)).ToArray(), device: Device).DetachFromDisposeScope();
     }
 
     Tensor P(string name) => _p[name];
@@ -54,10 +130,11 @@ public sealed class Transformer : IDisposable
         var h = P("embed.W_E").index_select(0, tokens.reshape(-1)).reshape(B, T, c.DModel);
         if (c.HasPosEmbed) h = h + P("pos_embed.W_pos").narrow(0, 0, T);                   // h⁰ = W_E[x] + W_pos
         h = AtSite(h);
-        using var rotary = c.Rotary ? Components.RotaryTables.For(c, T, Dtype, Device) : null;
+        using var tables = ViewsFor(T);
+        var rotary = tables.Rotary;
         for (int l = 0; l < c.NLayers; l++)
         {
-            using var mask = Components.Mask(c, l, T, Device);                              // s > t, or outside a local window
+            var mask = tables.Masks[l];                                                     // s > t, or outside a local window
             var attn = Attention(l, Norm($"blocks.{l}.ln1.", c.Normalization, h), mask, rotary);
             if (c.AttnOnly)
                 h = h + attn;
@@ -85,11 +162,7 @@ public sealed class Transformer : IDisposable
         var q = einsum("btd,hde->bhte", x, P(a + "W_Q")) + P(a + "b_Q").view(1, H, 1, dh);
         var k = einsum("btd,hde->bhte", x, P(a + kv + "W_K")) + P(a + kv + "b_K").view(1, G, 1, dh);
         var v = einsum("btd,hde->bhte", x, P(a + kv + "W_V")) + P(a + kv + "b_V").view(1, G, 1, dh);
-        if (G != H)
-        {
-            using var group = tensor(Enumerable.Range(0, H).Select(hd => (long)c.KvHeadOf(hd)).ToArray(), device: Device);
-            k = k.index_select(1, group); v = v.index_select(1, group);
-        }
+        if (_kvGroup is not null) { k = k.index_select(1, _kvGroup); v = v.index_select(1, _kvGroup); }
         if (rotary is not null) { q = rotary.Apply(q); k = rotary.Apply(k); }
         var (sqrtDHead, baseScale, layerFactor) = c.AttnDivisor(l);
         double divisor = (sqrtDHead ? Math.Sqrt(dh) : baseScale) * layerFactor;
@@ -127,6 +200,8 @@ public sealed class Transformer : IDisposable
     {
         foreach (var p in _p.Values) p.Dispose();
         _p.Clear();
+        _kvGroup?.Dispose();
+        lock (_tablesLock) { _tables?.Dispose(); _tables = null; }
     }
 
     /// <summary>Turns sequences of equal length into [B, T] token and label tensors (int64).</summary>

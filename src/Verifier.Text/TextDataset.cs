@@ -1,6 +1,4 @@
 using System.Buffers.Binary;
-using System.Buffers.Text;
-using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using Verifier.Core;
@@ -52,7 +50,7 @@ public static class TextDataset
         {
             return AtomicOutput.Publishing(full, overwrite, tmp =>
             {
-                using var w = new DatasetLineWriter(tmp);
+                using var w = DatasetLineWriter.Create(tmp);
                 var s = Stream(source, tokenizer, o, (t, l) => w.Write(t, l), null, progress, ct);
                 string hash = w.Finish();
                 return Result(s, hash, tokenizer.DVocab, null, null, null);
@@ -80,7 +78,7 @@ public static class TextDataset
             string mapJson = map.ToJson(tokenizer.Name, tokenizer.DVocab);
             var result = AtomicOutput.Publishing(full, overwrite, tmp =>
             {
-                using var w = new DatasetLineWriter(tmp);
+                using var w = DatasetLineWriter.Create(tmp);
                 using var rawIn = new FileStream(raw, FileMode.Open, FileAccess.Read, FileShare.None, 1 << 16);
                 var bytes = new byte[o.NCtx * 8];
                 var t = new int[o.NCtx]; var l = new int[o.NCtx];
@@ -211,62 +209,6 @@ public static class TextDataset
         progress?.Report((1, $"{source.Documents:N0} documents, {streamTokens:N0} tokens, {windows:N0} windows"));
         return new Stats(windows, labelled, streamTokens);
     }
-}
-
-/// <summary>Writes dataset lines in the canonical serialisation of spec/dataset.md (<c>{"tokens":[…],"labels":[…]}</c>,
-/// no spaces, a line break after each), so the file's SHA-256 is the dataset's content hash.</summary>
-sealed class DatasetLineWriter : IDisposable
-{
-    readonly FileStream _fs;
-    readonly IncrementalHash _hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-    readonly byte[] _buf = new byte[1 << 16];
-    int _used;
-
-    public DatasetLineWriter(string path) { _fs = new FileStream(path, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16); }
-
-    static ReadOnlySpan<byte> TokensKey => "{\"tokens\":["u8;
-    static ReadOnlySpan<byte> LabelsKey => "],\"labels\":["u8;
-    static ReadOnlySpan<byte> End => "]}\n"u8;
-
-    public void Write(ReadOnlySpan<int> tokens, ReadOnlySpan<int> labels)
-    {
-        Raw(TokensKey); Ints(tokens); Raw(LabelsKey); Ints(labels); Raw(End);
-    }
-
-    void Ints(ReadOnlySpan<int> xs)
-    {
-        for (int i = 0; i < xs.Length; i++)
-        {
-            if (_used + 12 > _buf.Length) Flush();
-            if (i > 0) _buf[_used++] = (byte)',';
-            Utf8Formatter.TryFormat(xs[i], _buf.AsSpan(_used), out int w);
-            _used += w;
-        }
-    }
-
-    void Raw(ReadOnlySpan<byte> b)
-    {
-        if (_used + b.Length > _buf.Length) Flush();
-        b.CopyTo(_buf.AsSpan(_used));
-        _used += b.Length;
-    }
-
-    void Flush()
-    {
-        _fs.Write(_buf, 0, _used);
-        _hash.AppendData(_buf, 0, _used);
-        _used = 0;
-    }
-
-    /// <summary>Flushes to disk and returns the SHA-256 of everything written (lower-case hex).</summary>
-    public string Finish()
-    {
-        Flush();
-        _fs.Flush(flushToDisk: true);
-        return Convert.ToHexStringLower(_hash.GetHashAndReset());
-    }
-
-    public void Dispose() { _fs.Dispose(); _hash.Dispose(); }
 }
 
 /// <summary><c>--vocab-top N</c>: the kept ids (the BOS id first when windows carry one, then by count, most frequent

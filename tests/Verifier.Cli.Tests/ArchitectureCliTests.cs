@@ -19,9 +19,11 @@ public sealed class ArchitectureCliTests : IDisposable
     string P(string name) => Path.Combine(_dir, name);
 
     static readonly string[] Small = ["--task", "max-of-k", "--vocab", "10", "--k", "4", "--steps", "20", "--batch-size", "32",
-        "--d-model", "16", "--d-head", "8", "--d-mlp", "16", "--n-layers", "2"];
+        "--d-model", "16", "--d-head", "8", "--n-layers", "2"];
 
-    (int Code, string Out, string Err) Train(string name, params string[] extra) => Run(["train-model", .. Small, .. extra, "--out", P(name)]);
+    /// <summary>Trains with Small plus --d-mlp 16, except for an attention-only model (which refuses --d-mlp).</summary>
+    (int Code, string Out, string Err) Train(string name, params string[] extra) =>
+        Run(["train-model", .. Small, .. (extra.Contains("--attn-only") ? Array.Empty<string>() : ["--d-mlp", "16"]), .. extra, "--out", P(name)]);
 
     [Theory]
     [InlineData("basic", "")]
@@ -79,6 +81,7 @@ public sealed class ArchitectureCliTests : IDisposable
     [InlineData(new[] { "--arch", "pythia-like", "--rotary-dim", "10" }, "--rotary-dim")]
     [InlineData(new[] { "--attn-only", "--gated-mlp" }, "--gated-mlp")]
     [InlineData(new[] { "--attn-only", "--act-fn", "gelu" }, "--act-fn")]
+    [InlineData(new[] { "--attn-only", "--d-mlp", "32" }, "--d-mlp does not apply to an attention-only model")]
     [InlineData(new[] { "--window-size", "2" }, "--window-size")]
     [InlineData(new[] { "--attn-types", "local" }, "--attn-types")]
     [InlineData(new[] { "--attn-types", "global,sliding" }, "--attn-types")]
@@ -94,6 +97,19 @@ public sealed class ArchitectureCliTests : IDisposable
         Assert.Equal(2, r.Code);
         Assert.Contains(named, r.Err);
         Assert.False(Directory.Exists(P("x")));
+    }
+
+    [Fact]
+    public void An_attention_only_model_trains_without_d_mlp_and_refuses_an_explicit_one_writing_nothing()
+    {
+        var r = Train("a", "--attn-only");
+        Assert.True(r.Code == 0, r.Err);
+        Assert.Equal((true, 0), (ModelWeights.Load(P("a")).Config.AttnOnly, ModelWeights.Load(P("a")).Config.DMlp));
+        // The default --d-mlp is not given explicitly, so it is not refused; an explicit one (even the default value) is.
+        var bad = Train("b", "--attn-only", "--d-mlp", "64");
+        Assert.Equal(2, bad.Code);
+        Assert.Contains("--d-mlp does not apply to an attention-only model", bad.Err);
+        Assert.False(Directory.Exists(P("b")));
     }
 
     [Fact]

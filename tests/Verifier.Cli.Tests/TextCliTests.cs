@@ -36,6 +36,25 @@ public sealed class TextCliTests : IDisposable
         Assert.Equal(d.ContentHash(), TokenDataset.Load(P("d.jsonl")).ContentHash());
     }
 
+    /// <summary>make-data --task text writes through Core's canonical line writer: the file is byte for byte what Core
+    /// writes for the same sequences (TokenDataset.Save), so both hash alike; with and without --vocab-top.</summary>
+    [Theory]
+    [InlineData("")]
+    [InlineData("--vocab-top 20")]
+    public void A_text_dataset_is_byte_identical_to_Cores_serialisation_of_its_sequences(string options)
+    {
+        var extra = options.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+        File.WriteAllText(P("t.txt"), string.Concat(Enumerable.Repeat(Verse, 3)));
+        var r = Run(["make-data", "--task", "text", "--tokenizer", "gpt2", "--text", P("t.txt"), "--n-ctx", "12", "--out", P("d.jsonl"), "--json", .. extra]);
+        Assert.True(r.Code == 0, r.Err);
+        var d = TokenDataset.Load(P("d.jsonl"));
+        new TokenDataset(d.Sequences.Select(s => new Sequence([.. s.Tokens], [.. s.Labels])).ToList()).Save(P("core.jsonl"));
+        Assert.Equal(File.ReadAllBytes(P("core.jsonl")), File.ReadAllBytes(P("d.jsonl")));
+        using var j = JsonDocument.Parse(r.Out);
+        Assert.Equal(Hashing.Sha256File(P("core.jsonl")), j.RootElement.GetProperty("content_hash").GetString());
+        Assert.Equal(Hashing.Sha256File(P("d.jsonl")), d.ContentHash());
+    }
+
     [Fact]
     public void Options_that_do_not_apply_are_refused()
     {
@@ -124,5 +143,17 @@ public sealed class TextCliTests : IDisposable
         Assert.True(tokens > 1000);
         Assert.All(formats, f => { Assert.True(f.GetProperty("tokens_per_second").GetDouble() > 0); Assert.True(f.GetProperty("peak_memory_mib").GetDouble() > 0); });
         Assert.Equal(ExitCodes.Usage, Run("bench", "tokenize", "--text", P("t.txt"), "--mib", "3").Code);
+    }
+
+    [Fact]
+    public void Bench_tokenize_without_text_synthesises_from_the_embedded_sample_not_a_file_on_disk()
+    {
+        // The test runs inside the checkout, where data/shakespeare.txt is on disk: the source must still be the embedded copy.
+        var r = Run("bench", "tokenize", "--mib", "1", "--formats", "txt", "--n-ctx", "64", "--json");
+        Assert.True(r.Code == 0, r.Err);
+        using var j = JsonDocument.Parse(r.Out);
+        Assert.StartsWith("the Shakespeare sample built into verifier", j.RootElement.GetProperty("source").GetString());
+        Assert.InRange(j.RootElement.GetProperty("text_bytes").GetInt64(), (1 << 20) - 4096, 1 << 20);   // cut at a line boundary
+        Assert.True(j.RootElement.GetProperty("formats")[0].GetProperty("tokens").GetInt64() > 100_000);
     }
 }

@@ -17,6 +17,37 @@ public class DatasetAndTaskTests
         return p;
     }
 
+    /// <summary>The one canonical line writer: exact bytes for a small dataset, and for one that crosses its 64 KiB buffer
+    /// many times, the file it writes, ToJsonLines and ContentHash agree.</summary>
+    [Fact]
+    public void The_canonical_line_writer_is_what_ToJsonLines_Save_and_ContentHash_use()
+    {
+        var small = new TokenDataset([new Sequence([0, 50256, 7], [-1, 2147483647, 3]), new Sequence([9], [-1])]);
+        const string text = "{\"tokens\":[0,50256,7],\"labels\":[-1,2147483647,3]}\n{\"tokens\":[9],\"labels\":[-1]}\n";
+        Assert.Equal(text, small.ToJsonLines());
+        Assert.Equal(Hashing.Sha256(System.Text.Encoding.UTF8.GetBytes(text)), small.ContentHash());
+
+        var r = new Rng(3);
+        var big = new TokenDataset(Enumerable.Range(0, 3000).Select(_ =>
+        {
+            int T = 1 + r.NextInt(40);
+            return new Sequence(Enumerable.Range(0, T).Select(_ => r.NextInt(100000)).ToArray(), Enumerable.Range(0, T).Select(_ => r.NextInt(3) - 1).ToArray());
+        }).ToList());
+        string p = Path.Combine(Path.GetTempPath(), $"verifier-writer-{Guid.NewGuid():N}.jsonl");
+        try
+        {
+            string hash;
+            using (var w = DatasetLineWriter.Create(p)) { foreach (var q in big.Sequences) w.Write(q); hash = w.Finish(); }
+            Assert.True(new FileInfo(p).Length > 4 << 16);
+            Assert.Equal(big.ToJsonLines(), File.ReadAllText(p));
+            Assert.Equal(Hashing.Sha256File(p), hash);
+            Assert.Equal(hash, big.ContentHash());
+            Assert.Equal(hash, TokenDataset.Load(p).ContentHash());
+            Assert.Throws<IOException>(() => DatasetLineWriter.Create(p));   // never replaces a file
+        }
+        finally { File.Delete(p); }
+    }
+
     [Fact]
     public void Loads_valid_lines_and_skips_blank_ones()
     {

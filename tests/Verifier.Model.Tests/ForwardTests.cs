@@ -86,11 +86,39 @@ public class ForwardTests(ITestOutputHelper output)
             // What eval --reference reports: the batched evaluator's logits against the reference's on a dataset.
             var data = new TokenDataset(Enumerable.Range(0, 6).Select(i =>
                 new Sequence(Enumerable.Range(0, 1 + i % c.NCtx).Select(t => (t * 3 + i) % c.DVocab).ToArray(), new int[1 + i % c.NCtx])).ToList());
-            var eval = Evaluator.LogitDifference(ModelWeights.Random(c, 9, std: 0.5), data, batchSize: 2);
+            var eval = Evaluator.Evaluate(ModelWeights.Random(c, 9, std: 0.5), data, batchSize: 2, reference: true).Reference!;
             output.WriteLine($"{name,-20} {sites,5} {abs,12:E2} {rel,12:E2} {eval.MaxRel,12:E2}");
             if (!(rel <= 1e-12 && eval.MaxRel <= 1e-12)) failed.Add($"{name} ({rel:E2}, eval {eval.MaxRel:E2})");
         }
         Assert.True(failed.Count == 0, "families beyond 1e-12: " + string.Join(", ", failed));
+    }
+
+    /// <summary>eval --reference: the batched pass that runs the reference forward once per sequence reports exactly
+    /// ReferenceForward.Evaluate's loss and accuracy (mixed lengths, unlabelled positions, several batches per length), and
+    /// for overflowing weights throws its error, naming the first overflowing position in dataset order.</summary>
+    [Fact]
+    public void The_one_pass_reference_comparison_equals_the_reference_evaluation_exactly()
+    {
+        var c = ModelConfig.Create(8, 2, 4, 12, 2, 5, 7, 6, false).Validated();
+        var r = new Rng(17);
+        var data = new TokenDataset(Enumerable.Range(0, 23).Select(i =>
+        {
+            int T = 1 + r.NextInt(c.NCtx);
+            return new Sequence(Enumerable.Range(0, T).Select(_ => r.NextInt(c.DVocab)).ToArray(),
+                Enumerable.Range(0, T).Select(t => t == 0 && i % 3 == 0 ? -1 : r.NextInt(c.DVocabOut)).ToArray());
+        }).ToList());
+        var w = ModelWeights.Random(c, 4, std: 0.8);
+        var one = Evaluator.Evaluate(w, data, batchSize: 3, reference: true);
+        var plain = ReferenceForward.Evaluate(w, data);
+        Assert.NotNull(one.Reference);
+        Assert.Equal((plain.Loss, plain.Accuracy), (one.Reference.Loss, one.Reference.Accuracy));
+        Assert.InRange(one.Reference.MaxRel, 0, 1e-12);
+        Assert.Null(Evaluator.Evaluate(w, data, batchSize: 3).Reference);
+
+        var huge = ModelWeights.Random(c, 4, std: 1e120);
+        var expected = Assert.Throws<NumericException>(() => ReferenceForward.Evaluate(huge, data));
+        var got = Assert.Throws<NumericException>(() => Evaluator.Evaluate(huge, data, batchSize: 3, reference: true));
+        Assert.Equal(expected.Message, got.Message);
     }
 
     [Fact]
@@ -125,6 +153,41 @@ public class ForwardTests(ITestOutputHelper output)
         Assert.Equal(5, sites.Count);
         Assert.All(sites, s => Assert.Equal([1L, 5, 8], s.shape));
         Assert.All(sites, s => Assert.Equal(ScalarType.Float32, s.dtype));
+    }
+
+    /// <summary>Forward builds its masks, rotary tables and grouped-query index once per module (for the longest length
+    /// seen) and reads their prefix for shorter sequences: lengths in any order, each Forward inside its own dispose scope
+    /// (as the training loop runs), give exactly a fresh module's logits, and the cache is rebuilt only to grow.</summary>
+    [Theory]
+    [InlineData("neo-like")]
+    [InlineData("llama-like")]
+    [InlineData("gptj-like")]
+    [InlineData("gpt2-like")]
+    public void Forward_reuses_its_length_tables_across_calls_and_scopes_bit_for_bit(string family)
+    {
+        var c = Families.Get(family) with { NCtx = 7 };
+        var w = ModelWeights.Random(c.Validated(), 21, std: 0.5);
+        using var cached = new Transformer(w, ScalarType.Float64);
+        using var noGrad = no_grad();
+        Assert.Equal(0, cached.CachedLength);
+        foreach (var (T, expectCached) in new[] { (5, 5L), (2, 5L), (5, 5L), (7, 7L), (1, 7L), (6, 7L) })
+        {
+            var seq = new Sequence(Enumerable.Range(0, T).Select(t => (3 * t + T) % c.DVocab).ToArray(), new int[T]);
+            double[] got, want;
+            using (var scope = NewDisposeScope())
+            {
+                var (tokens, _) = Transformer.Batch([seq, seq]);
+                got = cached.Forward(tokens).contiguous().data<double>().ToArray();
+            }
+            Assert.Equal(expectCached, cached.CachedLength);
+            using (var fresh = new Transformer(w, ScalarType.Float64))
+            using (var scope = NewDisposeScope())
+            {
+                var (tokens, _) = Transformer.Batch([seq, seq]);
+                want = fresh.Forward(tokens).contiguous().data<double>().ToArray();
+            }
+            Assert.Equal(want, got);
+        }
     }
 
     [Fact]
