@@ -110,7 +110,7 @@ public sealed record ModelConfig(
     static readonly string[] TablesFields = ["normalization_type", "final_rms", "act_fn"];
 
     /// <summary>True when crosscoder-tables' lemmas (T1, T2, L1 with T3) cover this model: its only options beyond the
-    /// basic model are <see cref="TablesFields"/> (the GPT-2 / gelu-Nl / TinyStories family).</summary>
+    /// basic model are <see cref="TablesFields"/> (the GPT-2 and gelu-Nl families; GPT-Neo/TinyStories has local attention and is not covered).</summary>
     public bool CrosscoderTablesCover => Features().All(f => TablesFields.Contains(f.Split(' ')[0]));
 
     /// <summary>Refuses (exit 4) a model crosscoder-tables does not cover, naming the first option outside it.</summary>
