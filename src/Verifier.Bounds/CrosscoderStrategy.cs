@@ -200,13 +200,14 @@ public static class CrosscoderStrategy
 
     /// <summary>Nominal attention from the tables: q', k', v' = Σ_i f_i Q_i + Q₀ (etc.), interval softmax, and
     /// attn'_t − (the skip and decoder difference are added by the caller) = Σ_h Σ_{s≤t} p'_ts (Σ_j f_sj OV_j + OV₀).</summary>
-    internal static IntervalModel.AttentionTrace TableAttention(ModelConfig c, Tables.AttentionTables at, (int Index, double Value)[][] f, Iv[]? iota = null)
+    internal static IntervalModel.AttentionTrace TableAttention(ModelConfig c, Tables.AttentionTables at, (int Index, double Value)[][] f, Iv[]? iota = null, int l = 0)
     {
         int T = f.Length, H = c.NHeads, d = c.DModel;
         var Q = new Iv[H][][]; var K = new Iv[H][][]; var V = new Iv[H][][]; var P = new Iv[H][][];
         var outp = new Iv[T][];
         for (int t = 0; t < T; t++) outp[t] = new Iv[d].Select(_ => Iv.Zero).ToArray();
-        var scale = Iv.Point(1) / Iv.Sqrt(Iv.Point(c.DHead));
+        // T3: the layer's divisor D_l (√d_head by default) and its window FirstKey(l, t) ≤ s ≤ t (all s ≤ t when global).
+        var scale = Iv.Point(1) / ArchIv.Divisor(c, l);
         for (int h = 0; h < H; h++)
         {
             // T3: ι_t·(Σ_i f_ti T_i + T₀) + T_b with ln1's scale; T1 (no normalisation): Σ_i f_ti T_i + T₀.
@@ -218,19 +219,28 @@ public static class CrosscoderStrategy
             P[h] = new Iv[T][];
             for (int t = 0; t < T; t++)
             {
-                var sigma = new Iv[t + 1];
-                for (int s = 0; s <= t; s++) sigma[s] = IntervalModel.Dot(Q[h][t], K[h][s]) * scale;
-                P[h][t] = IntervalModel.Softmax(sigma);
-                for (int s = 0; s <= t; s++)
-                    for (int i = 0; i < d; i++) outp[t][i] += P[h][t][s] * ov[s][i];
+                int first = c.FirstKey(l, t);
+                var sigma = new Iv[t - first + 1];
+                for (int s = first; s <= t; s++) sigma[s - first] = IntervalModel.Dot(Q[h][t], K[h][s]) * scale;
+                P[h][t] = IntervalModel.Softmax(sigma);   // indexed s − first
+                for (int s = first; s <= t; s++)
+                    for (int i = 0; i < d; i++) outp[t][i] += P[h][t][s - first] * ov[s][i];
             }
         }
         return new IntervalModel.AttentionTrace(Q, K, V, P, outp);
     }
 
-    internal static long TableAttentionFlops(ModelConfig c, (int Index, double Value)[][] f)
+    /// <summary>Σ_t (t − FirstKey(l, t) + 1): the causal pairs layer l attends (T(T+1)/2 for a global layer).</summary>
+    internal static long Pairs(ModelConfig c, int T, int l)
     {
-        long d = c.DModel, H = c.NHeads, dh = c.DHead, T = f.Length, pairs = T * (T + 1) / 2;
+        long p = 0;
+        for (int t = 0; t < T; t++) p += t - c.FirstKey(l, t) + 1;
+        return p;
+    }
+
+    internal static long TableAttentionFlops(ModelConfig c, (int Index, double Value)[][] f, int l = 0)
+    {
+        long d = c.DModel, H = c.NHeads, dh = c.DHead, T = f.Length, pairs = Pairs(c, f.Length, l);
         long nnz = f.Sum(x => (long)x.Length);
         return H * (nnz * 2 * (3 * dh + d) + T * (3 * dh + d)) + H * (pairs * (2 * dh + 1) + 4 * pairs + T) + H * pairs * 2 * d
                + nnz * 2 * d + T * d + T * (d + Flops.Norm(d));
@@ -241,7 +251,9 @@ public static class CrosscoderStrategy
     internal static (double[] Pert, double[][][] Centres) AttentionPerturbation(ModelConfig c, Norms n, int l, IntervalModel.AttentionTrace tr, double[] eps)
     {
         int T = eps.Length, dh = c.DHead;
-        double invSqrt = Up.Div(1, Math.BitDecrement(Math.Sqrt(dh)));
+        // 1/D_l from above: the basic √d_head as before; any other divisor (T3) from its enclosure's lower end.
+        var (sqrtD, _, factor) = c.AttnDivisor(l);
+        double invSqrt = sqrtD && factor == 1 ? Up.Div(1, Math.BitDecrement(Math.Sqrt(dh))) : Up.Div(1, ArchIv.Divisor(c, l).Lo);
         var pert = new double[T];
         var centres = new double[c.NHeads][][];
         for (int h = 0; h < c.NHeads; h++)
@@ -249,24 +261,25 @@ public static class CrosscoderStrategy
             double nq = n.WQ[l][h], nk = n.WK[l][h], nv = n.WV[l][h], no = n.WO[l][h];
             var qn = tr.Q[h].Select(IntervalModel.NormUpper).ToArray();
             var kn = tr.K[h].Select(IntervalModel.NormUpper).ToArray();
-            double maxEps = 0;
             centres[h] = new double[T][];
             for (int t = 0; t < T; t++)
             {
-                maxEps = Math.Max(maxEps, eps[t]);
+                int first = c.FirstKey(l, t), keys = t - first + 1;   // the window (all s ≤ t when global)
+                double maxEps = 0;
+                for (int s = first; s <= t; s++) maxEps = Math.Max(maxEps, eps[s]);
                 double eta = 0;
-                for (int s = 0; s <= t; s++)
+                for (int s = first; s <= t; s++)
                 {
                     double e = Up.Add(Up.Add(Up.Mul(Up.Mul(nq, eps[t]), kn[s]), Up.Mul(Up.Mul(qn[t], nk), eps[s])), Up.Mul(Up.Mul(nq, nk), Up.Mul(eps[t], eps[s])));
                     eta = Math.Max(eta, Up.Mul(e, invSqrt));
                 }
                 double pdiff = Math.Min(2.0, Math.BitIncrement(Up.Exp(Up.Mul(2, eta)) - 1));
                 var centre = new double[dh];
-                for (int s = 0; s <= t; s++) for (int e = 0; e < dh; e++) centre[e] += 0.5 * (tr.V[h][s][e].Lo + tr.V[h][s][e].Hi) / (t + 1);
+                for (int s = first; s <= t; s++) for (int e = 0; e < dh; e++) centre[e] += 0.5 * (tr.V[h][s][e].Lo + tr.V[h][s][e].Hi) / keys;
                 double r = 0;
                 centres[h][t] = centre;
                 var cIv = centre.Select(Iv.Point).ToArray();
-                for (int s = 0; s <= t; s++) r = Math.Max(r, IntervalModel.NormUpper(IntervalModel.Sub(tr.V[h][s], cIv)));
+                for (int s = first; s <= t; s++) r = Math.Max(r, IntervalModel.NormUpper(IntervalModel.Sub(tr.V[h][s], cIv)));
                 double dz = Up.Add(Up.Mul(pdiff, r), Up.Mul(nv, maxEps));
                 pert[t] = Up.Add(pert[t], Up.Mul(no, dz));
             }
@@ -276,9 +289,9 @@ public static class CrosscoderStrategy
 
     /// <summary>L5's extra work: ‖q'‖, ‖k'‖ per head and position, 9 per causal pair for η and its max, 4 per
     /// position for the pattern bound, the centre (2·d_head per pair), ‖v'_s − c‖ per pair, 4 per position for Δz and ‖W_O‖·.</summary>
-    internal static long PerturbationFlops(ModelConfig c, int T)
+    internal static long PerturbationFlops(ModelConfig c, int T, int l = 0)
     {
-        long H = c.NHeads, dh = c.DHead, pairs = (long)T * (T + 1) / 2;
+        long H = c.NHeads, dh = c.DHead, pairs = Pairs(c, T, l);
         return H * (2 * T * Flops.Norm(dh) + pairs * 9 + T * 4 + pairs * 2 * dh + pairs * (dh + Flops.Norm(dh)) + T * 4);
     }
 }

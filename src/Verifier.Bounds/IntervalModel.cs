@@ -115,7 +115,9 @@ public sealed class IntervalModel(ModelWeights w)
         {
             var sum = Iv.Zero;
             for (int u = 0; u < sigma.Length; u++) sum += u == s ? Iv.Point(1) : Iv.Exp(sigma[u] - sigma[s]);
-            var q = Iv.Point(1) / sum;
+            // An exp that overflows float64 leaves the sum's upper end +∞ (the real sum is finite): p ∈ [0, 1/lower], and
+            // below 1e-300 when even the lower end overflowed (the real sum then exceeds double.MaxValue).
+            var q = sum.IsFinite ? Iv.Point(1) / sum : new Iv(0, double.IsFinite(sum.Lo) ? Math.BitIncrement(1 / sum.Lo) : 1e-300);
             p[s] = new Iv(Math.Max(0, q.Lo), Math.Min(1, q.Hi));
         }
         return p;

@@ -57,10 +57,10 @@ public sealed class TablesSequence
             var at = tab.Attn[l];
             var (iota1, r1) = Scales(at.Norm, f);
             rho1[l] = r1;
-            attn[l] = CrosscoderStrategy.TableAttention(c, at, f, iota1);
+            attn[l] = CrosscoderStrategy.TableAttention(c, at, f, iota1, l);
             delta[l] = new double[T];
             for (int t = 0; t < T; t++) delta[l][t] = IntervalModel.NormUpper(IntervalModel.Add(Tables.Combine(f[t], at.D, at.D0), attn[l].Output[t]));
-            attnFlops[l] = CrosscoderStrategy.TableAttentionFlops(c, f) + T3Flops.Attention(c, f);
+            attnFlops[l] = CrosscoderStrategy.TableAttentionFlops(c, f, l) + T3Flops.Attention(c, f);
             if (c.AttnOnly) continue;
             var mt = tab.Mlp[l]!;
             var (iota2, r2) = Scales(mt.Norm, f);
@@ -153,7 +153,7 @@ public sealed class TablesSequence
             var (pert, centres) = CrosscoderStrategy.AttentionPerturbation(c, norms, l, Attn[l], Tilde(Tab.Attn[l].Norm, eps, Rho1[l]));
             var next = new double[T];
             for (int t = 0; t < T; t++) next[t] = CrosscoderStrategy.After(c, eps[t], pert[t], Delta[l][t]);
-            blocks.Add((next, AttnFlops[l] + CrosscoderStrategy.PerturbationFlops(c, T) + 2L * T, centres));
+            blocks.Add((next, AttnFlops[l] + CrosscoderStrategy.PerturbationFlops(c, T, l) + 2L * T, centres));
             eps = next;
             if (c.AttnOnly) continue;
             var et = Tilde(Tab.Mlp[l]!.Norm, eps, Rho2[l]);

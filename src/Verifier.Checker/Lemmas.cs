@@ -393,9 +393,9 @@ public sealed partial class TranscriptChecker
                 iota = sc.Select(x => x.Iota).ToArray();
                 epsIn = eps.Select((e, t) => nt.Tilde(e, sc[t].Rho)).ToArray();
             }
-            tr = TableAttention(at, f, iota);
+            tr = TableAttention(at, f, iota, l);
             for (int t = 0; t < T; t++) delta[t] = U.Norm(Forward.Plus(Combine(f[t], at.D, at.D0), tr.Out[t]));
-            own = Costs.TableAttention(C, f) + T3Costs.Attention(C, f);
+            own = Costs.TableAttention(C, f, l) + T3Costs.Attention(C, f);
         }
         else
         {
@@ -412,7 +412,7 @@ public sealed partial class TranscriptChecker
         var claim = s.Vector("eps");
         if (claim.Length != T) Fail(s, $"eps needs {T} entries");
         for (int t = 0; t < T; t++) Certify(s, $"ε at {Sites[site]}, position {t}", claim[t], U.Add(U.Add(eps[t], pert[t]), delta[t]));
-        own += Costs.Perturbation(C, T) + 2L * T;
+        own += Costs.Perturbation(C, T, l) + 2L * T;
         Cost(s, own, true); _ownFlops += own;
         return new Info { Lemma = s.Lemma, Sequence = prev.Sequence, Site = site, Root = prev.Root, Vector = claim, Nominal = nominal };
     }
@@ -422,7 +422,9 @@ public sealed partial class TranscriptChecker
     {
         int T = eps.Length, dh = C.DHead;
         if (centres.ValueKind != JsonValueKind.Array || centres.GetArrayLength() != C.NHeads) Fail(s, "data.centres needs one entry per head");
-        double inv = U.Div(1, Math.BitDecrement(Math.Sqrt(dh)));
+        // 1/D_l from above: √d_head as in L5; another divisor (T3: attn_scale, use_attn_scale false, the layer factor) from R3 S.
+        var (sqrtD, _, factor) = C.AttnDivisor(l);
+        double inv = sqrtD && factor == 1 ? U.Div(1, Math.BitDecrement(Math.Sqrt(dh))) : U.Div(1, ArchIntervals.Divisor(C, l).Lo);
         var pert = new double[T];
         for (int h = 0; h < C.NHeads; h++)
         {
@@ -430,19 +432,20 @@ public sealed partial class TranscriptChecker
             if (ch.ValueKind != JsonValueKind.Array || ch.GetArrayLength() != T) Fail(s, "data.centres needs one centre per position");
             double nq = n.WQ[l][h], nk = n.WK[l][h], nv = n.WV[l][h], no = n.WO[l][h];
             var qn = tr.Q[h].Select(U.Norm).ToArray(); var kn = tr.K[h].Select(U.Norm).ToArray();
-            double maxEps = 0;
             for (int t = 0; t < T; t++)
             {
-                maxEps = Math.Max(maxEps, eps[t]);
+                int first = C.FirstKey(l, t);   // T3: a local layer's window; 0 when global (L5)
+                double maxEps = 0;
+                for (int u = first; u <= t; u++) maxEps = Math.Max(maxEps, eps[u]);
                 double eta = 0;
-                for (int u = 0; u <= t; u++)
+                for (int u = first; u <= t; u++)
                     eta = Math.Max(eta, U.Mul(U.Add(U.Add(U.Mul(U.Mul(nq, eps[t]), kn[u]), U.Mul(U.Mul(qn[t], nk), eps[u])), U.Mul(U.Mul(nq, nk), U.Mul(eps[t], eps[u]))), inv));
                 double pd = Math.Min(2.0, Math.BitIncrement(U.Exp(U.Mul(2, eta)) - 1));
                 var c = ch[t];
                 if (c.ValueKind != JsonValueKind.Array || c.GetArrayLength() != dh) Fail(s, $"data.centres[{h}][{t}] needs d_head = {dh} numbers");
                 var cv = c.EnumerateArray().Select(x => x.TryGetDouble(out double v) && double.IsFinite(v) ? R.Of(v) : throw new Rejection(s.Id, s.Lemma, "centres must be finite numbers")).ToArray();
                 double r = 0;
-                for (int u = 0; u <= t; u++) r = Math.Max(r, U.Norm(Forward.Minus(tr.V[h][u], cv)));
+                for (int u = first; u <= t; u++) r = Math.Max(r, U.Norm(Forward.Minus(tr.V[h][u], cv)));
                 pert[t] = U.Add(pert[t], U.Mul(no, U.Add(U.Mul(pd, r), U.Mul(nv, maxEps))));
             }
         }

@@ -100,11 +100,12 @@ public sealed partial class TranscriptChecker
     }
 
     /// <summary>T1, and T3 with ln1's per-token scale <paramref name="iota"/> (null: none).</summary>
-    Forward.Attn TableAttention(AttnTab at, (int Index, double Value)[][] f, R[]? iota)
+    /// T3 also: layer <paramref name="l"/>'s divisor D_l and window FirstKey(l, t) ≤ s ≤ t (the pattern is indexed s − first).
+    Forward.Attn TableAttention(AttnTab at, (int Index, double Value)[][] f, R[]? iota, int l)
     {
         R Io(int t) => iota is null ? R.One : iota[t];
         int T = f.Length, H = C.NHeads, d = C.DModel;
-        var scale = R.One / R.Sqrt(R.Of(C.DHead));
+        var scale = R.One / ArchIntervals.Divisor(C, l);
         var Q = new R[H][][]; var K = new R[H][][]; var V = new R[H][][]; var Pat = new R[H][][];
         var o = Enumerable.Range(0, T).Select(_ => Enumerable.Repeat(R.Zero, d).ToArray()).ToArray();
         for (int h = 0; h < H; h++)
@@ -116,10 +117,11 @@ public sealed partial class TranscriptChecker
             Pat[h] = new R[T][];
             for (int t = 0; t < T; t++)
             {
-                var sg = new R[t + 1];
-                for (int u = 0; u <= t; u++) sg[u] = Forward.Dot(Q[h][t], K[h][u]) * scale;
+                int first = C.FirstKey(l, t);
+                var sg = new R[t - first + 1];
+                for (int u = first; u <= t; u++) sg[u - first] = Forward.Dot(Q[h][t], K[h][u]) * scale;
                 Pat[h][t] = Forward.Softmax(sg);
-                for (int u = 0; u <= t; u++) for (int i = 0; i < d; i++) o[t][i] = o[t][i] + Pat[h][t][u] * ov[u][i];
+                for (int u = first; u <= t; u++) for (int i = 0; i < d; i++) o[t][i] = o[t][i] + Pat[h][t][u - first] * ov[u][i];
             }
         }
         return new Forward.Attn(Q, K, V, Pat, o);
@@ -213,15 +215,23 @@ public static class Costs
         return f + V * (V - 1) * (3 * d + 2);
     }
 
-    public static long Perturbation(ModelConfig c, int T)
+    public static long Perturbation(ModelConfig c, int T, int l = 0)
     {
-        long H = c.NHeads, dh = c.DHead, pairs = (long)T * (T + 1) / 2;
+        long H = c.NHeads, dh = c.DHead, pairs = Attended(c, T, l);
         return H * (2 * T * Norm(dh) + 9 * pairs + 4 * T + 2 * dh * pairs + pairs * (dh + Norm(dh)) + 4 * T);
     }
 
-    public static long TableAttention(ModelConfig c, (int Index, double Value)[][] f)
+    /// <summary>The (query, key) pairs layer l attends over T positions: T(T+1)/2 when global, the windows when local.</summary>
+    public static long Attended(ModelConfig c, int T, int l)
     {
-        long d = c.DModel, H = c.NHeads, dh = c.DHead, T = f.Length, pairs = T * (T + 1) / 2, nnz = f.Sum(x => (long)x.Length);
+        long p = 0;
+        for (int t = 0; t < T; t++) p += t - c.FirstKey(l, t) + 1;
+        return p;
+    }
+
+    public static long TableAttention(ModelConfig c, (int Index, double Value)[][] f, int l = 0)
+    {
+        long d = c.DModel, H = c.NHeads, dh = c.DHead, T = f.Length, pairs = Attended(c, f.Length, l), nnz = f.Sum(x => (long)x.Length);
         return H * (2 * nnz * (3 * dh + d) + T * (3 * dh + d)) + H * (pairs * (2 * dh + 1) + 4 * pairs + T) + H * pairs * 2 * d
                + 2 * nnz * d + T * d + T * (d + Norm(d));
     }

@@ -106,11 +106,12 @@ public sealed record ModelConfig(
     }
 
     /// <summary>The options beyond the basic model that crosscoder-tables covers (proofs/T3-normalised-tables.md):
-    /// normalisations, final_rms and the activation. Sequential blocks, learned positions and √d_head attention stay.</summary>
-    static readonly string[] TablesFields = ["normalization_type", "final_rms", "act_fn"];
+    /// normalisations, final_rms, the activation, local attention and the attention divisor. Sequential blocks, learned
+    /// positions and every head its own keys stay.</summary>
+    static readonly string[] TablesFields = ["normalization_type", "final_rms", "act_fn", "use_local_attn", "use_attn_scale", "attn_scale", "scale_attn_by_inverse_layer_idx"];
 
     /// <summary>True when crosscoder-tables' lemmas (T1, T2, L1 with T3) cover this model: its only options beyond the
-    /// basic model are <see cref="TablesFields"/> (the GPT-2 and gelu-Nl families; GPT-Neo/TinyStories has local attention and is not covered).</summary>
+    /// basic model are <see cref="TablesFields"/> (the GPT-2, gelu-Nl and GPT-Neo/TinyStories families).</summary>
     public bool CrosscoderTablesCover => Features().All(f => TablesFields.Contains(f.Split(' ')[0]));
 
     /// <summary>Refuses (exit 4) a model crosscoder-tables does not cover, naming the first option outside it.</summary>
@@ -119,7 +120,7 @@ public sealed record ModelConfig(
         var f = Features().Where(x => !TablesFields.Contains(x.Split(' ')[0])).ToList();
         if (f.Count > 0)
             throw new UnsupportedConfigException("config.json", f[0].Split(' ')[0],
-                $"{what} supports the basic architecture with normalisation and any activation (sequential blocks, learned positions, global attention scaled by sqrt(d_head)); this model has {string.Join(", ", Features())}, and {string.Join(", ", f)} is not covered");
+                $"{what} supports the basic architecture with normalisation, any activation, local attention and any attention scale (sequential blocks, learned positions, every head its own keys); this model has {string.Join(", ", Features())}, and {string.Join(", ", f)} is not covered");
     }
 
     public static string NormName(NormKind n) => n switch

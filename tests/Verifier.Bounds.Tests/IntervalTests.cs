@@ -68,4 +68,17 @@ public class IntervalTests
         Assert.True(bound >= 3 * Math.Sqrt(5));
         Assert.True(bound <= Math.Sqrt(50) + 1e-12);   // ≤ Frobenius
     }
+
+    /// <summary>A score gap beyond exp's float64 range leaves the losing key's probability in [0, tiny] instead of
+    /// refusing the bound (the real softmax is finite; only its float64 sum overflows).</summary>
+    [Fact]
+    public void Softmax_encloses_a_gap_that_overflows_exp()
+    {
+        var p = IntervalModel.Softmax([Iv.Point(0), Iv.Point(800), new Iv(2000, 2001)]);
+        Assert.Equal(0, p[0].Lo); Assert.True(p[0].Hi <= 1e-300);
+        Assert.Equal(0, p[1].Lo); Assert.True(p[1].Hi <= 1e-300);
+        Assert.True(p[2].Lo <= 1 && p[2].Hi >= 1 - 1e-12, p[2].ToString());
+        var q = IntervalModel.Softmax([Iv.Point(0), Iv.Point(709.5)]);   // e^709.5 is finite, e^(709.5 + ulp) near the edge
+        Assert.True(q[0].Lo >= 0 && q[0].Hi < 1e-300 && q[1].Hi >= 1 - 1e-300);
+    }
 }

@@ -655,7 +655,7 @@ public class ArchCheckerTests(ITestOutputHelper output)
     [Theory]
     [InlineData("N1", "crosscoder-exhaustive", "gpt2-like")]
     [InlineData("L2", "crosscoder-exhaustive", "llama-like")]
-    [InlineData("T1", "crosscoder-tables", "neo-like")]
+    [InlineData("T1", "crosscoder-tables", "gptj-like")]
     [InlineData("INFO", "crosscoder-tables", "pythia-like")]
     [InlineData("CT", "crosscoder-compact", "attn-scale-3")]
     [InlineData("CC", "mixed", "pythia-like")]
