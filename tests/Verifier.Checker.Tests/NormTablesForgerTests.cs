@@ -126,9 +126,9 @@ public class NormTablesForgerTests(ITestOutputHelper output)
     [Fact]
     public void Accepted_implies_b0_at_least_the_true_loss_on_awkward_covered_models()
     {
-        var r = new Rng(20261127);
+        var r = new Rng(ulong.Parse(Environment.GetEnvironmentVariable("FORGER_SEED") ?? "20261127"));
         int accepted = 0, cases = 0;
-        for (int k = 0; k < 24; k++)
+        for (int k = 0; k < int.Parse(Environment.GetEnvironmentVariable("FORGER_CASES") ?? "12"); k++)
         {
             var norm = Norms[r.NextInt(Norms.Length)];
             var act = Acts[r.NextInt(Acts.Length)];
@@ -154,8 +154,14 @@ public class NormTablesForgerTests(ITestOutputHelper output)
                 var t = JsonNode.Parse(File.ReadAllText(path))!.AsObject();
                 double? min = Minimal(w, t, out string why);
                 Assert.True(min is not null, $"{what}: {why}");
-                output.WriteLine($"{what}: true {truth:G6} b0 {v.B0:G6} least {min:G6}");
+                // the same without the trivial IP cap in L1: T3's own bound alone
+                foreach (var s in t["steps"]!.AsArray())
+                    if (s!["lemma"]!.GetValue<string>() == "L1") { var ins = s["inputs"]!.AsArray(); while (ins.Count > 4) ins.RemoveAt(ins.Count - 1); }
+                double? own = Minimal(w, t, out why);
+                Assert.True(own is not null, $"{what} (no IP): {why}");
+                output.WriteLine($"{what}: true {truth:R} b0 {v.B0:R} least {min:R} gap {min - truth:R} T3 alone {own:R} gap {own - truth:R}");
                 Assert.True(min >= truth, $"{what}: least accepted b0 {min:R} < true loss {truth:R}");
+                Assert.True(own >= truth, $"{what}: least accepted b0 without IP {own:R} < true loss {truth:R}");
             }
             else output.WriteLine($"{what}: refused: {v.Reason}");
         }
@@ -174,7 +180,6 @@ public class NormTablesForgedAdviceTests(ITestOutputHelper output)
         [NormKind.LN, ActKind.Relu, false, 1e-12, 0.05],
         [NormKind.RMS, ActKind.Silu, false, 1e-8, 0.1],
         [NormKind.LNPre, ActKind.Gelu, true, 1e-5, 0.05],
-        [NormKind.RMSPre, ActKind.GeluFast, false, 0.1, 0.2],
         [NormKind.LN, ActKind.GeluPytorchTanh, true, 1e-12, 0.3],
     ];
 
@@ -196,7 +201,7 @@ public class NormTablesForgedAdviceTests(ITestOutputHelper output)
         truth /= w.Data.LabelledPositions;
         var r = new Rng(7);
         int done = 0;
-        for (int k = 0; k < 14; k++)
+        for (int k = 0; k < 9; k++)
         {
             var t = original.DeepClone().AsObject();
             foreach (var s in t["steps"]!.AsArray())
@@ -234,6 +239,59 @@ public class NormTablesForgedAdviceTests(ITestOutputHelper output)
             done++;
             Assert.True(min >= truth, $"forgery {k}: least accepted b0 {min:R} < true loss {truth:R}");
         }
-        Assert.True(done >= 7, $"only {done} forgeries reached acceptance");
+        Assert.True(done >= 5, $"only {done} forgeries reached acceptance");
+    }
+}
+
+public class NormTablesDegenerateTests(ITestOutputHelper output)
+{
+    /// <summary>Normalisation inputs near the singularity: every embedding row a constant plus noise of size
+    /// <paramref name="spread"/> (so ‖Pa'‖ is tiny for LN and LNPre), eps 1e-12, and a crosscoder that is the identity
+    /// plus decoder noise <paramref name="noise"/> (so ε is comparable to ρ and NL's first term and its cap both act).
+    /// The IP cap is removed from L1 and every claim set to the least the checker certifies; forged advice scaled
+    /// towards a' = 0 as well: never below the true loss.</summary>
+    [Theory]
+    [InlineData(NormKind.LN, ActKind.GeluNew, false, 1e-6, 1e-7)]
+    [InlineData(NormKind.LNPre, ActKind.Silu, false, 1e-5, 1e-8)]
+    [InlineData(NormKind.RMSPre, ActKind.GeluFast, true, 1e-6, 0)]
+    [InlineData(NormKind.LN, ActKind.Relu, false, 1e-4, 0)]
+    public void Near_singular_normalisation_inputs_never_certify_below_the_true_loss(NormKind norm, ActKind act, bool finalRms, double spread, double noise)
+    {
+        foreach (bool attnOnly in new[] { true, false })
+        {
+            var cfg = (ModelConfig.Create(6, 2, 3, 8, 1, 4, 5, 5, attnOnly) with { Normalization = norm, Act = act, FinalRms = finalRms, Eps = 1e-12 }).Validated();
+            var r = new Rng(11);
+            using var w = new ArchWorld(cfg, seed: 5, sequences: 2, std: 0.3, edit: m =>
+            {
+                var we = m["embed.W_E"].Data; var wp = m["pos_embed.W_pos"].Data;
+                bool rms = norm is NormKind.RMS or NormKind.RMSPre;
+                for (int i = 0; i < we.Length; i++) we[i] = (rms ? 0 : 0.7) + spread * (r.NextDouble() - 0.5);
+                for (int i = 0; i < wp.Length; i++) wp[i] = (rms ? 0 : 0.2) + spread * (r.NextDouble() - 0.5);
+            });
+            NormTablesForgerTests.SaveCrosscoder(w, r, 1, noise);
+            string path = Path.Combine(w.Dir, "tables.json");
+            BoundProgram.Run(Strategies.CrosscoderTables, new BoundInputs(w.Model, w.Dir, w.Data, w.DataPath, CrosscoderWeights.Load(w.CcDir), w.CcDir), path, computeTrueLoss: true, overwrite: true);
+            var v0 = TranscriptChecker.Check(path, w.Dir, w.CcDir, w.DataPath);
+            double truth = 0;
+            for (int q = 0; q < w.Data.Count; q++) truth += w.TrueLoss(q);
+            truth /= w.Data.LabelledPositions;
+            Assert.True(!v0.Accepted || v0.B0 >= truth, $"generator: b0 {v0.B0:R} < {truth:R}");
+            var original = JsonNode.Parse(File.ReadAllText(path))!.AsObject();
+            foreach (double scale in new[] { 1.0, 1e-3, 0.0, 1.0 + 1e-9 })
+            {
+                var t = original.DeepClone().AsObject();
+                foreach (var s in t["steps"]!.AsArray())
+                {
+                    string lemma = s!["lemma"]!.GetValue<string>();
+                    if (lemma == "L1") { var ins = s["inputs"]!.AsArray(); while (ins.Count > 4) ins.RemoveAt(ins.Count - 1); }
+                    if (lemma == "L2")
+                        foreach (var tok in s["data"]!["features"]!.AsArray())
+                            foreach (var p in tok!.AsArray()) p![1] = p[1]!.GetValue<double>() * scale;
+                }
+                double? min = NormTablesForgerTests.Minimal(w, t, out string why);
+                output.WriteLine($"{norm} {act} attnOnly {attnOnly} scale {scale}: generator {v0.Accepted} b0 {v0.B0:R}; true {truth:R} least {min:R} {why}");
+                Assert.True(min is null || min >= truth, $"{norm} {act} attnOnly {attnOnly} scale {scale}: least accepted b0 {min:R} < true loss {truth:R}");
+            }
+        }
     }
 }
