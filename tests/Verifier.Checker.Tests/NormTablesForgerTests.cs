@@ -201,14 +201,23 @@ public class NormTablesForgedAdviceTests(ITestOutputHelper output)
         truth /= w.Data.LabelledPositions;
         var r = new Rng(7);
         int done = 0;
-        for (int k = 0; k < 9; k++)
+        for (int k = 0; k < 11; k++)
         {
             var t = original.DeepClone().AsObject();
             foreach (var s in t["steps"]!.AsArray())
             {
                 string lemma = s!["lemma"]!.GetValue<string>();
                 if (lemma == "L1") { var ins = s["inputs"]!.AsArray(); while (ins.Count > 4) ins.RemoveAt(ins.Count - 1); }
-                if (lemma == "L2" && k > 0)
+                if (lemma == "L2" && k >= 9)
+                {
+                    // a' = c·1 at every site (the identity crosscoder: feature i < S·d decodes +1, the others −1), so
+                    // Pa' = 0 for LN and LNPre: ι = 1/√eps and ρ = 0, NL's cap is all that holds.
+                    int half = w.C.SiteNames().Count * w.C.DModel;
+                    double c = k == 9 ? 0.3 : 0.0;
+                    foreach (var tok in s["data"]!["features"]!.AsArray())
+                        foreach (var p in tok!.AsArray()) p![1] = p[0]!.GetValue<int>() < half ? c : -c;
+                }
+                else if (lemma == "L2" && k > 0)
                     foreach (var tok in s["data"]!["features"]!.AsArray())
                     {
                         double a = new[] { 1.0, 0.999, 1.001, 0.0, -1.0, 1.5, 1e3, 1e-3 }[(k + r.NextInt(2)) % 8];
