@@ -134,6 +134,14 @@ public class NormTablesForgerTests(ITestOutputHelper output)
             var act = Acts[r.NextInt(Acts.Length)];
             bool attnOnly = r.NextInt(5) == 0;
             var cfg = Cfg(1 + r.NextInt(2), attnOnly, norm, act, r.NextInt(3) == 0, Epss[r.NextInt(Epss.Length)]);
+            // T3's attention options: local windows (GPT-Neo), no scale, another scale, the inverse-layer factor
+            cfg = r.NextInt(4) switch
+            {
+                1 => cfg with { AttnTypes = string.Join(",", Enumerable.Range(0, cfg.NLayers).Select(i => i % 2 == 0 ? "local" : "global")), WindowSize = 1 + r.NextInt(3) },
+                2 => cfg with { UseAttnScale = false },
+                3 => cfg with { AttnScale = 0.25 + 4 * r.NextDouble(), ScaleAttnByInverseLayerIdx = r.NextInt(2) == 0 },
+                _ => cfg,
+            };
             double std = new[] { 0.05, 0.3, 1.0, 2.0 }[r.NextInt(4)];
             double gain = new[] { 1.0, 10.0, 100.0, 0.01 }[r.NextInt(4)];
             double bias = new[] { 1.0, 30.0 }[r.NextInt(2)];
@@ -145,7 +153,7 @@ public class NormTablesForgerTests(ITestOutputHelper output)
             catch (NumericException e) { output.WriteLine($"case {k}: the bound program refuses: {e.Message}"); continue; }
             var v = TranscriptChecker.Check(path, w.Dir, w.CcDir, w.DataPath);
             double truth = TrueMean(w);
-            string what = $"case {k}: {norm} {act} attnOnly {attnOnly} layers {cfg.NLayers} eps {cfg.Eps} std {std} gain {gain} bias {bias} cc {cc}";
+            string what = $"case {k}: {norm} {act} attnOnly {attnOnly} layers {cfg.NLayers} eps {cfg.Eps} [{string.Join(", ", cfg.Features())}] std {std} gain {gain} bias {bias} cc {cc}";
             cases++;
             if (v.Accepted)
             {
