@@ -85,6 +85,7 @@ public class InteractionTests
     [InlineData("gelu-1l")]
     [InlineData("gpt2-like")]
     [InlineData("final-rms")]
+    [InlineData("neo-like")]
     public void Interactions_run_on_layernorm_models_with_the_bound_removal_validation(string family)
     {
         var c = Verifier.TestSupport.Families.Get(family);

@@ -227,7 +227,7 @@ public static class InteractionAnalysis
                 // Dominance per (query token, head): the largest |f_ti Q_i·k| over the query's features against the rest.
                 foreach (var seqF in features)
                     for (int t = 0; t < seqF.Length; t++)
-                        for (int s = 0; s <= t; s++)
+                        for (int s = c.FirstKey(l, t); s <= t; s++)   // the keys the query reads (its window in a local layer)
                         {
                             if (seqF[t].Length == 0 || seqF[s].Length == 0) continue;
                             var key = new double[c.DHead];
