@@ -126,22 +126,9 @@ public sealed class ArchForward
         return outp;
     }
 
-    /// <summary>p_s = 1 / Σ_u e^{σ_u − σ_s} clipped to [0, 1], as <see cref="IntervalModel.Softmax"/>, in extended
-    /// arithmetic where a term overflows: 1/[m, +∞] = [0, 1/m] (over wide boxes, clustered's scores can differ by more
-    /// than 709; the hull it is intersected with then keeps the enclosure finite instead of refusing the bound).</summary>
-    internal static Iv[] Softmax(Iv[] sigma)
-    {
-        foreach (var x in sigma) if (!x.IsFinite) throw new IntervalOverflowException($"the interval of an attention score {x}");
-        var p = new Iv[sigma.Length];
-        for (int s = 0; s < sigma.Length; s++)
-        {
-            var sum = Iv.Zero;
-            for (int u = 0; u < sigma.Length; u++) sum += u == s ? Iv.Point(1) : Iv.Exp(sigma[u] - sigma[s]);
-            double lo = double.IsFinite(sum.Hi) ? Math.BitDecrement(1 / sum.Hi) : 0, hi = Math.BitIncrement(1 / sum.Lo);
-            p[s] = new Iv(Math.Max(0, lo), Math.Min(1, hi));
-        }
-        return p;
-    }
+    /// <summary>p_s = 1 / Σ_u e^{σ_u − σ_s} clipped to [0, 1]: <see cref="IntervalModel.Softmax"/>, whose extended arithmetic
+    /// (1/[m, +∞] = [0, 1/m]) keeps clustered's wide score boxes (gaps beyond 709) finite instead of refusing the bound.</summary>
+    internal static Iv[] Softmax(Iv[] sigma) => IntervalModel.Softmax(sigma);
 
     /// <summary>Rule P in place on a query or key at position t: (x_a, x_b) ← (x_a cos − x_b sin, x_b cos + x_a sin) for each pair.</summary>
     Iv[] Rotate(Iv[] x, int t)

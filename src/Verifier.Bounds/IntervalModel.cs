@@ -110,15 +110,17 @@ public sealed class IntervalModel(ModelWeights w)
     /// <summary>p_s = 1 / Σ_u exp(σ_u − σ_s): each enclosure is in (0, 1].</summary>
     public static Iv[] Softmax(Iv[] sigma)
     {
+        // In extended arithmetic where a term overflows: 1/[m, +∞] = [0, 1/m] (a sum's lower end stays finite, as
+        // Iv's addition rounds +∞ down to double.MaxValue), so a score gap beyond exp's range leaves the losing keys in
+        // [0, tiny] instead of refusing the bound.
+        foreach (var x in sigma) if (!x.IsFinite) throw new IntervalOverflowException($"the interval of an attention score {x}");
         var p = new Iv[sigma.Length];
         for (int s = 0; s < sigma.Length; s++)
         {
             var sum = Iv.Zero;
             for (int u = 0; u < sigma.Length; u++) sum += u == s ? Iv.Point(1) : Iv.Exp(sigma[u] - sigma[s]);
-            // An exp that overflows float64 leaves the sum's upper end +∞ (the real sum is finite): p ∈ [0, 1/lower], and
-            // below 1e-300 when even the lower end overflowed (the real sum then exceeds double.MaxValue).
-            var q = sum.IsFinite ? Iv.Point(1) / sum : new Iv(0, double.IsFinite(sum.Lo) ? Math.BitIncrement(1 / sum.Lo) : 1e-300);
-            p[s] = new Iv(Math.Max(0, q.Lo), Math.Min(1, q.Hi));
+            double lo = double.IsFinite(sum.Hi) ? Math.BitDecrement(1 / sum.Hi) : 0, hi = Math.BitIncrement(1 / sum.Lo);
+            p[s] = new Iv(Math.Max(0, lo), Math.Min(1, hi));
         }
         return p;
     }
