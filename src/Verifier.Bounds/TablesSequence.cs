@@ -68,6 +68,7 @@ public sealed class TablesSequence
             pre[l] = new Iv[T][]; e[l] = new Iv[T][]; transition[l] = new double[T]; eOut[l] = new double[T];
             var zero = new Iv[c.DMlp].Select(_ => Iv.Zero).ToArray();
             var zeroD = new Iv[c.DModel].Select(_ => Iv.Zero).ToArray();
+            var actC = mt.C.Select(x => ArchIv.Act(c.Act, x)).ToArray();   // act(c), the same at every token
             for (int t = 0; t < T; t++)
             {
                 var sv = Tables.Combine(f[t], mt.U, zero);
@@ -91,7 +92,7 @@ public sealed class TablesSequence
                 }
                 // E_m = act(c_m + s_m) − act(c_m) − g_m s_m (exact identity, T2/T3), enclosed.
                 e[l][t] = new Iv[c.DMlp];
-                for (int m = 0; m < c.DMlp; m++) e[l][t][m] = ArchIv.Act(c.Act, pre[l][t][m]) - ArchIv.Act(c.Act, mt.C[m]) - (mt.G[m] ? s[m] : Iv.Zero);
+                for (int m = 0; m < c.DMlp; m++) e[l][t][m] = ArchIv.Act(c.Act, pre[l][t][m]) - actC[m] - (mt.G[m] ? s[m] : Iv.Zero);
                 eOut[l][t] = ErrorOut(e[l][t], mt.WoutRowNorm);
                 transition[l][t] = IntervalModel.NormUpper(tr);
                 mlpFlops[l] += (long)f[t].Length * 2 * (c.DMlp + c.DModel) + 6L * c.DMlp + 2L * c.DModel + Flops.Norm(c.DModel) + 2L * c.DMlp + 3;

@@ -492,6 +492,7 @@ public sealed partial class TranscriptChecker
         if (tables)
         {
             var mt = _tables!.Mlp[l]!;
+            var actC = mt.C.Select(x => ArchIntervals.Act(C.Act, x)).ToArray();   // act(c), the same at every token
             for (int t = 0; t < T; t++)
             {
                 var sv = Combine(f[t], mt.U, Enumerable.Repeat(R.Zero, C.DMlp).ToArray());
@@ -512,7 +513,7 @@ public sealed partial class TranscriptChecker
                 double eOut = 0;
                 for (int m = 0; m < C.DMlp; m++)
                 {
-                    var e = ArchIntervals.Act(C.Act, pre[m]) - ArchIntervals.Act(C.Act, mt.C[m]) - (mt.G[m] ? sl[m] : R.Zero);
+                    var e = ArchIntervals.Act(C.Act, pre[m]) - actC[m] - (mt.G[m] ? sl[m] : R.Zero);
                     eOut = U.Add(eOut, U.Mul(e.Mag, mt.WoutRow[m]));
                 }
                 double delta = U.Add(U.Norm(tr), eOut);
