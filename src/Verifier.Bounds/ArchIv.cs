@@ -27,36 +27,67 @@ public static class ArchIv
     /// once; the sums of the other coordinates from prefix and suffix sums); RMS/RMSPre: C_i = X_i. Then
     /// v = (1/d)·Σ_i C_i² (each square over its own box), S = √(v + eps), N_i = C_i / S ∩ [−√d, √d], and
     /// Y_i = N_i·w_i + b_i where the kind has w, b (<paramref name="w"/>, <paramref name="b"/> null otherwise).</summary>
-    public static Iv[] Norm(Iv[] x, NormKind kind, double eps, double[]? w, double[]? b)
+    public static Iv[] Norm(Iv[] x, NormKind kind, double eps, double[]? w, double[]? b) => Norm(x, kind, eps, w, b, meanValue: true);
+
+    /// <summary>(P x)_i = (1 − 1/d)·x_i − (1/d)·Σ_{j≠i} x_j with each x_j counted once (prefix and suffix sums).</summary>
+    static Iv[] Centre(Iv[] x)
+    {
+        int d = x.Length;
+        var inv = Iv.Point(1) / Iv.Point(d);                  // 1/d, enclosed
+        var keep = Iv.Point(1) - inv;                         // 1 − 1/d
+        var suffix = new Iv[d + 1];
+        suffix[d] = Iv.Zero;
+        for (int i = d - 1; i >= 0; i--) suffix[i] = suffix[i + 1] + x[i];
+        var prefix = Iv.Zero;
+        var c = new Iv[d];
+        for (int i = 0; i < d; i++)
+        {
+            c[i] = keep * x[i] - inv * (prefix + suffix[i + 1]);
+            prefix += x[i];
+        }
+        return c;
+    }
+
+    /// <summary>Rule N, intersected for LN/LNPre with N′ (the mean-value form of proofs/R3-architectures.md) when
+    /// <paramref name="meanValue"/>: for x in the box and its point m, N_i(x) = N_i(m) + Σ_k ∂N_i/∂x_k(ξ)(x_k − m_k),
+    /// ∂N_i/∂x_k = (P_ik − c_i c_k/(d(v + eps)))/√(v + eps) with c, v + eps and √(v + eps) at ξ inside rule N's enclosures.</summary>
+    public static Iv[] Norm(Iv[] x, NormKind kind, double eps, double[]? w, double[]? b, bool meanValue)
     {
         if (kind == NormKind.None) return x;
         int d = x.Length;
-        var c = new Iv[d];
         var dd = Iv.Point(d);
-        if (kind is NormKind.LN or NormKind.LNPre)
-        {
-            var inv = Iv.Point(1) / dd;                       // 1/d, enclosed
-            var keep = Iv.Point(1) - inv;                     // 1 − 1/d
-            var suffix = new Iv[d + 1];
-            suffix[d] = Iv.Zero;
-            for (int i = d - 1; i >= 0; i--) suffix[i] = suffix[i + 1] + x[i];
-            var prefix = Iv.Zero;
-            for (int i = 0; i < d; i++)
-            {
-                c[i] = keep * x[i] - inv * (prefix + suffix[i + 1]);
-                prefix += x[i];
-            }
-        }
-        else Array.Copy(x, c, d);
+        bool centred = kind is NormKind.LN or NormKind.LNPre;
+        var c = centred ? Centre(x) : (Iv[])x.Clone();
         var sq = Iv.Zero;
         for (int i = 0; i < d; i++) sq += Iv.Sq(c[i]);
         if (!sq.IsFinite) throw new IntervalOverflowException($"the mean square of a normalisation input {sq}");
-        var s = Iv.Sqrt(sq / dd + Iv.Point(eps));
+        var v = sq / dd + Iv.Point(eps);                      // v + eps
+        var s = Iv.Sqrt(v);
         double r = Up.Sqrt(d);                                // |c_i| ≤ √(d·v) < √d·√(v + eps)
+        Iv[]? mv = null;
+        if (meanValue && centred && x.Any(e => e.Lo != e.Hi))
+        {
+            // N′: N(m) by rule N on the point m, plus the bracket over Δ = X − m, O(d) by regrouping.
+            var m = x.Select(e => Math.Clamp(e.Lo + 0.5 * (e.Hi - e.Lo), e.Lo, e.Hi)).ToArray();
+            var nm = Norm(m.Select(Iv.Point).ToArray(), NormKind.LNPre, eps, null, null, meanValue: false);
+            var delta = x.Select((e, k) => e - Iv.Point(m[k])).ToArray();
+            var cd = Iv.Zero;
+            for (int k = 0; k < d; k++) cd += c[k] * delta[k];
+            var q = Iv.Point(1) / (dd * v);
+            var pd = Centre(delta);
+            mv = new Iv[d];
+            for (int i = 0; i < d; i++) mv[i] = nm[i] + (pd[i] - c[i] * q * cd) / s;
+        }
         var y = new Iv[d];
         for (int i = 0; i < d; i++)
         {
             var n = Meet(c[i] / s, -r, r);
+            if (mv is not null)
+            {
+                var both = Meet(n, mv[i].Lo, mv[i].Hi);
+                if (both.Lo > both.Hi) throw new InvalidOperationException("rule N and its mean-value form N′ gave disjoint enclosures (an internal error)");
+                n = both;
+            }
             if (w is not null) n = w[i] * n;
             if (b is not null) n += b[i];
             y[i] = n;

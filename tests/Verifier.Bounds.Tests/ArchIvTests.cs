@@ -45,6 +45,27 @@ public class ArchIvTests
             foreach (var v in y) Assert.True(v.Lo >= -Math.Sqrt(d) - 1e-9 && v.Hi <= Math.Sqrt(d) + 1e-9, $"{v} exceeds ±√{d}");
     }
 
+    /// <summary>N ∩ N′ (the generator's mean-value form, as the checker's) is never wider than rule N alone, and on narrow
+    /// boxes of d = 32 it is clearly narrower; the property above checks that it still encloses.</summary>
+    [Fact]
+    public void The_mean_value_form_narrows_LayerNorm_on_narrow_boxes_and_never_widens_it()
+    {
+        var r = new Rng(11);
+        double ratio = 0; int n = 0;
+        for (int k = 0; k < 50; k++)
+        {
+            var box = Enumerable.Range(0, 32).Select(_ => { double m = 2 * r.NextDouble() - 1, w = 1e-6 * r.NextDouble(); return new Iv(m - w, m + w); }).ToArray();
+            var both = ArchIv.Norm(box, NormKind.LNPre, 1e-5, null, null, meanValue: true);
+            var alone = ArchIv.Norm(box, NormKind.LNPre, 1e-5, null, null, meanValue: false);
+            for (int i = 0; i < 32; i++)
+            {
+                Assert.True(both[i].Lo >= alone[i].Lo && both[i].Hi <= alone[i].Hi, $"{both[i]} not inside {alone[i]}");
+                ratio += both[i].Width / alone[i].Width; n++;
+            }
+        }
+        Assert.True(ratio / n < 0.9, $"mean width ratio {ratio / n}");
+    }
+
     [Fact]
     public void LayerNorm_of_a_point_is_a_point_up_to_rounding()
     {
