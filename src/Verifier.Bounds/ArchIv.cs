@@ -95,6 +95,10 @@ public static class ArchIv
         return y;
     }
 
+    /// <summary>A global Lipschitz constant of the activation (proofs/T3-normalised-tables.md, "Slopes"): |act'| ≤ 1 for relu,
+    /// 1.13 for every gelu (max 1.12890, at √2 for the erf form), 1.11 for silu (max 1.09984).</summary>
+    public static double Lipschitz(ActKind kind) => kind switch { ActKind.Relu => 1, ActKind.Silu => 1.11, _ => 1.13 };
+
     /// <summary>Lower ends below the minimum of every gelu variant (≈ −0.1700) and of silu (≈ −0.2785).</summary>
     public const double GeluMin = -0.18, SiluMin = -0.28;
 

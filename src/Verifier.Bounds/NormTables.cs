@@ -108,10 +108,10 @@ public static class T3Flops
         Normed(c) ? f.Sum(ft => Scale(c, ft.Length) + c.NHeads * (6L * c.DHead + 2L * c.DModel)) : 0;
 
     /// <summary>The MLP step's extra per token: the scale, ι·(…) + U_b (2m), ι·Σ f_i M_i and (ι − 1)M₀ (2·nnz_t·d + 3d + 1);
-    /// for an activation other than ReLU the per-neuron perturbation (8m).</summary>
+    /// for an activation other than ReLU the per-neuron perturbation (8m) and the slope form L·K_mlp·ε̃ with the minimum (3).</summary>
     public static long Mlp(ModelConfig c, (int Index, double Value)[][] f) =>
         f.Sum(ft => (Normed(c) ? Scale(c, ft.Length) + 2L * c.DMlp + 2L * ft.Length * c.DModel + 3L * c.DModel + 1 : 0)
-                    + (c.Act == ActKind.Relu ? 0 : 8L * c.DMlp));
+                    + (c.Act == ActKind.Relu ? 0 : 8L * c.DMlp + 3));
 
     /// <summary>The loss step's extra per labelled position: the scale and ι·(…) + UU_b (2V).</summary>
     public static long Loss(ModelConfig c, (int Index, double Value)[][] f, int[] labels) =>

@@ -161,8 +161,10 @@ public sealed class TablesSequence
             next = new double[T];
             for (int t = 0; t < T; t++)
             {
+                // ReLU: L4's active-set form; another activation: the per-neuron form or its global slope times K_mlp (T3).
                 double p = c.Act == ActKind.Relu ? Up.Mul(norms.ActiveLipschitz(l, Pre[l][t], et[t]), et[t])
-                                                 : ActPerturbation(c.Act, Pre[l][t], et[t], norms.WinCol[l], norms.WoutRow[l]);
+                                                 : Math.Min(ActPerturbation(c.Act, Pre[l][t], et[t], norms.WinCol[l], norms.WoutRow[l]),
+                                                            Up.Mul(Up.Mul(ArchIv.Lipschitz(c.Act), norms.KMlp[l]), et[t]));
                 next[t] = CrosscoderStrategy.After(c, eps[t], p, Up.Add(Transition[l][t], errorOut?.Invoke(l, t) ?? EOut[l][t]));
             }
             blocks.Add((next, MlpFlops[l], null));

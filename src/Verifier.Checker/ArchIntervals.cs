@@ -112,6 +112,9 @@ public static class ArchIntervals
     /// <summary>Below the minimum of every gelu variant (≈ −0.1700) and of silu (≈ −0.2785): proofs/R3-architectures.md.</summary>
     public const double GeluFloor = -0.18, SiluFloor = -0.28;
 
+    /// <summary>T3's slopes: |act'| ≤ 1 (relu), 1.13 (every gelu), 1.11 (silu) on all of ℝ (proofs/T3-normalised-tables.md).</summary>
+    public static double Slope(ActKind kind) => kind switch { ActKind.Relu => 1, ActKind.Silu => 1.11, _ => 1.13 };
+
     /// <summary>R3 A: the activation over the box [a.Lo, a.Hi].</summary>
     public static R Act(ActKind kind, R a)
     {

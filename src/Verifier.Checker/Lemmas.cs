@@ -487,7 +487,7 @@ public sealed partial class TranscriptChecker
                 double dm = Math.Max(Math.Max(0, Math.BitIncrement(wide.Hi - at.Lo)), Math.Max(0, Math.BitIncrement(at.Hi - wide.Lo)));
                 p = U.Add(p, U.Mul(dm, norms.WoutRow[l][m]));
             }
-            return p;
+            return Math.Min(p, U.Mul(U.Mul(ArchIntervals.Slope(C.Act), norms.KMlp[l]), e));   // or the global slope times K_mlp
         }
         if (tables)
         {

@@ -111,7 +111,7 @@ public static class T3Costs
         foreach (var ft in f)
         {
             if (Normed(c)) s += Scale(c, ft.Length) + 2L * c.DMlp + 2L * ft.Length * c.DModel + 3L * c.DModel + 1;
-            if (c.Act != ActKind.Relu) s += 8L * c.DMlp;
+            if (c.Act != ActKind.Relu) s += 8L * c.DMlp + 3;
         }
         return s;
     }

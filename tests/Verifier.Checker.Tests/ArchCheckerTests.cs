@@ -383,6 +383,63 @@ public class ArchCheckerTests(ITestOutputHelper output)
         Assert.True(Activation.Apply(ActKind.Gelu, -0.7518) < -0.1699 && Activation.Apply(ActKind.Silu, -1.2785) < -0.2784);
     }
 
+    /// <summary>T3's slope constants: f' enclosed in interval arithmetic on cells of width 10⁻³ over [−20, 20] (u increasing,
+    /// tanh and σ increasing, so each factor's range over a cell comes from its ends), against 1.13 (every gelu) and 1.11 (silu)
+    /// with a margin; the tails beyond ±20 are in proofs/T3-normalised-tables.md.</summary>
+    [Fact]
+    public void The_activation_slopes_are_below_their_constants()
+    {
+        static (double Lo, double Hi) Mul((double Lo, double Hi) a, (double Lo, double Hi) b)
+        {
+            double p = a.Lo * b.Lo, q = a.Lo * b.Hi, r = a.Hi * b.Lo, t = a.Hi * b.Hi;
+            return (Math.Min(Math.Min(p, q), Math.Min(r, t)), Math.Max(Math.Max(p, q), Math.Max(r, t)));
+        }
+        static double Sig(double z) => 1 / (1 + Math.Exp(-z));
+        const double c3 = 0.044715;
+        (string Name, double L, Func<double, double> U, Func<double, double> Du, bool Silu)[] cases =
+        [
+            ("gelu_new", ArchIntervals.Slope(ActKind.GeluNew), x => Activation.TanhGeluC * (x + c3 * x * x * x), x => Activation.TanhGeluC * (1 + 3 * c3 * x * x), false),
+            ("gelu_fast", ArchIntervals.Slope(ActKind.GeluFast), x => Activation.GeluFastC * x * (1 + c3 * x * x), x => Activation.GeluFastC * (1 + 3 * c3 * x * x), false),
+            ("silu", ArchIntervals.Slope(ActKind.Silu), x => x, _ => 1, true),
+        ];
+        foreach (var (name, L, u, du, silu) in cases)
+        {
+            double worst = 0;
+            const double h = 1e-3;
+            for (int k = 0; k < 40000; k++)
+            {
+                double x1 = -20 + k * h, x2 = x1 + h;
+                (double, double) X = (x1, x2);
+                (double Lo, double Hi) f;
+                if (silu)
+                {
+                    (double Lo, double Hi) s = (Sig(x1), Sig(x2));                                  // σ increasing
+                    var inner = Mul(X, (1 - s.Hi, 1 - s.Lo));
+                    f = Mul(s, (1 + inner.Lo, 1 + inner.Hi));
+                }
+                else
+                {
+                    (double Lo, double Hi) t = (Math.Tanh(u(x1)), Math.Tanh(u(x2)));               // u and tanh increasing
+                    double sq1 = t.Lo * t.Lo, sq2 = t.Hi * t.Hi, sqLo = t.Lo <= 0 && t.Hi >= 0 ? 0 : Math.Min(sq1, sq2);
+                    (double, double) sech = (1 - Math.Max(sq1, sq2), 1 - sqLo);
+                    double d1 = du(x1), d2 = du(x2);
+                    // u' = k(1 + 3c x²) grows with |x|: its range over the cell is from its ends, or from 0 when the cell holds 0
+                    (double, double) D = (x1 <= 0 && x2 >= 0 ? du(0) : Math.Min(d1, d2), Math.Max(d1, d2));
+                    var second = Mul(Mul(X, sech), D);
+                    f = (0.5 * (1 + t.Lo) + 0.5 * second.Lo, 0.5 * (1 + t.Hi) + 0.5 * second.Hi);
+                }
+                worst = Math.Max(worst, Math.Max(Math.Abs(f.Lo), Math.Abs(f.Hi)) * (1 + 1e-12));
+            }
+            output.WriteLine($"{name}: max |f'| on [−20, 20] ≤ {worst:F6} (constant {L})");
+            Assert.True(worst < L - 1e-4, $"{name}: the cell bound {worst} is not below {L} with margin 1e-4");
+        }
+        // gelu (erf): the analytic maximum Φ(√2) + √2φ(√2) and minimum Φ(−√2) − √2φ(√2).
+        double phi = Math.Exp(-1) / Math.Sqrt(2 * Math.PI);
+        Assert.True(Activation.Phi(Math.Sqrt(2)) + Math.Sqrt(2) * phi < ArchIntervals.Slope(ActKind.Gelu) - 1e-3);
+        Assert.True(Math.Abs(Activation.Phi(-Math.Sqrt(2)) - Math.Sqrt(2) * phi) < ArchIntervals.Slope(ActKind.Gelu));
+        Assert.Equal(1, ArchIntervals.Slope(ActKind.Relu));
+    }
+
     /// <summary>Φ(x) = ½(1 + erf(x/√2)) in decimal (28 digits): erf(z) = (2/√π)·Σ 2ⁿz^{2n+1}/(2n+1)!! / e^{z²}, both positive
     /// series (no cancellation), for |z| ≤ 6.</summary>
     static double PhiDecimal(double x)
