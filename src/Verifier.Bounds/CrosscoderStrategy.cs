@@ -230,17 +230,9 @@ public static class CrosscoderStrategy
         return new IntervalModel.AttentionTrace(Q, K, V, P, outp);
     }
 
-    /// <summary>Σ_t (t − FirstKey(l, t) + 1): the causal pairs layer l attends (T(T+1)/2 for a global layer).</summary>
-    internal static long Pairs(ModelConfig c, int T, int l)
-    {
-        long p = 0;
-        for (int t = 0; t < T; t++) p += t - c.FirstKey(l, t) + 1;
-        return p;
-    }
-
     internal static long TableAttentionFlops(ModelConfig c, (int Index, double Value)[][] f, int l = 0)
     {
-        long d = c.DModel, H = c.NHeads, dh = c.DHead, T = f.Length, pairs = Pairs(c, f.Length, l);
+        long d = c.DModel, H = c.NHeads, dh = c.DHead, T = f.Length, pairs = Flops.Pairs(c, f.Length, l);
         long nnz = f.Sum(x => (long)x.Length);
         return H * (nnz * 2 * (3 * dh + d) + T * (3 * dh + d)) + H * (pairs * (2 * dh + 1) + 4 * pairs + T) + H * pairs * 2 * d
                + nnz * 2 * d + T * d + T * (d + Flops.Norm(d));
@@ -291,7 +283,7 @@ public static class CrosscoderStrategy
     /// position for the pattern bound, the centre (2·d_head per pair), ‖v'_s − c‖ per pair, 4 per position for Δz and ‖W_O‖·.</summary>
     internal static long PerturbationFlops(ModelConfig c, int T, int l = 0)
     {
-        long H = c.NHeads, dh = c.DHead, pairs = Pairs(c, T, l);
+        long H = c.NHeads, dh = c.DHead, pairs = Flops.Pairs(c, T, l);
         return H * (2 * T * Flops.Norm(dh) + pairs * 9 + T * 4 + pairs * 2 * dh + pairs * (dh + Flops.Norm(dh)) + T * 4);
     }
 }

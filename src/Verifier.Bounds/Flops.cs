@@ -58,9 +58,7 @@ public static class Flops
     /// exp, sum, divide: 4 per pair + 1 per row), z, W_O (per head) and b_O. The normalisation before it is not included.</summary>
     public static long Attention(ModelConfig c, int T, int layer = 0)
     {
-        long d = c.DModel, H = c.NHeads, G = c.KvHeads, dh = c.DHead;
-        long pairs = 0;
-        for (int t = 0; t < T; t++) pairs += Keys(c, layer, t);
+        long d = c.DModel, H = c.NHeads, G = c.KvHeads, dh = c.DHead, pairs = Pairs(c, T, layer);
         long f = H * (2 * T * d * dh + T * dh) + G * 2 * (2 * T * d * dh + T * dh);
         f += Rotary(c, H + G, T);
         f += H * pairs * (2 * dh + 1);
@@ -72,6 +70,15 @@ public static class Flops
 
     /// <summary>The keys query t attends to in <paramref name="layer"/>: t + 1, or the window of a local layer.</summary>
     public static long Keys(ModelConfig c, int layer, int t) => t + 1 - c.FirstKey(layer, t);
+
+    /// <summary>Σ_{t<T} <see cref="Keys"/>: the (query, key) pairs <paramref name="layer"/> attends over T positions
+    /// (T(T+1)/2 in a global layer).</summary>
+    public static long Pairs(ModelConfig c, int T, int layer)
+    {
+        long p = 0;
+        for (int t = 0; t < T; t++) p += Keys(c, layer, t);
+        return p;
+    }
 
     /// <summary>Per token: h W_in + b_in, activation, · W_out + b_out; gated: act(h W_gate) ⊙ (h W_in) + b_in, the gate's
     /// product 2dm and the element-wise product m more. An activation is 1 per element whatever its kind.</summary>

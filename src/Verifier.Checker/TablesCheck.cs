@@ -164,8 +164,7 @@ public static class Costs
     /// <summary>The attention sublayer of layer l over T positions (without ln1).</summary>
     public static long Attention(ModelConfig c, int T, int l = 0)
     {
-        long d = c.DModel, H = c.NHeads, kv = c.KvHeads, dh = c.DHead, pairs = 0;
-        for (int t = 0; t < T; t++) pairs += Window(c, l, t);
+        long d = c.DModel, H = c.NHeads, kv = c.KvHeads, dh = c.DHead, pairs = Attended(c, T, l);
         long proj = 2 * T * d * dh + T * dh;
         return (H + 2 * kv) * proj + Rotations(c, (H + kv) * (long)T) + H * pairs * (2 * dh + 1) + H * (4 * pairs + T) + H * pairs * 2 * dh
                + H * 2 * T * dh * d + T * d;
@@ -225,7 +224,7 @@ public static class Costs
     public static long Attended(ModelConfig c, int T, int l)
     {
         long p = 0;
-        for (int t = 0; t < T; t++) p += t - c.FirstKey(l, t) + 1;
+        for (int t = 0; t < T; t++) p += Window(c, l, t);
         return p;
     }
 
