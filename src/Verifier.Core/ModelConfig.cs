@@ -112,12 +112,15 @@ public sealed record ModelConfig(
 
     /// <summary>True when crosscoder-tables' lemmas (T1, T2, L1 with T3) cover this model: its only options beyond the
     /// basic model are <see cref="TablesFields"/> (the GPT-2, gelu-Nl and GPT-Neo/TinyStories families).</summary>
-    public bool CrosscoderTablesCover => Features().All(f => TablesFields.Contains(f.Split(' ')[0]));
+    public bool CrosscoderTablesCover => NotCoveredByTables().Count == 0;
+
+    /// <summary>The options of this model (as in <see cref="Features"/>) that crosscoder-tables does not cover.</summary>
+    List<string> NotCoveredByTables() => Features().Where(x => !TablesFields.Contains(x.Split(' ')[0])).ToList();
 
     /// <summary>Refuses (exit 4) a model crosscoder-tables does not cover, naming the first option outside it.</summary>
     public void RequireTablesCover(string what)
     {
-        var f = Features().Where(x => !TablesFields.Contains(x.Split(' ')[0])).ToList();
+        var f = NotCoveredByTables();
         if (f.Count > 0)
             throw new UnsupportedConfigException("config.json", f[0].Split(' ')[0],
                 $"{what} supports the basic architecture with normalisation, any activation, local attention and any attention scale (sequential blocks, learned positions, every head its own keys); this model has {string.Join(", ", Features())}, and {string.Join(", ", f)} is not covered");
