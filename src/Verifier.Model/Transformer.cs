@@ -19,7 +19,8 @@ public sealed class Transformer : IDisposable
 
     /// <summary>What Forward needs besides the parameters and depends only on the sequence length: each layer's attention
     /// mask (one tensor per distinct mask) and the rotary tables, built for the longest length seen so far; a shorter
-    /// sequence uses their prefix (row t of each depends on t alone). Built once, not on every Forward (the training loop).</summary>
+    /// sequence uses their prefix (row t of each depends on t alone). Built once, not on every Forward (the training loop).
+    /// The same type holds one Forward's views of them (<see cref="ViewsFor"/>).</summary>
     sealed class Tables(long length, Tensor[] masks, Components.RotaryTables? rotary) : IDisposable
     {
         public long Length => length;
@@ -37,18 +38,7 @@ public sealed class Transformer : IDisposable
 
     /// <summary>One Forward's views of the cached tables for its length T (disposed by it): the storage stays alive while
     /// they do, even if a longer sequence meanwhile replaces the cache.</summary>
-    sealed class TableViews(Tensor[] masks, Components.RotaryTables? rotary) : IDisposable
-    {
-        public Tensor[] Masks => masks;
-        public Components.RotaryTables? Rotary => rotary;
-        public void Dispose()
-        {
-            foreach (var m in masks.Distinct(ReferenceEqualityComparer.Instance)) ((Tensor)m!).Dispose();
-            rotary?.Dispose();
-        }
-    }
-
-    TableViews ViewsFor(long T)
+    Tables ViewsFor(long T)
     {
         lock (_tablesLock)
         {
@@ -63,7 +53,7 @@ public sealed class Transformer : IDisposable
                 }
                 return corner;
             }).ToArray();
-            return new TableViews(masks, tables.Rotary?.Prefix(T));
+            return new Tables(T, masks, tables.Rotary?.Prefix(T));
         }
     }
 
