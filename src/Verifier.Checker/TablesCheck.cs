@@ -62,6 +62,7 @@ public sealed partial class TranscriptChecker
             };
             site++;
             var gl = gatesJson[l];
+            if (gl.ValueKind != JsonValueKind.Array) Fail(s, $"data.gates[{l}] must be a list");
             if (C.AttnOnly) { if (gl.GetArrayLength() != 0) Fail(s, "an attention-only model has no gates"); continue; }
             if (gl.ValueKind != JsonValueKind.Array || gl.GetArrayLength() != m) Fail(s, $"data.gates[{l}] needs d_mlp = {m} entries");
             var g = gl.EnumerateArray().Select(x => x.TryGetInt32(out int v) && v is 0 or 1 ? v == 1 : throw new Rejection(s.Id, s.Lemma, "gates are 0 or 1")).ToArray();

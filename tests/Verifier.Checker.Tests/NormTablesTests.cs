@@ -197,6 +197,23 @@ public class NormTablesTests(ITestOutputHelper output)
         Assert.True(r.B0 - truth < (w.C.AttnOnly ? 1e-6 : truth), $"{family}: gap {r.B0 - truth:G3}");
     }
 
+    /// <summary>A gates entry that is not a list is a rejection naming it, on an attention-only model too (it has no gates).</summary>
+    [Theory]
+    [InlineData("attn-only-2l")]
+    [InlineData("gpt2-like")]
+    public void A_gates_entry_that_is_not_a_list_is_rejected_by_name(string family)
+    {
+        using var w = new ArchWorld(Get(family), seed: 89, sequences: 2);
+        w.SaveCrosscoder(97);
+        var (path, _) = Tables(w);
+        var t = JsonNode.Parse(File.ReadAllText(path))!.AsObject();
+        var table = t["steps"]!.AsArray().First(s => s!["lemma"]!.GetValue<string>() == "T1" && s["inputs"]!.AsArray().Count == 0)!;
+        table["data"]!["gates"]![0] = 5;
+        var v = Check(w, t);
+        Assert.False(v.Accepted);
+        Assert.Contains("data.gates[0] must be a list", v.Reason);
+    }
+
     [Theory]
     [InlineData("pythia-like")]
     [InlineData("llama-like")]
