@@ -95,13 +95,19 @@ static class BenchCommand
     }
 
     /// <summary>Peak resident set size of this process (VmHWM on Linux).</summary>
-    public static double PeakMemoryMiB()
+    public static double PeakMemoryMiB() => StatusMiB("VmHWM:") ?? Process.GetCurrentProcess().PeakWorkingSet64 / (1024.0 * 1024);
+
+    /// <summary>Resident set size now (VmRSS on Linux); the working set where /proc is not available.</summary>
+    public static double ResidentMiB() => StatusMiB("VmRSS:") ?? Environment.WorkingSet / (1024.0 * 1024);
+
+    /// <summary>The kB value of <paramref name="field"/> in /proc/self/status, in MiB; null where there is no such file or line.</summary>
+    static double? StatusMiB(string field)
     {
         const string status = "/proc/self/status";
         if (File.Exists(status))
             foreach (var line in File.ReadLines(status))
-                if (line.StartsWith("VmHWM:"))
-                    return double.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]) / 1024;
-        return Process.GetCurrentProcess().PeakWorkingSet64 / (1024.0 * 1024);
+                if (line.StartsWith(field, StringComparison.Ordinal))
+                    return double.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], System.Globalization.CultureInfo.InvariantCulture) / 1024;
+        return null;
     }
 }

@@ -66,7 +66,7 @@ static class BenchTokenize
                     if (!want.Contains(name)) continue;
                     // Return the preparation's memory to the system first, so that the peak is this format's own.
                     GC.Collect(GC.MaxGeneration, GCCollectionMode.Aggressive, blocking: true, compacting: true);
-                    double start = ResidentMiB();
+                    double start = BenchCommand.ResidentMiB();
                     bool reset = ResetPeak();
                     string outPath = Path.Combine(dir, $"out-{name}.jsonl");
                     var sw = Stopwatch.StartNew();
@@ -103,17 +103,6 @@ static class BenchTokenize
     {
         try { File.WriteAllText("/proc/self/clear_refs", "5"); return true; }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return false; }
-    }
-
-    /// <summary>Resident set size now (VmRSS), MiB; the working set where /proc is not available.</summary>
-    static double ResidentMiB()
-    {
-        const string status = "/proc/self/status";
-        if (File.Exists(status))
-            foreach (var line in File.ReadLines(status))
-                if (line.StartsWith("VmRSS:"))
-                    return double.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], System.Globalization.CultureInfo.InvariantCulture) / 1024;
-        return Environment.WorkingSet / (1024.0 * 1024);
     }
 
     /// <summary>The text's paragraphs (blocks separated by a blank line), each followed by a blank line, in a fresh
