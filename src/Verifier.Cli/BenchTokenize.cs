@@ -56,9 +56,8 @@ static class BenchTokenize
                 }
                 string jsonl = Path.Combine(dir, "text.jsonl"), parquet = Path.Combine(dir, "text.parquet");
                 var want = pr.GetValue(formats)!.Distinct().ToArray();
-                var docs = Documents(txt);
-                if (want.Contains("jsonl")) ctx.WithProgress("writing .jsonl", _ => { WriteJsonl(docs(), jsonl); return 0; });
-                if (want.Contains("parquet")) ctx.WithProgress("writing .parquet", _ => { WriteParquet(docs(), parquet).GetAwaiter().GetResult(); return 0; });
+                if (want.Contains("jsonl")) ctx.WithProgress("writing .jsonl", _ => { WriteJsonl(Documents(txt), jsonl); return 0; });
+                if (want.Contains("parquet")) ctx.WithProgress("writing .parquet", _ => { WriteParquet(Documents(txt), parquet).GetAwaiter().GetResult(); return 0; });
                 GC.Collect();
                 var results = new List<FormatResult>();
                 foreach (var (name, path) in new[] { ("txt", txt), ("jsonl", jsonl), ("parquet", parquet) })
@@ -137,9 +136,7 @@ static class BenchTokenize
     }
 
     /// <summary>The synthesised text as documents of about 4 KiB (whole paragraphs), for the .jsonl and .parquet inputs.</summary>
-    static Func<IEnumerable<string>> Documents(string txt) => () => Chunks(txt);
-
-    static IEnumerable<string> Chunks(string txt)
+    static IEnumerable<string> Documents(string txt)
     {
         var sb = new StringBuilder();
         foreach (var line in File.ReadLines(txt))
