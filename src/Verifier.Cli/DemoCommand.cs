@@ -16,8 +16,7 @@ static class DemoCommand
     /// <summary>Every strategy, clustered once per cluster count, mixed once per budget.</summary>
     static IEnumerable<(string Strategy, int Clusters, double Budget)> Plan(string clusterCounts, string budgets)
     {
-        var counts = clusterCounts.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
-            .Select(x => int.TryParse(x, out int c) && c > 0 ? c : throw new UsageException($"--clusters: '{x}' is not a positive integer")).ToList();
+        var counts = ClusterCounts(clusterCounts);
         var fractions = budgets.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
             .Select(x => double.TryParse(x, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out double b) && b >= 0 && b <= 1 ? b
                 : throw new UsageException($"--budgets: '{x}' is not a fraction in [0, 1]")).ToList();
@@ -29,6 +28,11 @@ static class DemoCommand
         foreach (int c in counts) yield return (Strategies.Clustered, c, 0);
         yield return (Strategies.Trivial, 1, 0);
     }
+
+    /// <summary>The cluster counts of <c>--clusters</c> (comma-separated positive integers), refused by value otherwise.</summary>
+    public static List<int> ClusterCounts(string clusterCounts) =>
+        clusterCounts.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+            .Select(x => int.TryParse(x, out int c) && c > 0 ? c : throw new UsageException($"--clusters: '{x}' is not a positive integer")).ToList();
 
     /// <summary>Names of the points not dominated in (FLOPs, b₀): no other point is at most as costly and at most as
     /// loose with one of the two strictly smaller.</summary>

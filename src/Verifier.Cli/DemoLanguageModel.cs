@@ -71,8 +71,7 @@ static class DemoLanguageModel
         int nb = Math.Min(z.BoundSequences, test.Count);
         new TokenDataset(test.Sequences.Take(nb).ToArray()).Save(boundPath);
         var plan = new List<(string, int)> { (Strategies.BruteForce, 1), (Strategies.CrosscoderTables, 1) };
-        foreach (var c in z.Clusters.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
-            plan.Add((Strategies.Clustered, int.TryParse(c, out int k) && k > 0 ? k : throw new UsageException($"--clusters: '{c}' is not a positive integer")));
+        foreach (int c in DemoCommand.ClusterCounts(z.Clusters)) plan.Add((Strategies.Clustered, c));
         plan.Add((Strategies.Trivial, 1));
         string tdir = Path.Combine(tmp, "transcripts");
         Directory.CreateDirectory(tdir);
