@@ -214,10 +214,10 @@ static class DemoCommand
             Clusters = Given(pr, clusterCounts) ? pr.GetValue(clusterCounts)! : d.Clusters,
         };
         var t = train.For(pr);
+        int steps = Given(pr, train.Steps) ? t.Steps : z.Steps;
         var o = t with
         {
-            Steps = Given(pr, train.Steps) ? t.Steps : z.Steps, BatchSize = Given(pr, train.BatchSize) ? t.BatchSize : z.BatchSize,
-            WarmupSteps = Math.Min(100, (Given(pr, train.Steps) ? t.Steps : z.Steps) / 10),
+            Steps = steps, BatchSize = Given(pr, train.BatchSize) ? t.BatchSize : z.BatchSize, WarmupSteps = Math.Min(100, steps / 10),
         };
         var cco = new CrosscoderOptions(Width: Given(pr, width) ? pr.GetValue(width) : 128, Mode: CrosscoderModes.TopK, K: pr.GetValue(k),
             Steps: Given(pr, ccSteps) ? pr.GetValue(ccSteps) : 500, Seed: pr.GetValue(train.Seed));
