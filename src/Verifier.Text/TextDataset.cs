@@ -76,7 +76,7 @@ public static class TextDataset
             }
             var map = VocabMap.Top(counts, top, o.Bos ? tokenizer.BosId : null);
             string mapJson = map.ToJson(tokenizer.Name, tokenizer.DVocab);
-            var result = AtomicOutput.Publishing(full, overwrite, tmp =>
+            return AtomicOutput.Publishing(full, overwrite, tmp =>
             {
                 using var w = DatasetLineWriter.Create(tmp);
                 using var rawIn = new FileStream(raw, FileMode.Open, FileAccess.Read, FileShare.None, 1 << 16);
@@ -99,9 +99,8 @@ public static class TextDataset
                 AtomicOutput.WriteAllText(mapPath, mapJson, overwrite);
                 return Result(stats, hash, top, mapPath, map.UnkId, map.Kept);
             });
-            return result;
         }
-        catch when (!File.Exists(full) && File.Exists(mapPath) && o.VocabTop is not null && !overwrite)
+        catch when (!File.Exists(full) && File.Exists(mapPath) && !overwrite)
         {
             File.Delete(mapPath);
             throw;
