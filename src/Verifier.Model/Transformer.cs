@@ -57,24 +57,22 @@ public sealed class Transformer : IDisposable
         }
     }
 
+    /// <summary>The cached tables, rebuilt for <paramref name="T"/> when they are shorter. Called under _tablesLock (by ViewsFor).</summary>
     Tables TablesFor(long T)
     {
-        lock (_tablesLock)
+        if (_tables is { } t && t.Length >= T) return t;
+        var c = Config;
+        var byKind = new Dictionary<bool, Tensor>();        // global and local layers: one mask each
+        var masks = Enumerable.Range(0, c.NLayers).Select(l =>
         {
-            if (_tables is { } t && t.Length >= T) return t;
-            var c = Config;
-            var byKind = new Dictionary<bool, Tensor>();        // global and local layers: one mask each
-            var masks = Enumerable.Range(0, c.NLayers).Select(l =>
-            {
-                bool local = c.IsLocal(l);
-                if (!byKind.TryGetValue(local, out var m)) byKind[local] = m = Components.Mask(c, l, T, Device);
-                return m;
-            }).ToArray();
-            var fresh = new Tables(T, masks, c.Rotary ? Components.RotaryTables.For(c, T, Dtype, Device) : null);
-            // A Forward in flight elsewhere holds views of the old tensors (TableViews), which keep their storage alive.
-            _tables?.Dispose();
-            return _tables = fresh;
-        }
+            bool local = c.IsLocal(l);
+            if (!byKind.TryGetValue(local, out var m)) byKind[local] = m = Components.Mask(c, l, T, Device);
+            return m;
+        }).ToArray();
+        var fresh = new Tables(T, masks, c.Rotary ? Components.RotaryTables.For(c, T, Dtype, Device) : null);
+        // A Forward in flight elsewhere holds views of the old tensors (ViewsFor), which keep their storage alive.
+        _tables?.Dispose();
+        return _tables = fresh;
     }
 
     public ModelConfig Config { get; }
