@@ -17,12 +17,10 @@ public sealed class TextTokenizer
     public int DVocab { get; }
     /// <summary>The id of <c>&lt;|endoftext|&gt;</c>: GPT-2's BOS, EOS and document separator (50 256 for GPT-2).</summary>
     public int BosId { get; }
-    /// <summary>The text of <see cref="BosId"/>.</summary>
-    public string BosToken { get; }
 
-    TextTokenizer(Tokenizer tokenizer, string name, int dVocab, int bosId, string bosToken)
+    TextTokenizer(Tokenizer tokenizer, string name, int dVocab, int bosId)
     {
-        _tokenizer = tokenizer; Name = name; DVocab = dVocab; BosId = bosId; BosToken = bosToken;
+        _tokenizer = tokenizer; Name = name; DVocab = dVocab; BosId = bosId;
     }
 
     public const string EndOfText = "<|endoftext|>";
@@ -40,7 +38,7 @@ public sealed class TextTokenizer
             // GPT-2's mergeable ranks are 0 … 50 255 and <|endoftext|> follows them (50 256), so the id space ends at
             // the largest special id (the library does not expose the rank table itself).
             int max = specials.Values.Max();
-            return new TextTokenizer(t, "gpt2", max + 1, bos, EndOfText);
+            return new TextTokenizer(t, "gpt2", max + 1, bos);
         }
         string dir = Path.GetFullPath(spec);
         if (!Directory.Exists(dir))
@@ -68,7 +66,7 @@ public sealed class TextTokenizer
         if (!cg.Vocabulary.TryGetValue(EndOfText, out int eot))
             throw new InvalidInputException(vocab, EndOfText, "not in the vocabulary: it is the BOS token and the document separator (GPT-2 convention)");
         int dv = cg.Vocabulary.Values.Max() + 1;
-        return new TextTokenizer(cg, dir, dv, eot, EndOfText);
+        return new TextTokenizer(cg, dir, dv, eot);
     }
 
     /// <summary>Appends the ids of <paramref name="text"/> (no BOS, no EOS) to <paramref name="into"/>. The literal
