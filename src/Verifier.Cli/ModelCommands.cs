@@ -141,12 +141,7 @@ static class ModelCommands
         int vocab;
         string map = Verifier.Text.TextDataset.VocabMapPath(path);
         if (pr.GetValue(task.Vocab) is int v2) vocab = v2;
-        else if (File.Exists(map))
-        {
-            var root = StrictJson.Parse(map, File.ReadAllBytes(map));
-            vocab = root is System.Text.Json.Nodes.JsonObject o && o["d_vocab"] is System.Text.Json.Nodes.JsonValue dv && dv.TryGetValue(out int n) && n >= 2
-                ? n : throw new InvalidInputException(map, "d_vocab", "expected an integer ≥ 2 (the file make-data --vocab-top writes)");
-        }
+        else if (File.Exists(map)) vocab = Verifier.Text.VocabMap.ReadDVocab(map);
         else throw new UsageException($"--data needs --vocab N (the dataset's d_vocab); no {Path.GetFileName(map)} beside it says it");
         return new DatasetTask(path, TokenDataset.Load(path), vocab);
     }

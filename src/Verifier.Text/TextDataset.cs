@@ -239,6 +239,14 @@ public sealed class VocabMap
         return new VocabMap(order, n - 1);
     }
 
+    /// <summary>The new d_vocab of a mapping file <see cref="ToJson"/> wrote (its <c>d_vocab</c>, an integer ≥ 2).</summary>
+    public static int ReadDVocab(string path)
+    {
+        var root = StrictJson.Parse(path, File.ReadAllBytes(path));
+        return root is System.Text.Json.Nodes.JsonObject o && o["d_vocab"] is System.Text.Json.Nodes.JsonValue dv && dv.TryGetValue(out int n) && n >= 2
+            ? n : throw new InvalidInputException(path, "d_vocab", "expected an integer ≥ 2 (the file make-data --vocab-top writes)");
+    }
+
     /// <summary>The mapping file: format, tokenizer, the tokenizer's d_vocab, the new d_vocab, the &lt;unk&gt; id, and
     /// <c>map</c>: original id (a decimal string) → new id, in new-id order.</summary>
     public string ToJson(string tokenizer, int sourceDVocab)
