@@ -180,8 +180,7 @@ public sealed class ArchForward
         {
             int label = seq.Labels[t];
             if (label < 0) continue;
-            var logits = IntervalModel.Affine(y[t], W("unembed.W_U"), 0, C.DModel, C.DVocabOut, W("unembed.b_U"), 0);
-            var diffs = IntervalModel.Differences(logits, label);
+            var diffs = IntervalModel.Differences(_m.Logits(y[t]), label);
             sum += IntervalModel.CrossEntropyFromDifferences(diffs);
             if (!(IntervalModel.MaxUpper(diffs) < 0)) errors++;
         }

@@ -52,19 +52,25 @@ public static class BruteForceStrategy
         return (b0, cost, w.StepCount, errors);
     }
 
-    /// <summary>Sequences [first, end) on every core; the per-sequence bounds are summed in sequence order, so the
-    /// result does not depend on scheduling.</summary>
+    /// <summary>Sequences [first, end) on every core (the midpoint–radius kernel, per-thread scratch).</summary>
     static (double Sum, int Errors, long Flops) Block(FastForward fast, ModelConfig c, IReadOnlyList<Sequence> data, int first, int end,
-        double[] loss, int[] wrong, CancellationToken ct)
+        double[] loss, int[] wrong, CancellationToken ct) =>
+        Block(c, data, first, end, loss, wrong, minChunk: 16, () => new FastForward.Scratch(c), fast.Sequence, ct);
+
+    /// <summary>Sequences [first, end) on every core, each bounded by <paramref name="sequence"/> with a per-thread
+    /// <paramref name="state"/>; the per-sequence bounds are summed in sequence order, so the result does not depend on
+    /// scheduling. Returns the summed upper ends, the uncertified positions and the FLOPs of the block.</summary>
+    internal static (double Sum, int Errors, long Flops) Block<TState>(ModelConfig c, IReadOnlyList<Sequence> data, int first, int end,
+        double[] loss, int[] wrong, int minChunk, Func<TState> state, Func<Sequence, TState, (double LossSum, int Errors)> sequence, CancellationToken ct)
     {
         var opts = new ParallelOptions { CancellationToken = ct };
         try
         {
-            Parallel.ForEach(Partitioner.Create(first, end, Math.Max(16, (end - first) / (4 * Environment.ProcessorCount))), opts,
-                () => new FastForward.Scratch(c),
+            Parallel.ForEach(Partitioner.Create(first, end, Math.Max(minChunk, (end - first) / (4 * Environment.ProcessorCount))), opts,
+                state,
                 (range, _, s) =>
                 {
-                    for (int i = range.Item1; i < range.Item2; i++) (loss[i - first], wrong[i - first]) = fast.Sequence(data[i], s);
+                    for (int i = range.Item1; i < range.Item2; i++) (loss[i - first], wrong[i - first]) = sequence(data[i], s);
                     return s;
                 }, _ => { });
         }
@@ -76,8 +82,7 @@ public static class BruteForceStrategy
         for (int i = first; i < end; i++)
         {
             sum = Up.Add(sum, loss[i - first]); errors += wrong[i - first];
-            var seq = data[i];
-            flops += Flops.BruteForce(c, seq.Labels);
+            flops += Flops.BruteForce(c, data[i].Labels);
         }
         return (sum, errors, flops);
     }

@@ -113,18 +113,16 @@ public static class CrosscoderStrategy
     internal static double L2Eps(Iv[] h0, Iv[] nominal) => Claim.Slack(IntervalModel.NormUpper(IntervalModel.Sub(h0, nominal)));
     internal static long L2Flops(ModelConfig c, long nnz, int T) => nnz * 2 * c.DModel + T * (3L * c.DModel + Flops.Norm(c.DModel));
 
-    /// <summary>L3 through attention (L5's perturbation plus the decoder difference δ) and through the MLP (L4's
-    /// active-set Lipschitz constant k plus δ), rounded up, with slack.</summary>
-    internal static double AfterAttention(double eps, double pert, double delta) => Claim.Slack(Up.Add(Up.Add(eps, pert), delta));
-    internal static double AfterMlp(double eps, double k, double delta) => Claim.Slack(Up.Add(Up.Add(eps, Up.Mul(k, eps)), delta));
-    /// <summary>L3 for any model crosscoder-tables covers: ε + Pert + δ with the model's claim slack (R3G for non-basic).</summary>
+    /// <summary>L3: ε + Pert + δ, rounded up, with the model's claim slack (<see cref="ArchIv.Slack"/>: Claim.Slack for a
+    /// basic model, R3G's for any other crosscoder-tables covers). Through attention Pert is L5's perturbation; through
+    /// the MLP it is k·ε (L4's active-set Lipschitz constant k) or T3's form for another activation.</summary>
     internal static double After(ModelConfig c, double eps, double pert, double delta) => ArchIv.Slack(c, Up.Add(Up.Add(eps, pert), delta));
 
     /// <summary>L1 capped by IP: Σ_t min(CE(z'_t, y) + ε_t max_i ‖u_i − u_y‖, trivial[t][y]) over labelled positions
     /// (with slack), the same sum without the cap, and the positions not certified correct (ACC: some
     /// upper(z'_v − z'_y) + ε_t max_i ‖u_i − u_y‖ ≥ 0).</summary>
     internal static (double Capped, double Uncapped, int Errors) L1(int[] labels, Func<int, Iv[]> differences, double[] eps, Norms norms, double[][] trivial,
-        ModelConfig? c = null)
+        ModelConfig c)
     {
         double capped = 0, uncapped = 0;
         int errors = 0;
@@ -139,7 +137,7 @@ public static class CrosscoderStrategy
             uncapped = Up.Add(uncapped, via);
             if (!(Up.Add(IntervalModel.MaxUpper(d), margin) < 0)) errors++;
         }
-        return (c is null ? Claim.Slack(capped) : ArchIv.Slack(c, capped), uncapped, errors);
+        return (ArchIv.Slack(c, capped), uncapped, errors);
     }
 
     /// <summary>crosscoder-exhaustive on one sequence: each sub-block run on a' in d-space (L2, L5, L4, L1 capped by IP).</summary>
@@ -167,7 +165,7 @@ public static class CrosscoderStrategy
             var (pert, centres) = AttentionPerturbation(c, norms, l, trace, eps);
             var epsNext = new double[T];
             for (int t = 0; t < T; t++)
-                epsNext[t] = AfterAttention(eps[t], pert[t], decoded ? IntervalModel.NormUpper(IntervalModel.Sub(next[t], nominal[site + 1][t])) : 0);
+                epsNext[t] = After(c, eps[t], pert[t], decoded ? IntervalModel.NormUpper(IntervalModel.Sub(next[t], nominal[site + 1][t])) : 0);
             blocks.Add((epsNext, Flops.Attention(c, T) + T * (long)c.DModel + DecodeFlops(decoded) + PerturbationFlops(c, T) + 2L * T, centres));
             eps = epsNext; site++;
             if (c.AttnOnly) continue;
@@ -181,11 +179,11 @@ public static class CrosscoderStrategy
             nominal[site + 1] = decoded ? encoder.Decode(f, ccSite[site + 1]) : mlpNext;
             epsNext = new double[T];
             for (int t = 0; t < T; t++)
-                epsNext[t] = AfterMlp(eps[t], norms.ActiveLipschitz(l, pres[t], eps[t]), decoded ? IntervalModel.NormUpper(IntervalModel.Sub(mlpNext[t], nominal[site + 1][t])) : 0);
+                epsNext[t] = After(c, eps[t], Up.Mul(norms.ActiveLipschitz(l, pres[t], eps[t]), eps[t]), decoded ? IntervalModel.NormUpper(IntervalModel.Sub(mlpNext[t], nominal[site + 1][t])) : 0);
             blocks.Add((epsNext, T * (Flops.Mlp(c) + c.DModel + 2L * c.DMlp + 3) + DecodeFlops(decoded), null));
             eps = epsNext; site++;
         }
-        var (capped, uncapped, errors) = L1(seq.Labels, t => IntervalModel.Differences(model.Logits(nominal[site][t]), seq.Labels[t]), eps, norms, trivial);
+        var (capped, uncapped, errors) = L1(seq.Labels, t => IntervalModel.Differences(model.Logits(nominal[site][t]), seq.Labels[t]), eps, norms, trivial, c);
         return new SequenceBound(eps0, ccSite[0] >= 0 ? L2Flops(c, nnz, T) : 0, blocks, capped, uncapped,
             seq.LabelledCount * (2L * c.DModel * c.DVocabOut + c.DVocabOut), errors);
     }
@@ -257,11 +255,10 @@ public static class CrosscoderStrategy
             for (int t = 0; t < T; t++)
             {
                 int first = c.FirstKey(l, t), keys = t - first + 1;   // the window (all s ≤ t when global)
-                double maxEps = 0;
-                for (int s = first; s <= t; s++) maxEps = Math.Max(maxEps, eps[s]);
-                double eta = 0;
+                double maxEps = 0, eta = 0;
                 for (int s = first; s <= t; s++)
                 {
+                    maxEps = Math.Max(maxEps, eps[s]);
                     double e = Up.Add(Up.Add(Up.Mul(Up.Mul(nq, eps[t]), kn[s]), Up.Mul(Up.Mul(qn[t], nk), eps[s])), Up.Mul(Up.Mul(nq, nk), Up.Mul(eps[t], eps[s])));
                     eta = Math.Max(eta, Up.Mul(e, invSqrt));
                 }

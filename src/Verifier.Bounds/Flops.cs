@@ -17,13 +17,7 @@ public static class Flops
     {
         long d = c.DModel, V = c.DVocabOut;
         long f = Embed(c, T);                                            // W_E[x] (+ W_pos)
-        for (int l = 0; l < c.NLayers; l++)
-        {
-            f += T * Normalisation(c, c.Normalization);                  // ln1
-            f += Attention(c, T, l);
-            f += T * d;                                                  // residual add
-            if (!c.AttnOnly) f += T * (Normalisation(c, c.Normalization) + Mlp(c)) + T * d;   // ln2, MLP and residual add
-        }
+        for (int l = 0; l < c.NLayers; l++) f += Layer(c, T, l);
         f += T * Normalisation(c, c.FinalNorm);                          // ln_final
         f += labelled * (2 * d * V + V);                                 // logits at labelled positions
         f += labelled * CrossEntropy(V);
@@ -41,8 +35,7 @@ public static class Flops
         for (int t = 0; t < labels.Length; t++) if (labels[t] >= 0) { p++; pairs += Keys(c, last, t); }
         long norm = Normalisation(c, c.Normalization);
         long f = Embed(c, (int)T);                                       // W_E[x] (+ W_pos)
-        for (int l = 0; l < last; l++)
-            f += T * norm + Attention(c, (int)T, l) + T * d + (c.AttnOnly ? 0 : T * (norm + Mlp(c)) + T * d);
+        for (int l = 0; l < last; l++) f += Layer(c, (int)T, l);
         f += T * norm;                                                             // last layer: ln1 at every position
         f += G * 2 * (2 * T * d * dh + T * dh) + H * (2 * p * d * dh + p * dh);   // k, v at every position, q at P
         f += Rotary(c, G, T) + Rotary(c, H, p);                                    // rotary k everywhere, q at P
@@ -51,6 +44,16 @@ public static class Flops
         if (!c.AttnOnly) f += p * (norm + Mlp(c)) + p * d;                         // ln2, MLP and residual add at P
         f += p * Normalisation(c, c.FinalNorm);                                    // ln_final at P
         return f + p * (2 * d * V + V) + p * CrossEntropy(V);
+    }
+
+    /// <summary>One block of <paramref name="layer"/> at T positions: ln1, attention, the residual add, and (unless
+    /// attention-only) ln2, the MLP and the residual add.</summary>
+    static long Layer(ModelConfig c, int T, int layer)
+    {
+        long d = c.DModel, norm = Normalisation(c, c.Normalization);
+        long f = T * norm + Attention(c, T, layer) + T * d;              // ln1, attention, residual add
+        if (!c.AttnOnly) f += T * (norm + Mlp(c)) + T * d;               // ln2, MLP and residual add
+        return f;
     }
 
     /// <summary>Attention of <paramref name="layer"/> (for a local layer only the window's pairs are counted): q (n_heads)

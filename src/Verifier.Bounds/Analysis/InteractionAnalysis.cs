@@ -114,13 +114,13 @@ public static class InteractionAnalysis
             if (CcSite(mid) < 0) continue;
             var win = w[$"blocks.{l}.mlp.W_in"].Data; var bin = w[$"blocks.{l}.mlp.b_in"].Data;
             var ln2 = new Through(w, $"blocks.{l}.ln2.", c.Normalization);
-            var U = Enumerable.Range(0, n).Select(i => Times(ln2.In(Row(i, mid)), win, d, m)).ToArray();
-            // c = U₀ + U_b: b_dec^{mid} W_in + b_in without normalisation; ((P b_dec) ⊙ w) W_in + b W_in + b_in through ln2.
-            var u0 = Times(ln2.In(Bias(mid)), win, d, m);
-            var ub = ln2.B is null ? (double[])bin.Clone() : Times(ln2.B, win, d, m).Select((x, k) => x + bin[k]).ToArray();
-            var cvec = ln2.Normed ? u0.Select((x, k) => x + ub[k]).ToArray() : Times(Bias(mid), win, d, m);
-            if (!ln2.Normed) for (int k = 0; k < m; k++) cvec[k] += bin[k];
             var midRows = Enumerable.Range(0, n).Select(i => Row(i, mid)).ToArray(); var midBias = Bias(mid);
+            var U = midRows.Select(r => Times(ln2.In(r), win, d, m)).ToArray();
+            // c = U₀ + U_b: b_dec^{mid} W_in + b_in without normalisation (In is the identity, U_b = b_in);
+            // ((P b_dec) ⊙ w) W_in + b W_in + b_in through ln2.
+            var u0 = Times(ln2.In(midBias), win, d, m);
+            var ub = ln2.B is null ? bin : Times(ln2.B, win, d, m).Select((x, k) => x + bin[k]).ToArray();
+            var cvec = u0.Select((x, k) => x + ub[k]).ToArray();
 
             // The cheap screen ‖(W_in(W_dec f̄_i + b)) ⊙ (W_in(W_dec f̄_j + b))‖ over occurring features.
             // (through ln2: f̄_i U_i + U₀, the token scale ι taken as 1 — a screen, not a measurement)
