@@ -474,8 +474,9 @@ public sealed partial class TranscriptChecker
                 if (U.Add(pre[m].Hi, U.Mul(e, norms.WinCol[l][m])) > 0) k = U.Add(k, U.Mul(norms.WinCol[l][m], norms.WoutRow[l][m]));
             return Math.Min(k, norms.KMlp[l]);
         }
-        // L4 for ReLU: K·ε on the ball; T3 for another activation: Σ_m Δ_m ‖W_out[m,:]‖ over the widened pre-activation boxes.
-        double Pert(double e, R[] pre)
+        // L4 for ReLU: K·ε on the ball; T3 for another activation: Σ_m Δ_m ‖W_out[m,:]‖ over the widened pre-activation boxes
+        // (act(pre) given: the E term below reads it too).
+        double Pert(double e, R[] pre, R[] actPre)
         {
             if (C.Act == ActKind.Relu) return U.Mul(K(e, pre), e);
             double p = 0;
@@ -483,7 +484,7 @@ public sealed partial class TranscriptChecker
             {
                 double r = U.Mul(e, norms.WinCol[l][m]);
                 var wide = ArchIntervals.Act(C.Act, new R(Math.BitDecrement(pre[m].Lo - r), U.Add(pre[m].Hi, r)));
-                var at = ArchIntervals.Act(C.Act, pre[m]);
+                var at = actPre[m];
                 double dm = Math.Max(Math.Max(0, Math.BitIncrement(wide.Hi - at.Lo)), Math.Max(0, Math.BitIncrement(at.Hi - wide.Lo)));
                 p = U.Add(p, U.Mul(dm, norms.WoutRow[l][m]));
             }
@@ -493,9 +494,11 @@ public sealed partial class TranscriptChecker
         {
             var mt = _tables!.Mlp[l]!;
             var actC = mt.C.Select(x => ArchIntervals.Act(C.Act, x)).ToArray();   // act(c), the same at every token
+            R[] zeroMlp = new R[C.DMlp], zeroModel = new R[C.DModel];             // Combine's t0 (copied, not written)
+            var actPre = new R[C.DMlp];
             for (int t = 0; t < T; t++)
             {
-                var sv = Combine(f[t], mt.U, Enumerable.Repeat(R.Zero, C.DMlp).ToArray());
+                var sv = Combine(f[t], mt.U, zeroMlp);
                 R[] pre, sl, tr;
                 double epsIn = eps[t];
                 if (mt.Norm is { } nt)
@@ -505,7 +508,7 @@ public sealed partial class TranscriptChecker
                     var im1 = io - R.One;
                     pre = sv.Select((x, k) => io * (x + mt.U0![k]) + mt.Ub![k]).ToArray();
                     sl = sv.Select((x, k) => io * x + im1 * mt.U0![k]).ToArray();
-                    var fm = Combine(f[t], mt.M!, Enumerable.Repeat(R.Zero, C.DModel).ToArray());
+                    var fm = Combine(f[t], mt.M!, zeroModel);
                     tr = Combine(f[t], mt.E, mt.E0).Select((x, k) => x + io * fm[k] + im1 * mt.M0![k]).ToArray();
                     epsIn = nt.Tilde(eps[t], rho);
                 }
@@ -513,11 +516,12 @@ public sealed partial class TranscriptChecker
                 double eOut = 0;
                 for (int m = 0; m < C.DMlp; m++)
                 {
-                    var e = ArchIntervals.Act(C.Act, pre[m]) - actC[m] - (mt.G[m] ? sl[m] : R.Zero);
+                    actPre[m] = ArchIntervals.Act(C.Act, pre[m]);
+                    var e = actPre[m] - actC[m] - (mt.G[m] ? sl[m] : R.Zero);
                     eOut = U.Add(eOut, U.Mul(e.Mag, mt.WoutRow[m]));
                 }
                 double delta = U.Add(U.Norm(tr), eOut);
-                Certify(s, $"ε at {Sites[site]}, position {t}", claim[t], U.Add(U.Add(eps[t], Pert(epsIn, pre)), delta));
+                Certify(s, $"ε at {Sites[site]}, position {t}", claim[t], U.Add(U.Add(eps[t], Pert(epsIn, pre, actPre)), delta));
                 own += (long)f[t].Length * 2 * (C.DMlp + C.DModel) + 6L * C.DMlp + 2L * C.DModel + Costs.Norm(C.DModel) + 2L * C.DMlp + 3;
             }
             own += T3Costs.Mlp(C, f);
