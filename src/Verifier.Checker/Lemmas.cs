@@ -435,11 +435,12 @@ public sealed partial class TranscriptChecker
             for (int t = 0; t < T; t++)
             {
                 int first = C.FirstKey(l, t);   // T3: a local layer's window; 0 when global (L5)
-                double maxEps = 0;
-                for (int u = first; u <= t; u++) maxEps = Math.Max(maxEps, eps[u]);
-                double eta = 0;
+                double maxEps = 0, eta = 0;
                 for (int u = first; u <= t; u++)
+                {
+                    maxEps = Math.Max(maxEps, eps[u]);
                     eta = Math.Max(eta, U.Mul(U.Add(U.Add(U.Mul(U.Mul(nq, eps[t]), kn[u]), U.Mul(U.Mul(qn[t], nk), eps[u])), U.Mul(U.Mul(nq, nk), U.Mul(eps[t], eps[u]))), inv));
+                }
                 double pd = Math.Min(2.0, Math.BitIncrement(U.Exp(U.Mul(2, eta)) - 1));
                 var c = ch[t];
                 if (c.ValueKind != JsonValueKind.Array || c.GetArrayLength() != dh) Fail(s, $"data.centres[{h}][{t}] needs d_head = {dh} numbers");
