@@ -163,21 +163,28 @@ public static class Costs
     static long Rotations(ModelConfig c, long vectors) => c.Rotary ? 3L * c.RotaryDim * vectors : 0;
 
     /// <summary>The attention sublayer of layer l over T positions (without ln1).</summary>
-    public static long Attention(ModelConfig c, int T, int l = 0)
+    public static long Attention(ModelConfig c, int T, int l = 0) => AttentionAt(c, T, T, Attended(c, T, l));
+
+    /// <summary>The attention sublayer with k and v at all T positions and everything else (q, scores, softmax, p·v, W_O,
+    /// b_O) at <paramref name="queries"/> of them, which attend <paramref name="pairs"/> keys in all.</summary>
+    static long AttentionAt(ModelConfig c, long T, long queries, long pairs)
     {
-        long d = c.DModel, H = c.NHeads, kv = c.KvHeads, dh = c.DHead, pairs = Attended(c, T, l);
-        long proj = 2 * T * d * dh + T * dh;
-        return (H + 2 * kv) * proj + Rotations(c, (H + kv) * (long)T) + H * pairs * (2 * dh + 1) + H * (4 * pairs + T) + H * pairs * 2 * dh
-               + H * 2 * T * dh * d + T * d;
+        long d = c.DModel, H = c.NHeads, kv = c.KvHeads, dh = c.DHead, p = queries;
+        long Proj(long n) => 2 * n * d * dh + n * dh;
+        return 2 * kv * Proj(T) + H * Proj(p) + Rotations(c, kv * T + H * p) + H * pairs * (2 * dh + 1) + H * (4 * pairs + p) + H * pairs * 2 * dh
+               + H * 2 * p * dh * d + p * d;
     }
+
+    /// <summary>Layer l over T positions: ln1, attention, its residual add, and (unless attention-only) ln2, the MLP and its add.</summary>
+    static long Layer(ModelConfig c, int T, int l, long ln) =>
+        T * ln + Attention(c, T, l) + T * (long)c.DModel + (c.AttnOnly ? 0 : T * (ln + Mlp(c) + c.DModel));
 
     static long EmbedCost(ModelConfig c, long T) => c.Rotary ? 0 : T * c.DModel;
 
     public static long Forward(ModelConfig c, int T, int labelled)
     {
         long d = c.DModel, V = c.DVocabOut, ln = LayerNorm(c, c.Normalization), f = EmbedCost(c, T);
-        for (int l = 0; l < c.NLayers; l++)
-            f += T * ln + Attention(c, T, l) + T * d + (c.AttnOnly ? 0 : T * (ln + Mlp(c) + d));
+        for (int l = 0; l < c.NLayers; l++) f += Layer(c, T, l, ln);
         return f + T * LayerNorm(c, c.FinalNorm) + labelled * (2 * d * V + V) + labelled * CrossEntropy(V);
     }
 
@@ -185,14 +192,12 @@ public static class Costs
     /// position, everything else at the labelled positions P; pairs_P = Σ_{t∈P} (keys attended by t).</summary>
     public static long BruteForce(ModelConfig c, int[] labels)
     {
-        long d = c.DModel, H = c.NHeads, kv = c.KvHeads, dh = c.DHead, V = c.DVocabOut, T = labels.Length, p = 0, pairs = 0;
+        long d = c.DModel, V = c.DVocabOut, T = labels.Length, p = 0, pairs = 0;
         long ln = LayerNorm(c, c.Normalization), mlp = c.AttnOnly ? 0 : Mlp(c);
         for (int t = 0; t < labels.Length; t++) if (labels[t] >= 0) { p++; pairs += Window(c, c.NLayers - 1, t); }
         long f = EmbedCost(c, T);
-        for (int l = 0; l + 1 < c.NLayers; l++) f += T * ln + Attention(c, (int)T, l) + T * d + (c.AttnOnly ? 0 : T * (ln + mlp + d));
-        f += T * ln + kv * 2 * (2 * T * d * dh + T * dh) + H * (2 * p * d * dh + p * dh) + Rotations(c, kv * T + H * p)
-           + H * pairs * (2 * dh + 1) + H * (4 * pairs + p) + H * pairs * 2 * dh
-           + H * 2 * p * dh * d + 2 * p * d + (c.AttnOnly ? 0 : p * (ln + mlp + d));
+        for (int l = 0; l + 1 < c.NLayers; l++) f += Layer(c, (int)T, l, ln);
+        f += T * ln + AttentionAt(c, T, p, pairs) + p * d + (c.AttnOnly ? 0 : p * (ln + mlp + d));
         return f + p * LayerNorm(c, c.FinalNorm) + p * (2 * d * V + V) + p * CrossEntropy(V);
     }
 
