@@ -50,7 +50,8 @@ public sealed partial class TranscriptChecker
             var vt = Per("W_V"); var v0 = Per0("W_V", "b_V"); var vb = PerB("W_V", "b_V");
             var mid = Enumerable.Range(0, n).Select(i => Row(i, site + 1)).ToArray();
             var d0 = Forward.Minus(b0, Bias(site + 1));
-            for (int j = 0; j < d; j++) d0[j] = d0[j] + R.Of(P(a + "b_O")[j]);
+            var bO = P(a + "b_O");
+            for (int j = 0; j < d; j++) d0[j] = d0[j] + R.Of(bO[j]);
             attn[l] = new AttnTab
             {
                 Q = Per("W_Q"), K = Per("W_K"), V = vt, Q0 = Per0("W_Q", "b_Q"), K0 = Per0("W_K", "b_K"), V0 = v0,
@@ -68,20 +69,21 @@ public sealed partial class TranscriptChecker
             var g = gl.EnumerateArray().Select(x => x.TryGetInt32(out int v) && v is 0 or 1 ? v == 1 : throw new Rejection(s.Id, s.Lemma, "gates are 0 or 1")).ToArray();
             string mm = $"blocks.{l}.mlp.";
             var bmid = Bias(site);
+            var wOut = P(mm + "W_out");
             var ln2 = NormTab.Of(_w, $"blocks.{l}.ln2.", C.Normalization, mid, bmid);
             var u = (ln2?.In ?? mid).Select(r => Forward.Lin(r, P(mm + "W_in"), 0, d, m)).ToArray();
             R[]? u0 = ln2 is null ? null : Forward.Lin(ln2.In0, P(mm + "W_in"), 0, d, m);
             R[]? ub = ln2?.BiasPart(P(mm + "W_in"), 0, d, m, P(mm + "b_in"), 0);
             var c = ln2 is null ? Forward.Lin(bmid, P(mm + "W_in"), 0, d, m, P(mm + "b_in")) : Forward.Plus(u0!, ub!);
             R[] Gate(R[] x) => x.Select((v, k) => g[k] ? v : R.Zero).ToArray();
-            var mi = u.Select(x => Forward.Lin(Gate(x), P(mm + "W_out"), 0, m, d)).ToArray();
+            var mi = u.Select(x => Forward.Lin(Gate(x), wOut, 0, m, d)).ToArray();
             var e = Enumerable.Range(0, n).Select(i => ln2 is null ? Forward.Minus(Forward.Plus(mid[i], mi[i]), Row(i, site + 1)) : Forward.Minus(mid[i], Row(i, site + 1))).ToArray();
-            var e0 = Forward.Minus(Forward.Plus(bmid, Forward.Lin(c.Select(x => ArchIntervals.Act(C.Act, x)).ToArray(), P(mm + "W_out"), 0, m, d, P(mm + "b_out"))), Bias(site + 1));
+            var e0 = Forward.Minus(Forward.Plus(bmid, Forward.Lin(c.Select(x => ArchIntervals.Act(C.Act, x)).ToArray(), wOut, 0, m, d, P(mm + "b_out"))), Bias(site + 1));
             mlp[l] = new MlpTab
             {
                 U = u, C = c, G = g, E = e, E0 = e0,
-                WoutRow = Enumerable.Range(0, m).Select(k => U.Norm(Enumerable.Range(0, d).Select(j => P(mm + "W_out")[k * d + j]))).ToArray(),
-                Norm = ln2, U0 = u0, Ub = ub, M = ln2 is null ? null : mi, M0 = ln2 is null ? null : Forward.Lin(Gate(u0!), P(mm + "W_out"), 0, m, d),
+                WoutRow = Enumerable.Range(0, m).Select(k => U.Norm(new ArraySegment<double>(wOut, k * d, d))).ToArray(),
+                Norm = ln2, U0 = u0, Ub = ub, M = ln2 is null ? null : mi, M0 = ln2 is null ? null : Forward.Lin(Gate(u0!), wOut, 0, m, d),
             };
             site++;
         }
