@@ -66,21 +66,25 @@ public sealed partial class TranscriptChecker
         var seqs = _data.Sequences;
         // Contiguous ranges of sequences per task, one set of buffers per worker; each result lands in its own slot.
         var block = _block;
-        try
-        {
-            Parallel.ForEach(System.Collections.Concurrent.Partitioner.Create(first, end, Math.Max(16, (end - first) / (4 * Environment.ProcessorCount))),
-                () => new BlockForward.Work(C),
-                (range, _, work) =>
-                {
-                    for (int i = range.Item1; i < range.Item2; i++) (loss[i - first], wrong[i - first]) = block.Sequence(seqs[i], work);
-                    return work;
-                }, _ => { });
-        }
+        OnWorkers(() => Parallel.ForEach(System.Collections.Concurrent.Partitioner.Create(first, end, Math.Max(16, (end - first) / (4 * Environment.ProcessorCount))),
+            () => new BlockForward.Work(C),
+            (range, _, work) =>
+            {
+                for (int i = range.Item1; i < range.Item2; i++) (loss[i - first], wrong[i - first]) = block.Sequence(seqs[i], work);
+                return work;
+            }, _ => { }));
+        return CertifyBlock(s, first, end, loss, wrong);
+    }
+
+    /// <summary>Runs a parallel loop; a <see cref="CheckFailure"/> thrown on a worker is rethrown as itself (not wrapped in an
+    /// AggregateException), so it rejects the step like one thrown on the checker's own thread.</summary>
+    static void OnWorkers(Action loop)
+    {
+        try { loop(); }
         catch (AggregateException e) when (e.InnerExceptions.FirstOrDefault(x => x is CheckFailure) is { } failure)
         {
             System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(failure);
         }
-        return CertifyBlock(s, first, end, loss, wrong);
     }
 
     /// <summary>BFB's comparison, whatever forward pass gave the per-sequence upper ends: their sum in index order against

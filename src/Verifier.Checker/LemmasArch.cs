@@ -30,11 +30,7 @@ public sealed partial class TranscriptChecker
         var arch = Arch;
         var loss = new double[end - first]; var wrong = new int[end - first];
         var seqs = _data.Sequences;
-        try { Parallel.For(first, end, i => (loss[i - first], wrong[i - first]) = arch.Sequence(seqs[i])); }
-        catch (AggregateException e) when (e.InnerExceptions.FirstOrDefault(x => x is CheckFailure) is { } failure)
-        {
-            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(failure);
-        }
+        OnWorkers(() => Parallel.For(first, end, i => (loss[i - first], wrong[i - first]) = arch.Sequence(seqs[i])));
         return CertifyBlock(s, first, end, loss, wrong);
     }
 }
