@@ -25,7 +25,19 @@ public sealed partial class TranscriptChecker
     {
         if (s.Inputs.Length != 0) Fail(s, "inputs: BF uses none");
         var seq = Seq(s);
-        if (!C.IsBasic) return BruteForceArch(s, seq);   // R3: every other architecture (LemmasArch.cs)
+        var (sum, wrong) = C.IsBasic ? BasicSequence(seq) : Arch.SequenceInterval(seq);   // R3: every other architecture (LemmasArch.cs)
+        double claim = s.Number("loss_sum");
+        Certify(s, $"loss_sum of sequence {s.ScopeInt("sequence")}", claim, sum.Hi);
+        var errors = Errors(s, wrong, seq.LabelledCount, $"of sequence {s.ScopeInt("sequence")}");
+        long own = Costs.BruteForce(C, seq.Labels);
+        Cost(s, own, true); _ownFlops += own;
+        return new Info { Lemma = s.Lemma, Sequence = s.ScopeInt("sequence"), Scalar = claim, Errors = errors };
+    }
+
+    /// <summary>The basic model's forward pass over one sequence (<see cref="Forward"/>): its loss sum and the labelled
+    /// positions it does not certify correctly classified.</summary>
+    (R Sum, int Wrong) BasicSequence(Sequence seq)
+    {
         var h = seq.Tokens.Select((x, t) => _f.Embed(x, t)).ToArray();
         for (int l = 0; l < C.NLayers; l++)
         {
@@ -34,7 +46,7 @@ public sealed partial class TranscriptChecker
             if (!C.AttnOnly) h = h.Select(x => Forward.Plus(x, _f.Mlp(l, x))).ToArray();
         }
         var sum = R.Zero;
-        long wrong = 0;
+        int wrong = 0;
         for (int t = 0; t < seq.Tokens.Length; t++)
         {
             if (seq.Labels[t] < 0) continue;
@@ -42,12 +54,7 @@ public sealed partial class TranscriptChecker
             sum = sum + Forward.CeFromDiffs(d);
             if (!Forward.Certain(d)) wrong++;
         }
-        double claim = s.Number("loss_sum");
-        Certify(s, $"loss_sum of sequence {s.ScopeInt("sequence")}", claim, sum.Hi);
-        var errors = Errors(s, wrong, seq.LabelledCount, $"of sequence {s.ScopeInt("sequence")}");
-        long own = Costs.BruteForce(C, seq.Labels);
-        Cost(s, own, true); _ownFlops += own;
-        return new Info { Lemma = s.Lemma, Sequence = s.ScopeInt("sequence"), Scalar = claim, Errors = errors };
+        return (sum, wrong);
     }
 
     // ---- BFB -----------------------------------------------------------------------------------------------
