@@ -400,7 +400,7 @@ public sealed partial class TranscriptChecker
             R[]? iota = null;
             if (at.Norm is { } nt)
             {
-                var sc = f.Select(x => nt.Scale(x, Combine)).ToArray();
+                var sc = f.Select(x => nt.Scale(x)).ToArray();
                 iota = sc.Select(x => x.Iota).ToArray();
                 epsIn = eps.Select((e, t) => nt.Tilde(e, sc[t].Rho)).ToArray();
             }
@@ -516,7 +516,7 @@ public sealed partial class TranscriptChecker
                 if (mt.Norm is { } nt)
                 {
                     // T3: u' = ι(Σ f U + U₀) + U_b; s = ι Σ f U + (ι − 1)U₀; transition Σ f DM + ι Σ f M + (ι − 1)M₀ + e₀.
-                    var (io, rho) = nt.Scale(f[t], Combine);
+                    var (io, rho) = nt.Scale(f[t]);
                     var im1 = io - R.One;
                     pre = sv.Select((x, k) => io * (x + mt.U0![k]) + mt.Ub![k]).ToArray();
                     sl = sv.Select((x, k) => io * x + im1 * mt.U0![k]).ToArray();
@@ -597,7 +597,7 @@ public sealed partial class TranscriptChecker
             else
             {
                 // T3: the logits read ln_final(h): z' = ι(Σ f UU + UU₀) + UU_b and the margin uses NL's ε̃.
-                var (io, rho) = lnf.Scale(f[t], Combine);
+                var (io, rho) = lnf.Scale(f[t]);
                 z = NormTab.Scaled(Combine(f[t], _tables!.Unembed, _tables.Unembed0), io, _tables.UnembedB);
                 epsOut = lnf.Tilde(eps[t], rho);
             }

@@ -14,7 +14,7 @@ public sealed partial class TranscriptChecker
     sealed class Tabs { public required AttnTab[] Attn; public required MlpTab?[] Mlp; public required R[][] Unembed; public required R[] Unembed0; public NormTab? UnembedNorm; public R[]? UnembedB; }
     Tabs? _tables;
 
-    static R[] Combine((int Index, double Value)[] f, R[][] table, R[] t0)
+    internal static R[] Combine((int Index, double Value)[] f, R[][] table, R[] t0)
     {
         var r = t0.Select(x => x).ToArray();
         foreach (var (i, v) in f) for (int j = 0; j < r.Length; j++) r[j] = r[j] + table[i][j] * R.Of(v);
