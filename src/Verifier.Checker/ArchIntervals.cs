@@ -29,23 +29,7 @@ public static class ArchIntervals
         if (kind == NormKind.None) return x;
         int d = x.Length;
         bool centre = kind is NormKind.LN or NormKind.LNPre;
-        var c = new R[d];
-        if (centre)
-        {
-            // Σ_{j≠i} lo_j ≥ Dn(Dn(Σ_j lo_j) − lo_i) (the rounded-down sum is a lower bound of the real sum, and the
-            // real Σ_{j≠i} lo_j is that real sum minus lo_i exactly); likewise upward for the his.
-            double sumLo = 0, sumHi = 0;
-            for (int j = 0; j < d; j++) { sumLo = Dn(sumLo + x[j].Lo); sumHi = Up(sumHi + x[j].Hi); }
-            double k = 1.0 / d;               // rounded; enclosed below
-            var inv = new R(Dn(k), Up(k));
-            var keep = R.One - inv;            // 1 − 1/d
-            for (int i = 0; i < d; i++)
-            {
-                var rest = new R(Dn(sumLo - x[i].Lo), Up(sumHi - x[i].Hi));   // Σ_{j≠i} x_j
-                c[i] = keep * x[i] - inv * rest;
-            }
-        }
-        else Array.Copy(x, c, d);
+        var c = centre ? Centre(x) : x;   // read only below
         double vLo = 0, vHi = 0;
         for (int i = 0; i < d; i++)
         {
@@ -93,17 +77,30 @@ public static class ArchIntervals
         var cd = R.Zero;                                        // Σ_k c_k Δ_k
         for (int k = 0; k < d; k++) cd = cd + c[k] * delta[k];
         var q = R.One / (R.Of(d) * v);                          // 1/(d·(v + eps))
-        double sumLo = 0, sumHi = 0;
-        for (int k = 0; k < d; k++) { sumLo = Dn(sumLo + delta[k].Lo); sumHi = Up(sumHi + delta[k].Hi); }
-        var inv = new R(Dn(1.0 / d), Up(1.0 / d));
-        var keep = R.One - inv;
+        var pd = centre ? Centre(delta) : delta;                // Σ_k P_ik Δ_k
         var r = new R[d];
+        for (int i = 0; i < d; i++) r[i] = nm[i] + (pd[i] - c[i] * q * cd) / s;
+        return r;
+    }
+
+    /// <summary>P·x with P = I − 11ᵀ/d over a box, x_i counted once: (1 − 1/d)·x_i − (1/d)·Σ_{j≠i} x_j. Σ_{j≠i} lo_j ≥
+    /// Dn(Dn(Σ_j lo_j) − lo_i) (the rounded-down sum is a lower bound of the real sum, and the real Σ_{j≠i} lo_j is that
+    /// real sum minus lo_i exactly); likewise upward for the his. Used by N (on X) and N′ (on Δ).</summary>
+    static R[] Centre(R[] x)
+    {
+        int d = x.Length;
+        double sumLo = 0, sumHi = 0;
+        for (int j = 0; j < d; j++) { sumLo = Dn(sumLo + x[j].Lo); sumHi = Up(sumHi + x[j].Hi); }
+        double k = 1.0 / d;               // rounded; enclosed below
+        var inv = new R(Dn(k), Up(k));
+        var keep = R.One - inv;            // 1 − 1/d
+        var c = new R[d];
         for (int i = 0; i < d; i++)
         {
-            var pd = centre ? keep * delta[i] - inv * new R(Dn(sumLo - delta[i].Lo), Up(sumHi - delta[i].Hi)) : delta[i];
-            r[i] = nm[i] + (pd - c[i] * q * cd) / s;
+            var rest = new R(Dn(sumLo - x[i].Lo), Up(sumHi - x[i].Hi));   // Σ_{j≠i} x_j
+            c[i] = keep * x[i] - inv * rest;
         }
-        return r;
+        return c;
     }
 
     // A decimal literal is parsed correctly rounded (within ½ ulp): ±1 ulp holds the real constant and the float64.

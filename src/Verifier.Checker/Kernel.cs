@@ -336,7 +336,7 @@ public sealed class BlockForward
         internal readonly double[] Om = new double[c.DModel], Or = new double[c.DModel];
         internal readonly double[] Um = new double[Math.Max(c.DMlp, 1)], Ur = new double[Math.Max(c.DMlp, 1)];
         internal readonly double[] Lm = new double[c.DVocabOut], Lr = new double[c.DVocabOut];
-        internal readonly R[] Sigma = new R[c.NCtx], P = new R[c.NCtx];
+        internal readonly R[] Sigma = new R[c.NCtx];
         internal readonly int[] Rows = new int[c.NCtx];
     }
 

@@ -25,7 +25,19 @@ public sealed partial class TranscriptChecker
     {
         if (s.Inputs.Length != 0) Fail(s, "inputs: BF uses none");
         var seq = Seq(s);
-        if (!C.IsBasic) return BruteForceArch(s, seq);   // R3: every other architecture (LemmasArch.cs)
+        var (sum, wrong) = C.IsBasic ? BasicSequence(seq) : Arch.SequenceInterval(seq);   // R3: every other architecture (LemmasArch.cs)
+        double claim = s.Number("loss_sum");
+        Certify(s, $"loss_sum of sequence {s.ScopeInt("sequence")}", claim, sum.Hi);
+        var errors = Errors(s, wrong, seq.LabelledCount, $"of sequence {s.ScopeInt("sequence")}");
+        long own = Costs.BruteForce(C, seq.Labels);
+        Cost(s, own, true); _ownFlops += own;
+        return new Info { Lemma = s.Lemma, Sequence = s.ScopeInt("sequence"), Scalar = claim, Errors = errors };
+    }
+
+    /// <summary>The basic model's forward pass over one sequence (<see cref="Forward"/>): its loss sum and the labelled
+    /// positions it does not certify correctly classified.</summary>
+    (R Sum, int Wrong) BasicSequence(Sequence seq)
+    {
         var h = seq.Tokens.Select((x, t) => _f.Embed(x, t)).ToArray();
         for (int l = 0; l < C.NLayers; l++)
         {
@@ -34,7 +46,7 @@ public sealed partial class TranscriptChecker
             if (!C.AttnOnly) h = h.Select(x => Forward.Plus(x, _f.Mlp(l, x))).ToArray();
         }
         var sum = R.Zero;
-        long wrong = 0;
+        int wrong = 0;
         for (int t = 0; t < seq.Tokens.Length; t++)
         {
             if (seq.Labels[t] < 0) continue;
@@ -42,12 +54,7 @@ public sealed partial class TranscriptChecker
             sum = sum + Forward.CeFromDiffs(d);
             if (!Forward.Certain(d)) wrong++;
         }
-        double claim = s.Number("loss_sum");
-        Certify(s, $"loss_sum of sequence {s.ScopeInt("sequence")}", claim, sum.Hi);
-        var errors = Errors(s, wrong, seq.LabelledCount, $"of sequence {s.ScopeInt("sequence")}");
-        long own = Costs.BruteForce(C, seq.Labels);
-        Cost(s, own, true); _ownFlops += own;
-        return new Info { Lemma = s.Lemma, Sequence = s.ScopeInt("sequence"), Scalar = claim, Errors = errors };
+        return (sum, wrong);
     }
 
     // ---- BFB -----------------------------------------------------------------------------------------------
@@ -66,21 +73,25 @@ public sealed partial class TranscriptChecker
         var seqs = _data.Sequences;
         // Contiguous ranges of sequences per task, one set of buffers per worker; each result lands in its own slot.
         var block = _block;
-        try
-        {
-            Parallel.ForEach(System.Collections.Concurrent.Partitioner.Create(first, end, Math.Max(16, (end - first) / (4 * Environment.ProcessorCount))),
-                () => new BlockForward.Work(C),
-                (range, _, work) =>
-                {
-                    for (int i = range.Item1; i < range.Item2; i++) (loss[i - first], wrong[i - first]) = block.Sequence(seqs[i], work);
-                    return work;
-                }, _ => { });
-        }
+        OnWorkers(() => Parallel.ForEach(System.Collections.Concurrent.Partitioner.Create(first, end, Math.Max(16, (end - first) / (4 * Environment.ProcessorCount))),
+            () => new BlockForward.Work(C),
+            (range, _, work) =>
+            {
+                for (int i = range.Item1; i < range.Item2; i++) (loss[i - first], wrong[i - first]) = block.Sequence(seqs[i], work);
+                return work;
+            }, _ => { }));
+        return CertifyBlock(s, first, end, loss, wrong);
+    }
+
+    /// <summary>Runs a parallel loop; a <see cref="CheckFailure"/> thrown on a worker is rethrown as itself (not wrapped in an
+    /// AggregateException), so it rejects the step like one thrown on the checker's own thread.</summary>
+    static void OnWorkers(Action loop)
+    {
+        try { loop(); }
         catch (AggregateException e) when (e.InnerExceptions.FirstOrDefault(x => x is CheckFailure) is { } failure)
         {
             System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(failure);
         }
-        return CertifyBlock(s, first, end, loss, wrong);
     }
 
     /// <summary>BFB's comparison, whatever forward pass gave the per-sequence upper ends: their sum in index order against
@@ -389,7 +400,7 @@ public sealed partial class TranscriptChecker
             R[]? iota = null;
             if (at.Norm is { } nt)
             {
-                var sc = f.Select(x => nt.Scale(x, Combine)).ToArray();
+                var sc = f.Select(x => nt.Scale(x)).ToArray();
                 iota = sc.Select(x => x.Iota).ToArray();
                 epsIn = eps.Select((e, t) => nt.Tilde(e, sc[t].Rho)).ToArray();
             }
@@ -435,11 +446,12 @@ public sealed partial class TranscriptChecker
             for (int t = 0; t < T; t++)
             {
                 int first = C.FirstKey(l, t);   // T3: a local layer's window; 0 when global (L5)
-                double maxEps = 0;
-                for (int u = first; u <= t; u++) maxEps = Math.Max(maxEps, eps[u]);
-                double eta = 0;
+                double maxEps = 0, eta = 0;
                 for (int u = first; u <= t; u++)
+                {
+                    maxEps = Math.Max(maxEps, eps[u]);
                     eta = Math.Max(eta, U.Mul(U.Add(U.Add(U.Mul(U.Mul(nq, eps[t]), kn[u]), U.Mul(U.Mul(qn[t], nk), eps[u])), U.Mul(U.Mul(nq, nk), U.Mul(eps[t], eps[u]))), inv));
+                }
                 double pd = Math.Min(2.0, Math.BitIncrement(U.Exp(U.Mul(2, eta)) - 1));
                 var c = ch[t];
                 if (c.ValueKind != JsonValueKind.Array || c.GetArrayLength() != dh) Fail(s, $"data.centres[{h}][{t}] needs d_head = {dh} numbers");
@@ -474,8 +486,9 @@ public sealed partial class TranscriptChecker
                 if (U.Add(pre[m].Hi, U.Mul(e, norms.WinCol[l][m])) > 0) k = U.Add(k, U.Mul(norms.WinCol[l][m], norms.WoutRow[l][m]));
             return Math.Min(k, norms.KMlp[l]);
         }
-        // L4 for ReLU: K·ε on the ball; T3 for another activation: Σ_m Δ_m ‖W_out[m,:]‖ over the widened pre-activation boxes.
-        double Pert(double e, R[] pre)
+        // L4 for ReLU: K·ε on the ball; T3 for another activation: Σ_m Δ_m ‖W_out[m,:]‖ over the widened pre-activation boxes
+        // (act(pre) given: the E term below reads it too).
+        double Pert(double e, R[] pre, R[] actPre)
         {
             if (C.Act == ActKind.Relu) return U.Mul(K(e, pre), e);
             double p = 0;
@@ -483,7 +496,7 @@ public sealed partial class TranscriptChecker
             {
                 double r = U.Mul(e, norms.WinCol[l][m]);
                 var wide = ArchIntervals.Act(C.Act, new R(Math.BitDecrement(pre[m].Lo - r), U.Add(pre[m].Hi, r)));
-                var at = ArchIntervals.Act(C.Act, pre[m]);
+                var at = actPre[m];
                 double dm = Math.Max(Math.Max(0, Math.BitIncrement(wide.Hi - at.Lo)), Math.Max(0, Math.BitIncrement(at.Hi - wide.Lo)));
                 p = U.Add(p, U.Mul(dm, norms.WoutRow[l][m]));
             }
@@ -493,19 +506,21 @@ public sealed partial class TranscriptChecker
         {
             var mt = _tables!.Mlp[l]!;
             var actC = mt.C.Select(x => ArchIntervals.Act(C.Act, x)).ToArray();   // act(c), the same at every token
+            R[] zeroMlp = new R[C.DMlp], zeroModel = new R[C.DModel];             // Combine's t0 (copied, not written)
+            var actPre = new R[C.DMlp];
             for (int t = 0; t < T; t++)
             {
-                var sv = Combine(f[t], mt.U, Enumerable.Repeat(R.Zero, C.DMlp).ToArray());
+                var sv = Combine(f[t], mt.U, zeroMlp);
                 R[] pre, sl, tr;
                 double epsIn = eps[t];
                 if (mt.Norm is { } nt)
                 {
                     // T3: u' = ι(Σ f U + U₀) + U_b; s = ι Σ f U + (ι − 1)U₀; transition Σ f DM + ι Σ f M + (ι − 1)M₀ + e₀.
-                    var (io, rho) = nt.Scale(f[t], Combine);
+                    var (io, rho) = nt.Scale(f[t]);
                     var im1 = io - R.One;
                     pre = sv.Select((x, k) => io * (x + mt.U0![k]) + mt.Ub![k]).ToArray();
                     sl = sv.Select((x, k) => io * x + im1 * mt.U0![k]).ToArray();
-                    var fm = Combine(f[t], mt.M!, Enumerable.Repeat(R.Zero, C.DModel).ToArray());
+                    var fm = Combine(f[t], mt.M!, zeroModel);
                     tr = Combine(f[t], mt.E, mt.E0).Select((x, k) => x + io * fm[k] + im1 * mt.M0![k]).ToArray();
                     epsIn = nt.Tilde(eps[t], rho);
                 }
@@ -513,11 +528,12 @@ public sealed partial class TranscriptChecker
                 double eOut = 0;
                 for (int m = 0; m < C.DMlp; m++)
                 {
-                    var e = ArchIntervals.Act(C.Act, pre[m]) - actC[m] - (mt.G[m] ? sl[m] : R.Zero);
+                    actPre[m] = ArchIntervals.Act(C.Act, pre[m]);
+                    var e = actPre[m] - actC[m] - (mt.G[m] ? sl[m] : R.Zero);
                     eOut = U.Add(eOut, U.Mul(e.Mag, mt.WoutRow[m]));
                 }
                 double delta = U.Add(U.Norm(tr), eOut);
-                Certify(s, $"ε at {Sites[site]}, position {t}", claim[t], U.Add(U.Add(eps[t], Pert(epsIn, pre)), delta));
+                Certify(s, $"ε at {Sites[site]}, position {t}", claim[t], U.Add(U.Add(eps[t], Pert(epsIn, pre, actPre)), delta));
                 own += (long)f[t].Length * 2 * (C.DMlp + C.DModel) + 6L * C.DMlp + 2L * C.DModel + Costs.Norm(C.DModel) + 2L * C.DMlp + 3;
             }
             own += T3Costs.Mlp(C, f);
@@ -581,7 +597,7 @@ public sealed partial class TranscriptChecker
             else
             {
                 // T3: the logits read ln_final(h): z' = ι(Σ f UU + UU₀) + UU_b and the margin uses NL's ε̃.
-                var (io, rho) = lnf.Scale(f[t], Combine);
+                var (io, rho) = lnf.Scale(f[t]);
                 z = NormTab.Scaled(Combine(f[t], _tables!.Unembed, _tables.Unembed0), io, _tables.UnembedB);
                 epsOut = lnf.Tilde(eps[t], rho);
             }

@@ -4,24 +4,13 @@ namespace Verifier.Checker;
 
 /// <summary>BF and BFB for every model that is not basic (proofs/R3-architectures.md): the same statements as
 /// proofs/BF-brute-force.md, each sequence through <see cref="ArchForward"/> (R1 + R3) instead of the basic model's
-/// forward passes. The basic paths (Forward.cs, Kernel.cs) are untouched; Lemmas.cs dispatches here on C.IsBasic.</summary>
+/// forward passes. The basic paths (Forward.cs, Kernel.cs) are untouched; Lemmas.cs dispatches on C.IsBasic (BF reads
+/// <see cref="Arch"/>'s SequenceInterval, BFB calls <see cref="BruteForceBlockArch"/>).</summary>
 public sealed partial class TranscriptChecker
 {
     /// <summary>The forward pass of every architecture, built on first use.</summary>
     ArchForward Arch => _arch ??= new ArchForward(_w);
     ArchForward? _arch;
-
-    Info BruteForceArch(Step s, Sequence seq)
-    {
-        var (sum, wrong) = Arch.SequenceInterval(seq);
-        int q = s.ScopeInt("sequence");
-        double claim = s.Number("loss_sum");
-        Certify(s, $"loss_sum of sequence {q}", claim, sum.Hi);
-        var errors = Errors(s, wrong, seq.LabelledCount, $"of sequence {q}");
-        long own = Costs.BruteForce(C, seq.Labels);   // with this architecture's terms (spec/costs.md)
-        Cost(s, own, true); _ownFlops += own;
-        return new Info { Lemma = s.Lemma, Sequence = q, Scalar = claim, Errors = errors };
-    }
 
     /// <summary>BFB: the block's sequences on every core, each certified alone; the upper ends summed in index order, so
     /// the certified value does not depend on scheduling.</summary>
@@ -30,11 +19,7 @@ public sealed partial class TranscriptChecker
         var arch = Arch;
         var loss = new double[end - first]; var wrong = new int[end - first];
         var seqs = _data.Sequences;
-        try { Parallel.For(first, end, i => (loss[i - first], wrong[i - first]) = arch.Sequence(seqs[i])); }
-        catch (AggregateException e) when (e.InnerExceptions.FirstOrDefault(x => x is CheckFailure) is { } failure)
-        {
-            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(failure);
-        }
+        OnWorkers(() => Parallel.For(first, end, i => (loss[i - first], wrong[i - first]) = arch.Sequence(seqs[i])));
         return CertifyBlock(s, first, end, loss, wrong);
     }
 }

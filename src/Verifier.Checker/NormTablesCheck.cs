@@ -50,9 +50,9 @@ sealed class NormTab
     }
 
     /// <summary>ι_t and ρ_t for one token's features.</summary>
-    public (R Iota, double Rho) Scale((int Index, double Value)[] f, Func<(int, double)[], R[][], R[], R[]> combine)
+    public (R Iota, double Rho) Scale((int Index, double Value)[] f)
     {
-        var x = combine(f, P, P0);
+        var x = TranscriptChecker.Combine(f, P, P0);
         var sq = R.Zero;
         foreach (var v in x) sq = sq + Sq(v);
         if (!double.IsFinite(sq.Hi)) throw new CheckFailure("arithmetic", "the squared norm of a normalisation input is not finite");

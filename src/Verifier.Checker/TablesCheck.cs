@@ -14,7 +14,7 @@ public sealed partial class TranscriptChecker
     sealed class Tabs { public required AttnTab[] Attn; public required MlpTab?[] Mlp; public required R[][] Unembed; public required R[] Unembed0; public NormTab? UnembedNorm; public R[]? UnembedB; }
     Tabs? _tables;
 
-    static R[] Combine((int Index, double Value)[] f, R[][] table, R[] t0)
+    internal static R[] Combine((int Index, double Value)[] f, R[][] table, R[] t0)
     {
         var r = t0.Select(x => x).ToArray();
         foreach (var (i, v) in f) for (int j = 0; j < r.Length; j++) r[j] = r[j] + table[i][j] * R.Of(v);
@@ -50,7 +50,8 @@ public sealed partial class TranscriptChecker
             var vt = Per("W_V"); var v0 = Per0("W_V", "b_V"); var vb = PerB("W_V", "b_V");
             var mid = Enumerable.Range(0, n).Select(i => Row(i, site + 1)).ToArray();
             var d0 = Forward.Minus(b0, Bias(site + 1));
-            for (int j = 0; j < d; j++) d0[j] = d0[j] + R.Of(P(a + "b_O")[j]);
+            var bO = P(a + "b_O");
+            for (int j = 0; j < d; j++) d0[j] = d0[j] + R.Of(bO[j]);
             attn[l] = new AttnTab
             {
                 Q = Per("W_Q"), K = Per("W_K"), V = vt, Q0 = Per0("W_Q", "b_Q"), K0 = Per0("W_K", "b_K"), V0 = v0,
@@ -68,20 +69,21 @@ public sealed partial class TranscriptChecker
             var g = gl.EnumerateArray().Select(x => x.TryGetInt32(out int v) && v is 0 or 1 ? v == 1 : throw new Rejection(s.Id, s.Lemma, "gates are 0 or 1")).ToArray();
             string mm = $"blocks.{l}.mlp.";
             var bmid = Bias(site);
+            var wOut = P(mm + "W_out");
             var ln2 = NormTab.Of(_w, $"blocks.{l}.ln2.", C.Normalization, mid, bmid);
             var u = (ln2?.In ?? mid).Select(r => Forward.Lin(r, P(mm + "W_in"), 0, d, m)).ToArray();
             R[]? u0 = ln2 is null ? null : Forward.Lin(ln2.In0, P(mm + "W_in"), 0, d, m);
             R[]? ub = ln2?.BiasPart(P(mm + "W_in"), 0, d, m, P(mm + "b_in"), 0);
             var c = ln2 is null ? Forward.Lin(bmid, P(mm + "W_in"), 0, d, m, P(mm + "b_in")) : Forward.Plus(u0!, ub!);
             R[] Gate(R[] x) => x.Select((v, k) => g[k] ? v : R.Zero).ToArray();
-            var mi = u.Select(x => Forward.Lin(Gate(x), P(mm + "W_out"), 0, m, d)).ToArray();
+            var mi = u.Select(x => Forward.Lin(Gate(x), wOut, 0, m, d)).ToArray();
             var e = Enumerable.Range(0, n).Select(i => ln2 is null ? Forward.Minus(Forward.Plus(mid[i], mi[i]), Row(i, site + 1)) : Forward.Minus(mid[i], Row(i, site + 1))).ToArray();
-            var e0 = Forward.Minus(Forward.Plus(bmid, Forward.Lin(c.Select(x => ArchIntervals.Act(C.Act, x)).ToArray(), P(mm + "W_out"), 0, m, d, P(mm + "b_out"))), Bias(site + 1));
+            var e0 = Forward.Minus(Forward.Plus(bmid, Forward.Lin(c.Select(x => ArchIntervals.Act(C.Act, x)).ToArray(), wOut, 0, m, d, P(mm + "b_out"))), Bias(site + 1));
             mlp[l] = new MlpTab
             {
                 U = u, C = c, G = g, E = e, E0 = e0,
-                WoutRow = Enumerable.Range(0, m).Select(k => U.Norm(Enumerable.Range(0, d).Select(j => P(mm + "W_out")[k * d + j]))).ToArray(),
-                Norm = ln2, U0 = u0, Ub = ub, M = ln2 is null ? null : mi, M0 = ln2 is null ? null : Forward.Lin(Gate(u0!), P(mm + "W_out"), 0, m, d),
+                WoutRow = Enumerable.Range(0, m).Select(k => U.Norm(new ArraySegment<double>(wOut, k * d, d))).ToArray(),
+                Norm = ln2, U0 = u0, Ub = ub, M = ln2 is null ? null : mi, M0 = ln2 is null ? null : Forward.Lin(Gate(u0!), wOut, 0, m, d),
             };
             site++;
         }
@@ -163,21 +165,28 @@ public static class Costs
     static long Rotations(ModelConfig c, long vectors) => c.Rotary ? 3L * c.RotaryDim * vectors : 0;
 
     /// <summary>The attention sublayer of layer l over T positions (without ln1).</summary>
-    public static long Attention(ModelConfig c, int T, int l = 0)
+    public static long Attention(ModelConfig c, int T, int l = 0) => AttentionAt(c, T, T, Attended(c, T, l));
+
+    /// <summary>The attention sublayer with k and v at all T positions and everything else (q, scores, softmax, p·v, W_O,
+    /// b_O) at <paramref name="queries"/> of them, which attend <paramref name="pairs"/> keys in all.</summary>
+    static long AttentionAt(ModelConfig c, long T, long queries, long pairs)
     {
-        long d = c.DModel, H = c.NHeads, kv = c.KvHeads, dh = c.DHead, pairs = Attended(c, T, l);
-        long proj = 2 * T * d * dh + T * dh;
-        return (H + 2 * kv) * proj + Rotations(c, (H + kv) * (long)T) + H * pairs * (2 * dh + 1) + H * (4 * pairs + T) + H * pairs * 2 * dh
-               + H * 2 * T * dh * d + T * d;
+        long d = c.DModel, H = c.NHeads, kv = c.KvHeads, dh = c.DHead, p = queries;
+        long Proj(long n) => 2 * n * d * dh + n * dh;
+        return 2 * kv * Proj(T) + H * Proj(p) + Rotations(c, kv * T + H * p) + H * pairs * (2 * dh + 1) + H * (4 * pairs + p) + H * pairs * 2 * dh
+               + H * 2 * p * dh * d + p * d;
     }
+
+    /// <summary>Layer l over T positions: ln1, attention, its residual add, and (unless attention-only) ln2, the MLP and its add.</summary>
+    static long Layer(ModelConfig c, int T, int l, long ln) =>
+        T * ln + Attention(c, T, l) + T * (long)c.DModel + (c.AttnOnly ? 0 : T * (ln + Mlp(c) + c.DModel));
 
     static long EmbedCost(ModelConfig c, long T) => c.Rotary ? 0 : T * c.DModel;
 
     public static long Forward(ModelConfig c, int T, int labelled)
     {
         long d = c.DModel, V = c.DVocabOut, ln = LayerNorm(c, c.Normalization), f = EmbedCost(c, T);
-        for (int l = 0; l < c.NLayers; l++)
-            f += T * ln + Attention(c, T, l) + T * d + (c.AttnOnly ? 0 : T * (ln + Mlp(c) + d));
+        for (int l = 0; l < c.NLayers; l++) f += Layer(c, T, l, ln);
         return f + T * LayerNorm(c, c.FinalNorm) + labelled * (2 * d * V + V) + labelled * CrossEntropy(V);
     }
 
@@ -185,14 +194,12 @@ public static class Costs
     /// position, everything else at the labelled positions P; pairs_P = Σ_{t∈P} (keys attended by t).</summary>
     public static long BruteForce(ModelConfig c, int[] labels)
     {
-        long d = c.DModel, H = c.NHeads, kv = c.KvHeads, dh = c.DHead, V = c.DVocabOut, T = labels.Length, p = 0, pairs = 0;
+        long d = c.DModel, V = c.DVocabOut, T = labels.Length, p = 0, pairs = 0;
         long ln = LayerNorm(c, c.Normalization), mlp = c.AttnOnly ? 0 : Mlp(c);
         for (int t = 0; t < labels.Length; t++) if (labels[t] >= 0) { p++; pairs += Window(c, c.NLayers - 1, t); }
         long f = EmbedCost(c, T);
-        for (int l = 0; l + 1 < c.NLayers; l++) f += T * ln + Attention(c, (int)T, l) + T * d + (c.AttnOnly ? 0 : T * (ln + mlp + d));
-        f += T * ln + kv * 2 * (2 * T * d * dh + T * dh) + H * (2 * p * d * dh + p * dh) + Rotations(c, kv * T + H * p)
-           + H * pairs * (2 * dh + 1) + H * (4 * pairs + p) + H * pairs * 2 * dh
-           + H * 2 * p * dh * d + 2 * p * d + (c.AttnOnly ? 0 : p * (ln + mlp + d));
+        for (int l = 0; l + 1 < c.NLayers; l++) f += Layer(c, (int)T, l, ln);
+        f += T * ln + AttentionAt(c, T, p, pairs) + p * d + (c.AttnOnly ? 0 : p * (ln + mlp + d));
         return f + p * LayerNorm(c, c.FinalNorm) + p * (2 * d * V + V) + p * CrossEntropy(V);
     }
 
