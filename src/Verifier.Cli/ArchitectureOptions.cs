@@ -53,11 +53,6 @@ sealed class ArchitectureOptions
         foreach (var o in All) c.Options.Add(o);
     }
 
-    static readonly Dictionary<string, NormKind> Norms = new(StringComparer.Ordinal)
-    {
-        ["none"] = NormKind.None, ["LN"] = NormKind.LN, ["LNPre"] = NormKind.LNPre, ["RMS"] = NormKind.RMS, ["RMSPre"] = NormKind.RMSPre,
-    };
-
     /// <summary>The preset's choices for a model of this shape (spec/model.md, "Training architectures").</summary>
     public static ModelConfig Preset(string arch, ModelConfig shape)
     {
@@ -107,7 +102,7 @@ sealed class ArchitectureOptions
 
         if (pr.GetValue(Normalization) is string n)
         {
-            if (!Norms.TryGetValue(n, out var norm))
+            if (!ModelConfig.TryParseNorm(n, allowNone: true, out var norm))
                 throw new UsageException($"--normalization: '{Display.Escape(n)}' is not one of none, LN, LNPre, RMS, RMSPre");
             c = c with { Normalization = norm };
         }
@@ -189,8 +184,7 @@ sealed class ArchitectureOptions
             if (!c.UseAttnScale) throw new UsageException("--attn-scale has no meaning with use_attn_scale false (--use-attn-scale false, or --arch neo-like)");
             if (!(sc > 0 && double.IsFinite(sc))) throw new UsageException($"--attn-scale must be a positive finite number, got {sc}");
             // Within 4 ulps of √d_head is TransformerLens's default (ModelConfig.Parse reads it so): written as the default.
-            double sq = Math.Sqrt(c.DHead);
-            c = c with { AttnScale = Math.Abs(sc - sq) <= 4 * (Math.BitIncrement(sq) - sq) ? null : sc };
+            c = c with { AttnScale = ModelConfig.IsDefaultAttnScale(sc, c.DHead) ? null : sc };
         }
         if (pr.GetValue(InverseLayerScale) is bool inv) c = c with { ScaleAttnByInverseLayerIdx = inv };
 

@@ -143,6 +143,21 @@ public sealed record ModelConfig(
         ["LN"] = NormKind.LN, ["LNPre"] = NormKind.LNPre, ["RMS"] = NormKind.RMS, ["RMSPre"] = NormKind.RMSPre,
     };
 
+    /// <summary>TransformerLens's normalization_type names (LN, LNPre, RMS, RMSPre); "none" too when
+    /// <paramref name="allowNone"/> (the CLI's spelling of null).</summary>
+    public static bool TryParseNorm(string name, bool allowNone, out NormKind kind)
+    {
+        if (allowNone && name == "none") { kind = NormKind.None; return true; }
+        return Norms.TryGetValue(name, out kind);
+    }
+
+    /// <summary>TransformerLens's default attn_scale is np.sqrt(d_head): a value within 4 ulps of √d_head means the real √d_head.</summary>
+    public static bool IsDefaultAttnScale(double scale, int dHead)
+    {
+        double sq = Math.Sqrt(Math.Max(dHead, 0));
+        return dHead > 0 && Math.Abs(scale - sq) <= 4 * (Math.BitIncrement(sq) - sq);
+    }
+
     public static ModelConfig Create(int dModel, int nHeads, int dHead, int dMlp, int nLayers, int nCtx, int dVocab, int dVocabOut, bool attnOnly)
     {
         var c = new ModelConfig(dModel, nHeads, dHead, attnOnly ? 0 : dMlp, nLayers, nCtx, dVocab, dVocabOut, attnOnly);
@@ -294,9 +309,7 @@ public sealed record ModelConfig(
         if (Num("attn_scale") is { } scale)
         {
             if (!(scale > 0 && double.IsFinite(scale))) Refuse("attn_scale", "is not supported (the scale must be a positive finite number)");
-            // TransformerLens's default is np.sqrt(d_head): within 4 ulps of it, the real √d_head is meant.
-            double sq = Math.Sqrt(Math.Max(dHead, 0));
-            if (!(dHead > 0 && Math.Abs(scale - sq) <= 4 * (Math.BitIncrement(sq) - sq))) attnScale = scale;
+            if (!IsDefaultAttnScale(scale, dHead)) attnScale = scale;
         }
         string? attnTypes = null; int window = 0;
         if (local)
